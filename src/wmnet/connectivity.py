@@ -1,0 +1,370 @@
+"""Sparse connectivity: generated directly in sparse form, or imported from a file.
+
+Each projection is stored grouped by presynaptic neuron (CSR over pre), because the engines
+push the output of each active neuron to its targets. Within one presynaptic row the slow
+synapses come first, then the fast ones, each sorted by post index:
+
+    row j:  post[rowptr[j] : split[j]]      slow synapses of j
+            post[split[j]  : rowptr[j+1]]   fast synapses of j
+
+So a static synapse costs 4 bytes (its int32 post index); its efficacy is one number per
+projection. The E→E projection's plastic state (L, potentiated bit) lives in `SynapseState`,
+indexed in this same order, which is the canonical synapse order of wmnet.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from wmnet.config import Config, PlasticProjection, StaticProjection
+from wmnet.errors import WmnetError
+from wmnet.rng import generator
+
+PROJECTIONS: tuple[tuple[str, str, str, str], ...] = (
+    # (name, config attribute, pre population, post population)
+    ("E->E", "EE", "E", "E"),
+    ("E->I", "EI", "E", "I"),
+    ("I->E", "IE", "I", "E"),
+    ("I->I", "II", "I", "I"),
+)
+
+# Synapses generated per chunk: bounds temporary memory whatever the network size.
+_CHUNK_SYNAPSES = 1 << 23
+
+
+@dataclass
+class Projection:
+    """One projection pre→post in CSR-over-pre form. Indices are local to each population."""
+
+    name: str
+    pre: str
+    post: str
+    n_pre: int
+    n_post: int
+    rowptr: torch.Tensor  # int64 [n_pre + 1]
+    split: torch.Tensor  # int64 [n_pre]: end of the slow block of each row
+    post_idx: torch.Tensor  # int32 [n_synapses]
+
+    @property
+    def n_synapses(self) -> int:
+        return int(self.post_idx.numel())
+
+    @property
+    def n_slow(self) -> int:
+        return int((self.split - self.rowptr[:-1]).sum())
+
+    def is_slow(self) -> torch.Tensor:
+        """Bool per synapse: True for the slow channel (derived from `split`)."""
+        pos = torch.arange(self.n_synapses, device=self.post_idx.device)
+        return pos < torch.repeat_interleave(self.split, self.row_lengths())
+
+    def row_lengths(self) -> torch.Tensor:
+        return self.rowptr[1:] - self.rowptr[:-1]
+
+    def pre_idx(self) -> torch.Tensor:
+        """Local pre index of every synapse (int64), in storage order."""
+        return torch.repeat_interleave(
+            torch.arange(self.n_pre, device=self.rowptr.device), self.row_lengths()
+        )
+
+    def to(self, device: torch.device) -> Projection:
+        return Projection(
+            self.name, self.pre, self.post, self.n_pre, self.n_post,
+            self.rowptr.to(device), self.split.to(device), self.post_idx.to(device),
+        )
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.rowptr, self.split, self.post_idx))
+
+
+@dataclass
+class SynapseState:
+    """The learned state of E→E synapses, in canonical (E→E projection) order."""
+
+    potentiated: torch.Tensor  # uint8 [n_EE], 1 = J_p, 0 = J_d
+    L: torch.Tensor  # working dtype [n_EE], hidden variable
+
+    def to(self, device: torch.device, dtype: torch.dtype) -> SynapseState:
+        return SynapseState(self.potentiated.to(device), self.L.to(device, dtype))
+
+    def clone(self) -> SynapseState:
+        return SynapseState(self.potentiated.clone(), self.L.clone())
+
+
+@dataclass
+class Connectivity:
+    """All four projections plus the initial E→E synapse state."""
+
+    n_E: int
+    n_I: int
+    projections: dict[str, Projection]
+    initial: SynapseState
+    source: str  # "generated" or the file it came from
+
+    @property
+    def n(self) -> int:
+        return self.n_E + self.n_I
+
+    def offset(self, pop: str) -> int:
+        return 0 if pop == "E" else self.n_E
+
+    def n_synapses(self) -> int:
+        return sum(p.n_synapses for p in self.projections.values())
+
+    def to(self, device: torch.device, dtype: torch.dtype) -> Connectivity:
+        return Connectivity(
+            self.n_E, self.n_I,
+            {k: p.to(device) for k, p in self.projections.items()},
+            self.initial.to(device, dtype), self.source,
+        )
+
+    def ee_indices(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Global (post, pre) index of every E→E synapse, in canonical order."""
+        ee = self.projections["E->E"]
+        return ee.post_idx.long(), ee.pre_idx()
+
+    def to_dense(
+        self, cfg: Config, dtype: torch.dtype, state: SynapseState | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Dense post×pre (J_slow, J_fast), N×N. For small networks and the reference engine."""
+        state = self.initial if state is None else state
+        dev = self.initial.L.device
+        j = {ch: torch.zeros(self.n, self.n, dtype=dtype, device=dev) for ch in ("slow", "fast")}
+        for name, attr, pre, post in PROJECTIONS:
+            proj = self.projections[name]
+            spec = getattr(cfg.projections, attr)
+            rows = proj.post_idx.long() + self.offset(post)
+            cols = proj.pre_idx() + self.offset(pre)
+            if isinstance(spec, PlasticProjection):
+                values = torch.where(
+                    state.potentiated.bool(),
+                    torch.tensor(spec.J_p, dtype=dtype, device=dev),
+                    torch.tensor(spec.J_d, dtype=dtype, device=dev),
+                )
+            else:
+                values = torch.full((proj.n_synapses,), spec.efficacy, dtype=dtype, device=dev)
+            slow = proj.is_slow()
+            j["slow"][rows[slow], cols[slow]] = values[slow]
+            j["fast"][rows[~slow], cols[~slow]] = values[~slow]
+        return j["slow"], j["fast"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Generation
+
+
+def _connection_probs(spec: StaticProjection | PlasticProjection) -> tuple[float, float]:
+    """(q, P(slow | connected)) under the seed's rule: slow ~ B(p r), fast ~ B(p(1−r)) ∧ ¬slow."""
+    p, r = spec.p, spec.slow_fraction
+    p_slow = p * r
+    p_fast = p * (1 - r) * (1 - p_slow)
+    q = p_slow + p_fast
+    return q, (p_slow / q if q > 0 else 0.0)
+
+
+def _bernoulli_rows(
+    n_rows: int, n_cols: int, q: float, gen: torch.Generator, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row, col) of the ones of an n_rows×n_cols Bernoulli(q) matrix, row-major.
+
+    Geometric gap sampling: the distance between successive ones in a row is Geometric(q),
+    so the work is proportional to the number of synapses, never to n_rows·n_cols.
+    """
+    empty = torch.empty(0, dtype=torch.int64, device=device)
+    if q <= 0 or n_cols == 0 or n_rows == 0:
+        return empty, empty
+    mean = n_cols * q
+    draws = int(math.ceil(mean + 8 * math.sqrt(mean * (1 - q)) + 16))
+    log1mq = math.log1p(-q) if q < 1 else -math.inf
+    rows_out, cols_out = [], []
+    chunk = max(1, _CHUNK_SYNAPSES // draws)
+    for start in range(0, n_rows, chunk):
+        rows = torch.arange(start, min(n_rows, start + chunk), device=device)
+        while rows.numel():
+            u = torch.rand(rows.numel(), draws, generator=gen, device=device, dtype=torch.float64)
+            gaps = torch.floor(torch.log1p(-u) / log1mq) + 1 if q < 1 else torch.ones_like(u)
+            pos = torch.cumsum(gaps, dim=1) - 1
+            # A row whose draws ended before n_cols needs more: redraw it whole (rare: 8 sigma).
+            short = pos[:, -1] < n_cols
+            keep = pos < n_cols
+            keep[short] = False
+            r, c = keep.nonzero(as_tuple=True)
+            rows_out.append(rows[r])
+            cols_out.append(pos[r, c].long())
+            rows = rows[short]
+    return torch.cat(rows_out), torch.cat(cols_out)
+
+
+def _fixed_indegree(
+    n_post: int, n_pre: int, k: int, square: bool, gen: torch.Generator, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(post, pre) with exactly k distinct pre per post (no autapse if square), post-major."""
+    pool = n_pre - 1 if square else n_pre
+    if k > pool:
+        raise WmnetError(f"k_in = {k} exceeds the {pool} available presynaptic neurons")
+    empty = torch.empty(0, dtype=torch.int64, device=device)
+    if k == 0 or n_post == 0:
+        return empty, empty
+    # Draw with replacement, drop duplicates, then pick k of the distinct values at random:
+    # the distinct set is exchangeable, so the k-subset is uniform.
+    extra = int(math.ceil(k * k / max(pool, 1))) + 8 * int(math.sqrt(k)) + 16
+    m = min(k + extra, 4 * k + 64) if k < pool else pool
+    posts_out, pres_out = [], []
+    chunk = max(1, _CHUNK_SYNAPSES // m)
+    for start in range(0, n_post, chunk):
+        posts = torch.arange(start, min(n_post, start + chunk), device=device)
+        while posts.numel():
+            if k == pool:
+                cand = torch.arange(pool, device=device).expand(posts.numel(), pool).clone()
+            else:
+                cand = torch.randint(pool, (posts.numel(), m), generator=gen, device=device)
+            cand, _ = torch.sort(cand, dim=1)
+            dup = torch.zeros_like(cand, dtype=torch.bool)
+            dup[:, 1:] = cand[:, 1:] == cand[:, :-1]
+            ok = (~dup).sum(dim=1) >= k
+            keys = torch.rand(cand.shape, generator=gen, device=device)
+            keys[dup] = 2.0
+            pick = torch.topk(keys, k, dim=1, largest=False).indices
+            chosen = torch.gather(cand, 1, pick)[ok]
+            if square:
+                chosen = chosen + (chosen >= posts[ok, None]).long()
+            posts_out.append(posts[ok, None].expand(-1, k).reshape(-1))
+            pres_out.append(chosen.reshape(-1))
+            posts = posts[~ok]
+    return torch.cat(posts_out), torch.cat(pres_out)
+
+
+def _to_csr(
+    name: str, pre_pop: str, post_pop: str, n_pre: int, n_post: int,
+    pre: torch.Tensor, post: torch.Tensor, slow: torch.Tensor,
+) -> Projection:
+    """Sort synapses by (pre, fast-after-slow, post) and build the row pointers."""
+    key = (pre * 2 + (~slow).long()) * n_post + post
+    order = torch.argsort(key)
+    pre, post, slow = pre[order], post[order], slow[order]
+    dev = pre.device
+    counts = torch.bincount(pre, minlength=n_pre)
+    slow_counts = torch.bincount(pre[slow], minlength=n_pre)
+    rowptr = torch.zeros(n_pre + 1, dtype=torch.int64, device=dev)
+    rowptr[1:] = torch.cumsum(counts, 0)
+    return Projection(
+        name, pre_pop, post_pop, n_pre, n_post, rowptr, rowptr[:-1] + slow_counts,
+        post.to(torch.int32),
+    )
+
+
+def generate(cfg: Config, device: torch.device, dtype: torch.dtype) -> Connectivity:
+    """Draw the connectivity and initial E→E state from the run's seed, sparse from the start."""
+    gen = generator(cfg.seed, "connectivity", device)
+    sizes = {"E": cfg.populations.E.size, "I": cfg.populations.I.size}
+    projections: dict[str, Projection] = {}
+    for name, attr, pre_pop, post_pop in PROJECTIONS:
+        spec = getattr(cfg.projections, attr)
+        n_pre, n_post = sizes[pre_pop], sizes[post_pop]
+        square = pre_pop == post_pop
+        q, p_slow_given = _connection_probs(spec)
+        if spec.k_in is not None:
+            post, pre = _fixed_indegree(n_post, n_pre, spec.k_in, square, gen, device)
+            p_slow_given = spec.slow_fraction
+        else:
+            pre, post = _bernoulli_rows(n_pre, n_post - 1 if square else n_post, q, gen, device)
+            if square:  # columns skip the diagonal
+                post = post + (post >= pre).long()
+        slow = torch.rand(pre.numel(), generator=gen, device=device) < p_slow_given
+        projections[name] = _to_csr(name, pre_pop, post_pop, n_pre, n_post, pre, post, slow)
+    n_ee = projections["E->E"].n_synapses
+    sgen = generator(cfg.seed, "synapse_state", device)
+    pot = torch.rand(n_ee, generator=sgen, device=device) < cfg.projections.EE.p_potentiated
+    initial = SynapseState(pot.to(torch.uint8), pot.to(dtype))
+    return Connectivity(sizes["E"], sizes["I"], projections, initial, "generated")
+
+
+# ---------------------------------------------------------------------------------------------
+# Import
+
+
+def load_dense(path: str | Path, cfg: Config, device: torch.device, dtype: torch.dtype) -> Connectivity:
+    """Import dense post×pre `j_fast`, `j_slow` (and optional `l`) from an .npz file.
+
+    Static projections must carry their configured efficacy; E→E entries must be J_p or J_d.
+    """
+    path = Path(path)
+    try:
+        data = np.load(path)
+        arrays = {k: np.asarray(data[k], dtype=np.float64) for k in data.files}
+    except (OSError, ValueError, KeyError) as e:
+        raise WmnetError(f"{path}: cannot read connectivity ({e})") from None
+    for key in ("j_fast", "j_slow"):
+        if key not in arrays:
+            raise WmnetError(f"{path}: missing array {key!r} (expected j_fast, j_slow, optional l)")
+    unknown = set(arrays) - {"j_fast", "j_slow", "l"}
+    if unknown:
+        raise WmnetError(f"{path}: unknown array(s) {sorted(unknown)} (expected j_fast, j_slow, l)")
+    n_e, n_i = cfg.populations.E.size, cfg.populations.I.size
+    n = n_e + n_i
+    for key, arr in arrays.items():
+        if arr.shape != (n, n):
+            raise WmnetError(f"{path}: {key} has shape {arr.shape}, expected ({n}, {n}) = N×N post×pre")
+        if not np.isfinite(arr).all():
+            raise WmnetError(f"{path}: {key} holds non-finite values")
+    fast, slow_m = arrays["j_fast"], arrays["j_slow"]
+    both = (fast != 0) & (slow_m != 0)
+    if both.any():
+        i, j = np.argwhere(both)[0]
+        raise WmnetError(
+            f"{path}: j_fast and j_slow overlap at {int(both.sum())} entries (first: post {i}, pre {j})"
+        )
+    off = {"E": 0, "I": n_e}
+    size = {"E": n_e, "I": n_i}
+    projections: dict[str, Projection] = {}
+    ee_values = ee_l = None
+    for name, attr, pre_pop, post_pop in PROJECTIONS:
+        spec = getattr(cfg.projections, attr)
+        rs = slice(off[post_pop], off[post_pop] + size[post_pop])
+        cs = slice(off[pre_pop], off[pre_pop] + size[pre_pop])
+        blocks = {"slow": slow_m[rs, cs], "fast": fast[rs, cs]}
+        if isinstance(spec, StaticProjection):
+            for ch, blk in blocks.items():
+                vals = blk[blk != 0]
+                if vals.size and not np.allclose(vals, spec.efficacy, rtol=1e-3, atol=0):
+                    raise WmnetError(
+                        f"{path}: {name} {ch} entries must all equal the configured efficacy "
+                        f"{spec.efficacy} (set projections.{name}.efficacy to match the file)"
+                    )
+        # Transposed so that nonzero() walks pre-major, as the CSR wants.
+        pre_s, post_s = np.nonzero(blocks["slow"].T)
+        pre_f, post_f = np.nonzero(blocks["fast"].T)
+        pre = np.concatenate([pre_s, pre_f])
+        post = np.concatenate([post_s, post_f])
+        slow = np.concatenate([np.ones(pre_s.size, bool), np.zeros(pre_f.size, bool)])
+        proj = _to_csr(
+            name, pre_pop, post_pop, size[pre_pop], size[post_pop],
+            torch.from_numpy(pre).to(device), torch.from_numpy(post).to(device),
+            torch.from_numpy(slow).to(device),
+        )
+        projections[name] = proj
+        if name == "E->E":
+            p_idx = proj.pre_idx().cpu().numpy()
+            q_idx = proj.post_idx.long().cpu().numpy()
+            is_slow = proj.is_slow().cpu().numpy()
+            ee_values = np.where(is_slow, blocks["slow"][q_idx, p_idx], blocks["fast"][q_idx, p_idx])
+            ee_l = arrays["l"][q_idx, p_idx] if "l" in arrays else None
+    assert ee_values is not None
+    ee = cfg.projections.EE
+    is_p = np.isclose(ee_values, ee.J_p, rtol=1e-3, atol=0)
+    is_d = np.isclose(ee_values, ee.J_d, rtol=1e-3, atol=0)
+    if not (is_p | is_d).all():
+        bad = ee_values[~(is_p | is_d)][0]
+        raise WmnetError(
+            f"{path}: E->E efficacies must be J_p = {ee.J_p} or J_d = {ee.J_d} (found {bad:g})"
+        )
+    L = ee_l if ee_l is not None else is_p.astype(np.float64)
+    initial = SynapseState(
+        torch.from_numpy(is_p.astype(np.uint8)).to(device), torch.from_numpy(L).to(device, dtype)
+    )
+    return Connectivity(n_e, n_i, projections, initial, str(path))

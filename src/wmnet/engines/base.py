@@ -1,0 +1,55 @@
+"""What every engine provides. An engine owns the evolving state of one network."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from wmnet.connectivity import SynapseState
+from wmnet.dynamics import NeuronState
+
+
+@dataclass
+class SwitchLog:
+    """Efficacy switch events (step k of the transition t_k → t_{k+1}, global pre, post, +1/−1).
+
+    Counting is always on; the per-event list only when `keep_events` (tests, small runs).
+    """
+
+    keep_events: bool = False
+    n_up: int = 0
+    n_down: int = 0
+    events: list[np.ndarray] = field(default_factory=list)  # each (m, 4) int64
+
+    def add(self, events: np.ndarray) -> None:
+        if events.size == 0:
+            return
+        self.n_up += int((events[:, 3] > 0).sum())
+        self.n_down += int((events[:, 3] < 0).sum())
+        if self.keep_events:
+            self.events.append(events)
+
+    def table(self) -> np.ndarray:
+        """All kept events, sorted by (step, pre, post)."""
+        if not self.events:
+            return np.zeros((0, 4), dtype=np.int64)
+        ev = np.concatenate(self.events)
+        return ev[np.lexsort((ev[:, 2], ev[:, 1], ev[:, 0]))]
+
+
+class Engine(Protocol):
+    name: str
+    neurons: NeuronState  # state at t_k, k = self.k
+    k: int  # index of the next step to run
+    switches: SwitchLog
+
+    def step(self, i_ext: torch.Tensor) -> torch.Tensor:
+        """Run step k → k+1 with external current i_ext; return σ at t_k (bool, one per neuron)."""
+        ...
+
+    def synapses(self) -> SynapseState:
+        """E→E state at t_k in canonical order (lazy engines bring every synapse up to date)."""
+        ...

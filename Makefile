@@ -1,0 +1,23 @@
+# Two commands do everything on a fresh machine (Python 3.11, no GPU needed):
+#   make run    set up, then simulate the default seed network and write results + plots
+#   make test   set up, then run the whole test suite
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ARGS ?=
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+.PHONY: setup run test bench
+setup: $(VENV)/.installed
+
+run: $(VENV)/.installed
+	$(VENV)/bin/wmnet run configs/seed.yaml $(ARGS)
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+bench: $(VENV)/.installed
+	$(PY) bench/bench.py $(ARGS)

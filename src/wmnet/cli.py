@@ -1,0 +1,170 @@
+"""Command line: `wmnet run | config show | plot | info`.
+
+Bad input ends with one line on stderr naming the field or file, exit status 2, and no output
+folder that looks complete.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from wmnet.config import Config, load_config
+from wmnet.errors import WmnetError
+
+
+def _config(config: str | None, sets: tuple[str, ...], flags: dict[str, Any]) -> Config:
+    overrides = list(sets) + [f"{k}={v}" for k, v in flags.items() if v is not None]
+    return load_config(config, overrides)
+
+
+def _prepare_out(out: str | None, overwrite: bool) -> Path:
+    if out is None:
+        path = Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+        while path.exists():
+            path = path.with_name(path.name + "x")
+        return path
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise WmnetError(f"--out {out}: exists and is not a folder")
+    if path.exists() and any(path.iterdir()) and not overwrite:
+        raise WmnetError(f"--out {out}: folder is not empty (use --overwrite to replace it)")
+    return path
+
+
+def _summary_lines(info: dict[str, Any]) -> list[str]:
+    s = info["summary"]
+    pops = s["populations"]
+    pot = s["ee_potentiated_fraction"]
+    sw = s["ee_switches"]
+    return [
+        f"simulated {info['simulated_ms']:g} ms of {info['n_neurons']} neurons, "
+        f"{info['n_synapses']:,} synapses ({info['engine']} engine, {info['device']}, {info['dtype']})",
+        f"wall: build {info['wall_seconds']['build']:.2f} s, simulate {info['wall_seconds']['simulate']:.2f} s "
+        f"({info['wall_s_per_sim_s']:.3g} s per simulated s)",
+        "rates: " + ", ".join(f"{p} {v['rate_hz']:.1f} Hz" for p, v in pops.items())
+        + f"; σ=1 in {100 * s['sigma_fraction']:.1f}% of neuron-steps; mean x at end: "
+        + ", ".join(f"{p} {v['mean_x_end']:.3f}" for p, v in pops.items()),
+        f"E→E potentiated: {pot['start']:.3f} → {pot['end']:.3f} ({sw['up']} up, {sw['down']} down switches)",
+    ]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="wmnet")
+def cli() -> None:
+    """wmnet: fast simulation of spiking working-memory networks with plastic synapses."""
+
+
+@cli.command()
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@click.option("--out", help="Output folder (default: a new runs/<timestamp>/).")
+@click.option("--duration", type=float, help="Simulated time (ms).")
+@click.option("--seed", type=int, help="Master seed.")
+@click.option("--device", help="auto | cpu | cuda | cuda:N")
+@click.option("--dtype", type=click.Choice(["float16", "float32", "float64"]))
+@click.option("--engine", type=click.Choice(["auto", "reference", "sparse"]))
+@click.option("--input", "input_path", type=click.Path(dir_okay=False),
+              help="External current, .npy of shape (N, steps), mV/ms.")
+@click.option("--connectivity", type=click.Path(dir_okay=False),
+              help=".npz with dense post×pre j_fast, j_slow and optional l.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config field.")
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty output folder.")
+@click.option("--no-plot", is_flag=True, help="Skip the figures.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def run(config: str | None, out: str | None, duration: float | None, seed: int | None, device: str | None,
+        dtype: str | None, engine: str | None, input_path: str | None, connectivity: str | None,
+        sets: tuple[str, ...], overwrite: bool, no_plot: bool, quiet: bool) -> None:
+    """Simulate CONFIG (default: the seed model) and write spikes, traces, run.json and plots."""
+    from wmnet.network import Network, resolve_device
+    from wmnet.plotting import plot_run
+    from wmnet.simulation import Simulation
+    from wmnet.stimuli import make_stimulus
+
+    cfg = _config(config, sets, {"duration": duration, "seed": seed, "device": device,
+                                 "dtype": dtype, "engine": engine})
+    dev = resolve_device(cfg.device)
+    path = _prepare_out(out, overwrite)
+    net = Network.build(cfg, device=dev, connectivity=connectivity)
+    stim = make_stimulus(cfg, net.device, net.dtype, input_path)  # validates the input before any write
+    sim = Simulation(net, stimulus=stim)
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    (path / "config.yaml").write_text(cfg.to_yaml())
+    extra = {"input": input_path}
+    try:
+        result = sim.run(out=path, progress=not quiet, info=extra)
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: {path} holds the data up to the interruption (run.json status "
+                   "'interrupted')", err=True)
+        sys.exit(130)
+    for line in _summary_lines(result.info):
+        click.echo(line)
+    if not no_plot:
+        for f in plot_run(path):
+            click.echo(f"figure: {f}")
+    click.echo(f"results: {path}")
+
+
+@cli.group(name="config")
+def config_group() -> None:
+    """Inspect configurations."""
+
+
+@config_group.command("show")
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config field.")
+def config_show(config: str | None, sets: tuple[str, ...]) -> None:
+    """Print the effective config (defaults, file, then --set overrides) as YAML."""
+    click.echo(_config(config, sets, {}).to_yaml(), nl=False)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+def plot(run_dir: str) -> None:
+    """Redraw a run's figures from its saved files into RUN_DIR/figures/."""
+    from wmnet.plotting import plot_run
+
+    for f in plot_run(run_dir):
+        click.echo(f"figure: {f}")
+
+
+@cli.command()
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@click.option("--device", help="auto | cpu | cuda | cuda:N")
+@click.option("--dtype", type=click.Choice(["float16", "float32", "float64"]))
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config field.")
+def info(config: str | None, device: str | None, dtype: str | None, sets: tuple[str, ...]) -> None:
+    """Build the network without running it and print its size."""
+    from wmnet.memory import describe
+    from wmnet.network import Network
+
+    cfg = _config(config, sets, {"device": device, "dtype": dtype})
+    net = Network.build(cfg)
+    for line in describe(net):
+        click.echo(line)
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=False)
+    except WmnetError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+
+
+if __name__ == "__main__":
+    main()

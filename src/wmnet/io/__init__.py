@@ -1,0 +1,1 @@
+"""Readers and writers: SONATA spikes and reports, run.json."""

@@ -1,0 +1,125 @@
+"""SONATA spike files and state reports (HDF5), written incrementally.
+
+Spikes:   /spikes/<population>/{timestamps (float64, ms), node_ids (uint64)}, attribute
+          `sorting` = "by_time"; node ids are local to each population.
+Reports:  /report/<population>/data (time × recorded neurons), with
+          mapping/{node_ids, index_pointer, element_ids, time = [start, stop, step] (ms)}.
+
+Files are flushed after every append, so they stay readable if the process dies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+UNITS = {"v": "mV", "i_s": "mV/ms", "i_f": "mV/ms", "x": "1", "a": "1"}
+
+
+@dataclass(frozen=True)
+class PopulationRange:
+    name: str
+    offset: int  # global index of the first neuron
+    size: int
+
+
+def _appendable(group: h5py.Group, name: str, dtype: np.dtype | type, width: int | None = None) -> h5py.Dataset:
+    shape = (0,) if width is None else (0, width)
+    maxshape = (None,) if width is None else (None, width)
+    chunks = (65536,) if width is None else (max(1, 65536 // max(width, 1)), width)
+    return group.create_dataset(name, shape=shape, maxshape=maxshape, dtype=dtype, chunks=chunks)
+
+
+def _append(ds: h5py.Dataset, values: np.ndarray) -> None:
+    n = ds.shape[0]
+    ds.resize(n + values.shape[0], axis=0)
+    ds[n:] = values
+
+
+class SpikeWriter:
+    """Appends pulse onsets to a SONATA spike file, in time order."""
+
+    def __init__(self, path: Path, populations: list[PopulationRange]):
+        self.path, self.populations = path, populations
+        self.file = h5py.File(path, "w")
+        root = self.file.create_group("spikes")
+        self._ds: dict[str, tuple[h5py.Dataset, h5py.Dataset]] = {}
+        for pop in populations:
+            g = root.create_group(pop.name)
+            g.attrs["sorting"] = "by_time"
+            ts = _appendable(g, "timestamps", np.float64)
+            ts.attrs["units"] = "ms"
+            self._ds[pop.name] = (ts, _appendable(g, "node_ids", np.uint64))
+        self.file.flush()
+
+    def append(self, times_ms: np.ndarray, global_ids: np.ndarray) -> None:
+        """Spikes sorted by time (then id), with global neuron indices."""
+        for pop in self.populations:
+            m = (global_ids >= pop.offset) & (global_ids < pop.offset + pop.size)
+            ts, ids = self._ds[pop.name]
+            _append(ts, times_ms[m].astype(np.float64))
+            _append(ids, (global_ids[m] - pop.offset).astype(np.uint64))
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class ReportWriter:
+    """Appends samples of one state variable for selected neurons to a SONATA report."""
+
+    def __init__(self, path: Path, variable: str, populations: list[PopulationRange],
+                 neurons: np.ndarray, t_start: float, t_step: float):
+        self.path, self.variable = path, variable
+        self.file = h5py.File(path, "w")
+        self._cols: list[tuple[h5py.Dataset, h5py.Dataset, np.ndarray]] = []
+        for pop in populations:
+            cols = np.nonzero((neurons >= pop.offset) & (neurons < pop.offset + pop.size))[0]
+            if cols.size == 0:
+                continue
+            g = self.file.create_group(f"report/{pop.name}")
+            data = _appendable(g, "data", np.float32, width=int(cols.size))
+            data.attrs["units"] = UNITS[variable]
+            data.attrs["variable_name"] = variable
+            m = g.create_group("mapping")
+            m.create_dataset("node_ids", data=(neurons[cols] - pop.offset).astype(np.uint64))
+            m.create_dataset("index_pointer", data=np.arange(cols.size + 1, dtype=np.uint64))
+            m.create_dataset("element_ids", data=np.zeros(cols.size, dtype=np.uint32))
+            time = m.create_dataset("time", data=np.array([t_start, t_start, t_step], dtype=np.float64))
+            time.attrs["units"] = "ms"
+            self._cols.append((data, time, cols))
+        self.file.flush()
+
+    def append(self, samples: np.ndarray) -> None:
+        """samples: (n_samples, n_recorded) for all recorded neurons, in `neurons` order."""
+        for data, time, cols in self._cols:
+            _append(data, samples[:, cols].astype(np.float32))
+            time[1] = time[0] + data.shape[0] * time[2]  # stop is exclusive
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def read_spikes(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{population: (timestamps_ms, local node_ids)} from a SONATA spike file."""
+    out = {}
+    with h5py.File(path, "r") as f:
+        for name, g in f["spikes"].items():
+            out[name] = (g["timestamps"][()], g["node_ids"][()])
+    return out
+
+
+def read_report(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """{population: (times_ms, local node_ids, data[time, neuron])} from a SONATA report."""
+    out = {}
+    with h5py.File(path, "r") as f:
+        for name, g in f["report"].items():
+            data = g["data"][()]
+            start, _, step = g["mapping/time"][()]
+            times = start + step * np.arange(data.shape[0])
+            out[name] = (times, g["mapping/node_ids"][()], data)
+    return out

@@ -1,0 +1,99 @@
+"""Figures drawn from a run's saved files (so `wmnet plot DIR` can redraw them at any time)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from wmnet.errors import WmnetError  # noqa: E402
+from wmnet.io.runinfo import read_json  # noqa: E402
+from wmnet.io.sonata import read_report, read_spikes  # noqa: E402
+
+COLORS = {"E": "tab:blue", "I": "tab:red"}
+LABELS = {"v": "v (mV)", "i_s": "i_s (mV/ms)", "i_f": "i_f (mV/ms)", "x": "x", "a": "a"}
+MAX_RASTER_NEURONS = {"E": 800, "I": 200}
+
+
+def plot_raster(run_dir: Path, dest: Path, bin_ms: float = 5.0) -> Path:
+    """Raster (E and I in two colours) over population rates in `bin_ms` bins."""
+    info = read_json(run_dir / "run.json")
+    cfg = info["config"]
+    spikes = read_spikes(run_dir / "spikes.h5")
+    t_end = info.get("simulated_ms") or cfg["duration"]
+    fig, (ax_r, ax_p) = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True,
+                                     gridspec_kw={"height_ratios": [3, 1]})
+    offset = 0
+    edges = np.arange(0, t_end + bin_ms, bin_ms)
+    for pop in ("E", "I"):
+        size = cfg["populations"][pop]["size"]
+        shown = min(size, MAX_RASTER_NEURONS[pop])
+        t, ids = spikes.get(pop, (np.zeros(0), np.zeros(0)))
+        m = ids < shown
+        ax_r.plot(t[m], ids[m] + offset, ",", color=COLORS[pop], rasterized=True)
+        offset += shown
+        counts, _ = np.histogram(t, edges)
+        rate = counts / (size * bin_ms / 1000)
+        ax_p.step(edges[:-1], rate, where="post", color=COLORS[pop], label=f"{pop} ({size} neurons)")
+    ax_r.set_ylabel("neuron (E first)")
+    shown_e = min(cfg["populations"]["E"]["size"], MAX_RASTER_NEURONS["E"])
+    ax_r.axhline(shown_e - 0.5, color="0.7", lw=0.5)
+    ax_r.set_ylim(-0.5, offset - 0.5)
+    ax_r.set_title(f"Pulse onsets (first {MAX_RASTER_NEURONS['E']} E, {MAX_RASTER_NEURONS['I']} I shown) — "
+                   f"seed {info['seed']}, {info['engine']} engine, {info['dtype']}")
+    ax_p.set_ylabel(f"rate (Hz, {bin_ms:g} ms bins)")
+    ax_p.set_xlabel("time (ms)")
+    ax_p.set_xlim(0, t_end)
+    ax_p.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(dest, dpi=120)
+    plt.close(fig)
+    return dest
+
+
+def plot_traces(run_dir: Path, dest: Path) -> Path | None:
+    """One panel per recorded variable; one line per recorded neuron; v with θ marked."""
+    info = read_json(run_dir / "run.json")
+    cfg = info["config"]
+    variables = [v for v in ("v", "i_s", "i_f", "x", "a") if (run_dir / "reports" / f"{v}.h5").exists()]
+    if not variables:
+        return None
+    fig, axes = plt.subplots(len(variables), 1, figsize=(10, 2.0 * len(variables) + 0.8), sharex=True,
+                             squeeze=False)
+    for ax, var in zip(axes[:, 0], variables):
+        report = read_report(run_dir / "reports" / f"{var}.h5")
+        for pop, (t, ids, data) in report.items():
+            for col, nid in enumerate(ids):
+                style = "-" if pop == "E" else "--"
+                ax.plot(t, data[:, col], style, lw=0.8, label=f"{pop}{nid}")
+            if var == "v":
+                ax.axhline(cfg["populations"][pop]["theta"], color=COLORS[pop], ls=":", lw=1,
+                           label=f"θ ({pop})")
+        ax.set_ylabel(LABELS[var])
+    axes[0, 0].legend(loc="upper right", fontsize=7, ncol=4)
+    axes[0, 0].set_title(f"State traces (every {cfg['record']['traces']['every']} steps)")
+    axes[-1, 0].set_xlabel("time (ms)")
+    fig.tight_layout()
+    fig.savefig(dest, dpi=120)
+    plt.close(fig)
+    return dest
+
+
+def plot_run(run_dir: str | Path) -> list[Path]:
+    """Draw every figure of a run into DIR/figures/. Returns the files written."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "run.json").exists():
+        raise WmnetError(f"{run_dir}: not a wmnet run folder (no run.json)")
+    if not (run_dir / "spikes.h5").exists():
+        raise WmnetError(f"{run_dir}: no spikes.h5 to plot")
+    fig_dir = run_dir / "figures"
+    fig_dir.mkdir(exist_ok=True)
+    out = [plot_raster(run_dir, fig_dir / "raster.png")]
+    traces = plot_traces(run_dir, fig_dir / "traces.png")
+    if traces is not None:
+        out.append(traces)
+    return out

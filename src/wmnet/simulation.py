@@ -1,0 +1,219 @@
+"""The run loop: stimulus → engine step → monitors, with a progress bar and a summary.
+
+    net = Network.build(load_config("configs/seed.yaml"))
+    sim = Simulation(net)
+    result = sim.run(out="runs/demo")     # or sim.run() to keep everything in memory
+    result.spikes.i, result.spikes.t, result.traces.v
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from wmnet.config import Config, steps_in
+from wmnet.engines import Engine, make_engine, resolve_engine
+from wmnet.io.runinfo import write_json
+from wmnet.io.sonata import PopulationRange, ReportWriter, SpikeWriter
+from wmnet.monitors import SpikeMonitor, StateMonitor
+from wmnet.network import Network
+from wmnet.stimuli import Stimulus, make_stimulus
+
+PACKAGES = ("wmnet", "torch", "numpy", "numba", "h5py", "pydantic")
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def populations(cfg: Config) -> list[PopulationRange]:
+    return [PopulationRange("E", 0, cfg.populations.E.size),
+            PopulationRange("I", cfg.populations.E.size, cfg.populations.I.size)]
+
+
+def trace_neurons(cfg: Config) -> np.ndarray:
+    """Recorded neuron indices, negative ones counted from the end, deduplicated, sorted."""
+    n = cfg.n_neurons
+    idx = [i + n if i < 0 else i for i in cfg.record.traces.neurons]
+    bad = [i for i in idx if not 0 <= i < n]
+    if bad:
+        from wmnet.errors import WmnetError
+        raise WmnetError(f"record.traces.neurons: index {bad[0]} outside 0..{n - 1}")
+    return np.unique(np.asarray(idx, dtype=np.int64))
+
+
+@dataclass
+class RunResult:
+    """What a run produced. With an output folder, the files hold the same data."""
+
+    config: Config
+    spikes: SpikeMonitor
+    traces: StateMonitor
+    summary: dict[str, Any]
+    engine: Engine
+    out: Path | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Simulation:
+    """One network, one engine, one stimulus. `run` may be called repeatedly to continue."""
+
+    def __init__(
+        self,
+        network: Network,
+        stimulus: Stimulus | None = None,
+        engine: str | None = None,
+        input_path: str | Path | None = None,
+        keep_switch_events: bool = False,
+    ):
+        cfg = network.config
+        self.network, self.config = network, cfg
+        self.stimulus = stimulus or make_stimulus(cfg, network.device, network.dtype, input_path)
+        self.engine_name = resolve_engine(engine or cfg.engine, network)
+        self.engine = make_engine(self.engine_name, network, keep_switch_events=keep_switch_events)
+        self.initial_potentiated = float(network.connectivity.initial.potentiated.float().mean()) \
+            if network.connectivity.initial.potentiated.numel() else float("nan")
+
+    def run(
+        self,
+        duration: float | None = None,
+        out: str | Path | None = None,
+        progress: bool = True,
+        keep_in_memory: bool | None = None,
+        info: dict[str, Any] | None = None,
+    ) -> RunResult:
+        """Simulate `duration` ms (default: the config's) from the current state.
+
+        With `out`, spikes and traces stream to SONATA files there and run.json is written
+        (status "running" until it ends; "interrupted" on Ctrl-C).
+        """
+        cfg, net, eng = self.config, self.network, self.engine
+        n_steps = cfg.n_steps if duration is None else steps_in(duration, cfg.dt, "duration")
+        out = Path(out) if out is not None else None
+        keep = out is None if keep_in_memory is None else keep_in_memory
+        pops = populations(cfg)
+        rec = cfg.record
+        block = max(1, min(round(rec.flush_every / cfg.dt), max(1, (1 << 26) // max(net.n, 1))))
+        neurons = trace_neurons(cfg)
+        spike_writer = report_writers = None
+        info = dict(info or {})
+        if out is not None:
+            (out / "reports").mkdir(parents=True, exist_ok=True)
+            spike_writer = SpikeWriter(out / "spikes.h5", pops) if rec.spikes else None
+            t0 = eng.k * cfg.dt
+            step_ms = rec.traces.every * cfg.dt
+            report_writers = {v: ReportWriter(out / "reports" / f"{v}.h5", v, pops, neurons, t0, step_ms)
+                              for v in rec.traces.variables}
+        spikes = SpikeMonitor(net.n, cfg.dt, net.device, block, spike_writer, keep)
+        traces = StateMonitor(list(rec.traces.variables), neurons, rec.traces.every, cfg.dt, net.device,
+                              max(1, block // rec.traces.every), report_writers or {}, keep)
+        base = self._run_info(info)
+        if out is not None:
+            write_json(out / "run.json", {**base, "status": "running"})
+        sigma_sum = torch.zeros(2, dtype=torch.int64, device=net.device)
+        n_e = net.n_E
+        status = "complete"
+        t_start = time.perf_counter()
+        bar = tqdm(total=round(n_steps * cfg.dt, 6), unit="ms", disable=not progress,
+                   bar_format="{percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} ms simulated [{elapsed}<{remaining}{postfix}]",
+                   file=sys.stderr)
+        done = 0
+        try:
+            for _ in range(n_steps):
+                k = eng.k
+                state = eng.neurons
+                traces.record(k, state)
+                a_before = state.a
+                sigma = eng.step(self.stimulus(k))
+                spikes.record(k, sigma & (a_before == 0))
+                sigma_sum[0] += sigma[:n_e].sum()
+                sigma_sum[1] += sigma[n_e:].sum()
+                done += 1
+                if done % 200 == 0 or done == n_steps:
+                    wall = time.perf_counter() - t_start
+                    bar.update(round(done * cfg.dt - bar.n, 6))
+                    bar.set_postfix_str(f"{(done * cfg.dt / 1000) / wall:.3g} sim s per wall s", refresh=False)
+        except KeyboardInterrupt:
+            status = "interrupted"
+        finally:
+            bar.close()
+            spikes.flush()
+            traces.flush()
+            for w in [spike_writer, *(report_writers or {}).values()]:
+                if w is not None:
+                    w.close()
+        sim_seconds = time.perf_counter() - t_start
+        summary = self._summary(spikes, sigma_sum, done)
+        info = {**base, "status": status, "steps_done": done, "simulated_ms": done * cfg.dt,
+                "wall_seconds": {"build": net.build_seconds, "simulate": sim_seconds},
+                "wall_s_per_sim_s": sim_seconds / max(done * cfg.dt / 1000, 1e-12),
+                "summary": summary}
+        if out is not None:
+            write_json(out / "run.json", info)
+        result = RunResult(cfg, spikes, traces, summary, eng, out, info)
+        if status == "interrupted":
+            raise KeyboardInterrupt(result)
+        return result
+
+    def _run_info(self, extra: dict[str, Any]) -> dict[str, Any]:
+        net = self.network
+        return {
+            "wmnet_run": 1,
+            "seed": self.config.seed,
+            "config": self.config.to_dict(),
+            "engine": self.engine_name,
+            "device": str(net.device),
+            "device_name": device_name(net.device),
+            "dtype": str(net.dtype).removeprefix("torch."),
+            "connectivity": net.connectivity.source,
+            "n_neurons": net.n,
+            "n_synapses": net.connectivity.n_synapses(),
+            "versions": package_versions(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **extra,
+        }
+
+    def _summary(self, spikes: SpikeMonitor, sigma_sum: torch.Tensor, steps: int) -> dict[str, Any]:
+        cfg, net = self.config, self.network
+        n_e, n_i = cfg.populations.E.size, cfg.populations.I.size
+        seconds = steps * cfg.dt / 1000
+        counts = spikes.count.cpu()
+        x = self.engine.neurons.x.double().cpu()
+        ss = sigma_sum.cpu().double()
+        syn = self.engine.synapses()
+        pot_end = float(syn.potentiated.float().mean()) if syn.potentiated.numel() else float("nan")
+        per = {}
+        for name, sl, size, j in (("E", slice(0, n_e), n_e, 0), ("I", slice(n_e, None), n_i, 1)):
+            per[name] = {
+                "rate_hz": float(counts[sl].sum()) / (size * seconds) if seconds else 0.0,
+                "sigma_fraction": float(ss[j]) / (size * steps) if steps else 0.0,
+                "mean_x_end": float(x[sl].mean()),
+            }
+        return {
+            "populations": per,
+            "sigma_fraction": float(ss.sum()) / (net.n * steps) if steps else 0.0,
+            "ee_potentiated_fraction": {"start": self.initial_potentiated, "end": pot_end},
+            "ee_switches": {"up": self.engine.switches.n_up, "down": self.engine.switches.n_down},
+            "spikes": int(counts.sum()),
+        }

@@ -23,7 +23,7 @@ from wmnet.engines.base import SwitchLog
 from wmnet.network import Network
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _drift_to(L, n, dt, neg_alpha, beta, zero, thx, lo, hi, bounded):  # noqa: ANN001, ANN202
     """L after n drift-only steps (no Hebbian term). Returns (L, steps_done_before_down_switch).
 
@@ -47,7 +47,7 @@ def _drift_to(L, n, dt, neg_alpha, beta, zero, thx, lo, hi, bounded):  # noqa: A
     return L, down_at
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, inline="always")
 def _static_push(j, s, rowptr, split, post, post_off, j_slow, j_fast, acc_slow, acc_fast):  # noqa: ANN001, ANN202
     ws = j_slow * s
     for q in range(rowptr[j], split[j]):
@@ -57,6 +57,46 @@ def _static_push(j, s, rowptr, split, post, post_off, j_slow, j_fast, acc_slow, 
         acc_fast[post_off + post[q]] += wf
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _log_event(events, n_ev, max_events, step, pre, post, direction):  # noqa: ANN001, ANN202
+    if n_ev < max_events:
+        events[n_ev, 0] = step
+        events[n_ev, 1] = pre
+        events[n_ev, 2] = post
+        events[n_ev, 3] = direction
+    return n_ev + 1
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _ee_plastic_range(
+    q0, q1, j, k, gap, last_j, s, post, pot, ee_L, acc, jtab,
+    f, dt, neg_alpha, beta, zero, thx, lo, hi, bounded, events, n_ev, max_events,
+):  # noqa: ANN001, ANN202
+    """E→E synapses q0..q1 of active pre j in one channel: catch up, deliver J(t_k)·s, learn."""
+    for q in range(q0, q1):
+        i = post[q]
+        L = ee_L[q]
+        if gap > 0:
+            L, down_at = _drift_to(L, gap, dt, neg_alpha, beta, zero, thx, lo, hi, bounded)
+            if down_at >= 0 and pot[q] == 1:
+                pot[q] = 0
+                n_ev = _log_event(events, n_ev, max_events, last_j + down_at, j, i, -1)
+        b = pot[q]
+        acc[i] += jtab[b] * s
+        R = (neg_alpha if L <= thx else zero) + (beta if L >= thx else zero)
+        L_new = L + dt * (R + f[i])
+        if bounded:
+            L_new = min(max(L_new, lo), hi)
+        if b == 0 and L <= thx and thx < L_new:
+            pot[q] = 1
+            n_ev = _log_event(events, n_ev, max_events, k, j, i, 1)
+        elif b == 1 and L >= thx and thx > L_new:
+            pot[q] = 0
+            n_ev = _log_event(events, n_ev, max_events, k, j, i, -1)
+        ee_L[q] = L_new
+    return n_ev
+
+
 @numba.njit(cache=True, nogil=True)
 def _step_synapses(
     k, sigma, x, n_e,
@@ -64,13 +104,14 @@ def _step_synapses(
     ei_rowptr, ei_split, ei_post,
     ie_rowptr, ie_split, ie_post,
     ii_rowptr, ii_split, ii_post,
-    jp_slow, jd_slow, jp_fast, jd_fast,
+    jtab_slow, jtab_fast,
     ei_slow, ei_fast, ie_slow, ie_fast, ii_slow, ii_fast,
     plastic, f, dt, neg_alpha, beta, zero, thx, lo, hi, bounded,
     acc_slow, acc_fast, events, max_events,
 ):  # noqa: ANN001, ANN202
     """Accumulate Σ_j J_ij s_j into acc_* and advance E→E synapses of active pre neurons.
 
+    jtab_* = [J_d, J_p] of each channel, indexed by the potentiated bit (no branch).
     Returns the number of switch events; events[:min(count, max_events)] holds them as
     (step, pre, post, direction).
     """
@@ -82,47 +123,21 @@ def _step_synapses(
         s = x[j]
         if j < n_e:
             _static_push(j, s, ei_rowptr, ei_split, ei_post, n_e, ei_slow, ei_fast, acc_slow, acc_fast)
-            gap = k - last[j]
-            for q in range(ee_rowptr[j], ee_rowptr[j + 1]):
-                i = ee_post[q]
-                slow = q < ee_split[j]
-                L = ee_L[q]
-                if plastic and gap > 0:
-                    L, down_at = _drift_to(L, gap, dt, neg_alpha, beta, zero, thx, lo, hi, bounded)
-                    if down_at >= 0 and ee_pot[q] == 1:
-                        ee_pot[q] = 0
-                        if n_ev < max_events:
-                            events[n_ev, 0] = last[j] + down_at
-                            events[n_ev, 1] = j
-                            events[n_ev, 2] = i
-                            events[n_ev, 3] = -1
-                        n_ev += 1
-                pot = ee_pot[q] == 1
-                if slow:
-                    acc_slow[i] += (jp_slow if pot else jd_slow) * s
-                else:
-                    acc_fast[i] += (jp_fast if pot else jd_fast) * s
-                if plastic:
-                    R = (neg_alpha if L <= thx else zero) + (beta if L >= thx else zero)
-                    L_new = L + dt * (R + f[i])
-                    if bounded:
-                        L_new = min(max(L_new, lo), hi)
-                    new_pot = pot
-                    if L <= thx and thx < L_new:
-                        new_pot = True
-                    elif L >= thx and thx > L_new:
-                        new_pot = False
-                    if new_pot != pot:
-                        ee_pot[q] = 1 if new_pot else 0
-                        if n_ev < max_events:
-                            events[n_ev, 0] = k
-                            events[n_ev, 1] = j
-                            events[n_ev, 2] = i
-                            events[n_ev, 3] = 1 if new_pot else -1
-                        n_ev += 1
-                    ee_L[q] = L_new
+            q0, qs, q1 = ee_rowptr[j], ee_split[j], ee_rowptr[j + 1]
             if plastic:
+                gap = k - last[j]
+                n_ev = _ee_plastic_range(q0, qs, j, k, gap, last[j], s, ee_post, ee_pot, ee_L, acc_slow,
+                                         jtab_slow, f, dt, neg_alpha, beta, zero, thx, lo, hi, bounded,
+                                         events, n_ev, max_events)
+                n_ev = _ee_plastic_range(qs, q1, j, k, gap, last[j], s, ee_post, ee_pot, ee_L, acc_fast,
+                                         jtab_fast, f, dt, neg_alpha, beta, zero, thx, lo, hi, bounded,
+                                         events, n_ev, max_events)
                 last[j] = k + 1
+            else:
+                for q in range(q0, qs):
+                    acc_slow[ee_post[q]] += jtab_slow[ee_pot[q]] * s
+                for q in range(qs, q1):
+                    acc_fast[ee_post[q]] += jtab_fast[ee_pot[q]] * s
         else:
             jj = j - n_e
             _static_push(jj, s, ie_rowptr, ie_split, ie_post, 0, ie_slow, ie_fast, acc_slow, acc_fast)
@@ -184,7 +199,8 @@ class SparseEngine:
         self._static = arrays[3:]
         pr = cfg.projections
         pl = cfg.plasticity
-        self._eff = [c(pr.EE.J_p), c(pr.EE.J_d), c(pr.EE.J_p), c(pr.EE.J_d),
+        jtab = np.array([pr.EE.J_d, pr.EE.J_p], dtype=np_dtype)  # indexed by the potentiated bit
+        self._eff = [jtab, jtab.copy(),
                      c(pr.EI.efficacy), c(pr.EI.efficacy), c(pr.IE.efficacy), c(pr.IE.efficacy),
                      c(pr.II.efficacy), c(pr.II.efficacy)]
         lo, hi = pl.bounds if pl.bounds is not None else (0.0, 0.0)

@@ -92,12 +92,6 @@ def test_model_walk_finds_every_section():
             "Record", "Traces"} <= names
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: fields without a description in src/wmnet/config.py: Config.populations, "
-    "projections, stp, plasticity, stimulus, record; Projections.EE/EI/IE/II; Record.traces; "
-    "Sinusoid.kind; Constant.kind",
-)
 def test_every_field_has_a_description():
     missing = [
         f"{m.__name__}.{name}"
@@ -221,13 +215,6 @@ def test_override_switches_stimulus_kind():
     assert isinstance(c.stimulus, Constant) and c.stimulus.E == 1.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: --set stimulus.kind=constant over a YAML file whose stimulus has sinusoid keys "
-    "(e.g. configs/seed.yaml) fails with 'stimulus.constant.amplitude_max: unknown key': "
-    "apply_override edits the file's mapping in place, so _merge's kind-change replacement "
-    "never sees the old keys",
-)
 @pytest.mark.parametrize("source", ["tmp", "seed"])
 def test_override_switches_kind_over_file(tmp_path, source):
     if source == "seed":

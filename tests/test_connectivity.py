@@ -433,12 +433,6 @@ def test_generate_20k_sparse_p_no_dense_allocation():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: generate() peaks at ~2.8 GB RSS growth for 20,000 neurons at p = 0.2 "
-    "(~77 M synapses, ~9x the 0.31 GB it keeps): int64 pre/post/key/order temporaries of whole "
-    "projections in _bernoulli_rows/_to_csr, close to one dense float64 N×N (3.2 GB)",
-)
 def test_generate_20k_p02_peak_rss_well_below_dense():
     """The check at the default p = 0.2 (~77 M synapses). A full run takes ~50 s on 2 CPUs;
     while the bug stands the child is stopped once it passes the limit (~12 s)."""

@@ -158,46 +158,93 @@ class Connectivity:
 # Generation
 
 
-def _connection_probs(spec: StaticProjection | PlasticProjection) -> tuple[float, float]:
-    """(q, P(slow | connected)) under the seed's rule: slow ~ B(p r), fast ~ B(p(1−r)) ∧ ¬slow."""
-    p, r = spec.p, spec.slow_fraction
-    p_slow = p * r
-    p_fast = p * (1 - r) * (1 - p_slow)
-    q = p_slow + p_fast
-    return q, (p_slow / q if q > 0 else 0.0)
-
-
-def _bernoulli_rows(
-    n_rows: int, n_cols: int, q: float, gen: torch.Generator, device: torch.device
+def _bernoulli_chunk(
+    rows: torch.Tensor, n_cols: int, q: float, gen: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(row, col) of the ones of an n_rows×n_cols Bernoulli(q) matrix, row-major.
+    """(row, col) of the ones of Bernoulli(q) rows `rows` × n_cols, sorted row-major.
 
     Geometric gap sampling: the distance between successive ones in a row is Geometric(q),
-    so the work is proportional to the number of synapses, never to n_rows·n_cols.
+    so the work is proportional to the number of synapses, never to rows × columns.
     """
-    empty = torch.empty(0, dtype=torch.int64, device=device)
-    if q <= 0 or n_cols == 0 or n_rows == 0:
+    dev = rows.device
+    empty = torch.empty(0, dtype=torch.int64, device=dev)
+    if q <= 0 or n_cols == 0 or rows.numel() == 0:
         return empty, empty
     mean = n_cols * q
-    draws = int(math.ceil(mean + 8 * math.sqrt(mean * (1 - q)) + 16))
+    draws = min(n_cols, int(math.ceil(mean + 8 * math.sqrt(mean * (1 - q)) + 16)))
     log1mq = math.log1p(-q) if q < 1 else -math.inf
     rows_out, cols_out = [], []
-    chunk = max(1, _CHUNK_SYNAPSES // draws)
-    for start in range(0, n_rows, chunk):
-        rows = torch.arange(start, min(n_rows, start + chunk), device=device)
-        while rows.numel():
-            u = torch.rand(rows.numel(), draws, generator=gen, device=device, dtype=torch.float64)
-            gaps = torch.floor(torch.log1p(-u) / log1mq) + 1 if q < 1 else torch.ones_like(u)
-            pos = torch.cumsum(gaps, dim=1) - 1
-            # A row whose draws ended before n_cols needs more: redraw it whole (rare: 8 sigma).
-            short = pos[:, -1] < n_cols
-            keep = pos < n_cols
-            keep[short] = False
-            r, c = keep.nonzero(as_tuple=True)
-            rows_out.append(rows[r])
-            cols_out.append(pos[r, c].long())
-            rows = rows[short]
-    return torch.cat(rows_out), torch.cat(cols_out)
+    todo = rows
+    while todo.numel():
+        u = torch.rand(todo.numel(), draws, generator=gen, device=dev, dtype=torch.float64)
+        gaps = torch.floor(torch.log1p(-u) / log1mq) + 1 if q < 1 else torch.ones_like(u)
+        pos = torch.cumsum(gaps, dim=1) - 1
+        # A row whose draws ended before n_cols is redrawn whole (beyond 8 sigma: very rare).
+        short = pos[:, -1] < n_cols - 1 if draws < n_cols else torch.zeros_like(pos[:, 0], dtype=torch.bool)
+        keep = (pos < n_cols) & ~short[:, None]
+        r, c = keep.nonzero(as_tuple=True)
+        rows_out.append(todo[r])
+        cols_out.append(pos[r, c].long())
+        todo = todo[short]
+    row, col = torch.cat(rows_out), torch.cat(cols_out)
+    if len(rows_out) > 1:  # redrawn rows came last: restore row-major order
+        order = torch.argsort(row * n_cols + col)
+        row, col = row[order], col[order]
+    return row, col
+
+
+def _bernoulli_csr(
+    name: str, pre_pop: str, post_pop: str, n_pre: int, n_post: int,
+    spec: StaticProjection | PlasticProjection, gen: torch.Generator, device: torch.device,
+) -> Projection:
+    """The seed's rule, pair by pair: slow ~ B(p·r); fast ~ B(p·(1−r)), kept only where not slow.
+
+    Built in chunks of presynaptic rows, placed straight into CSR order (slow block, then
+    fast block, each by post) without sorting; memory beyond the result is one chunk.
+    """
+    square = pre_pop == post_pop
+    n_cols = n_post - 1 if square else n_post  # square blocks skip the diagonal
+    p_slow, p_fast = spec.p * spec.slow_fraction, spec.p * (1 - spec.slow_fraction)
+    per_row = max(1.0, n_cols * (p_slow + p_fast))
+    chunk = max(1, int(_CHUNK_SYNAPSES // per_row))
+    counts = torch.zeros(n_pre, dtype=torch.int64, device=device)
+    slow_counts = torch.zeros(n_pre, dtype=torch.int64, device=device)
+    parts: list[torch.Tensor] = []
+    for start in range(0, n_pre, chunk):
+        rows = torch.arange(start, min(n_pre, start + chunk), device=device)
+        m = rows.numel()
+        rs, cs = _bernoulli_chunk(rows, n_cols, p_slow, gen)
+        rf, cf = _bernoulli_chunk(rows, n_cols, p_fast, gen)
+        ks, kf = rs * n_cols + cs, rf * n_cols + cf
+        if ks.numel() and kf.numel():  # drop fast where slow: both key lists are sorted
+            hit = torch.searchsorted(ks, kf).clamp(max=ks.numel() - 1)
+            fast_ok = ks[hit] != kf
+            rf, cf = rf[fast_ok], cf[fast_ok]
+        if square:
+            cs = cs + (cs >= rs).long()
+            cf = cf + (cf >= rf).long()
+        c_s = torch.bincount(rs - start, minlength=m)
+        c_f = torch.bincount(rf - start, minlength=m)
+        ptr = torch.cumsum(c_s + c_f, 0) - (c_s + c_f)  # chunk-local row starts
+        first_s = torch.cumsum(c_s, 0) - c_s
+        first_f = torch.cumsum(c_f, 0) - c_f
+        out = torch.empty(int((c_s + c_f).sum()), dtype=torch.int32, device=device)
+        ls, lf = rs - start, rf - start
+        out[ptr[ls] + torch.arange(ls.numel(), device=device) - first_s[ls]] = cs.to(torch.int32)
+        out[ptr[lf] + c_s[lf] + torch.arange(lf.numel(), device=device) - first_f[lf]] = cf.to(torch.int32)
+        parts.append(out)
+        counts[start:start + m] = c_s + c_f
+        slow_counts[start:start + m] = c_s
+    rowptr = torch.zeros(n_pre + 1, dtype=torch.int64, device=device)
+    rowptr[1:] = torch.cumsum(counts, 0)
+    post = torch.empty(int(rowptr[-1]), dtype=torch.int32, device=device)
+    pos = 0
+    parts.reverse()
+    while parts:  # copy chunk by chunk, freeing each: peak = result + one chunk
+        part = parts.pop()
+        post[pos:pos + part.numel()] = part
+        pos += part.numel()
+    return Projection(name, pre_pop, post_pop, n_pre, n_post, rowptr, rowptr[:-1] + slow_counts, post)
 
 
 def _fixed_indegree(
@@ -266,16 +313,11 @@ def generate(cfg: Config, device: torch.device, dtype: torch.dtype) -> Connectiv
     for name, attr, pre_pop, post_pop in PROJECTIONS:
         spec = getattr(cfg.projections, attr)
         n_pre, n_post = sizes[pre_pop], sizes[post_pop]
-        square = pre_pop == post_pop
-        q, p_slow_given = _connection_probs(spec)
-        if spec.k_in is not None:
-            post, pre = _fixed_indegree(n_post, n_pre, spec.k_in, square, gen, device)
-            p_slow_given = spec.slow_fraction
-        else:
-            pre, post = _bernoulli_rows(n_pre, n_post - 1 if square else n_post, q, gen, device)
-            if square:  # columns skip the diagonal
-                post = post + (post >= pre).long()
-        slow = torch.rand(pre.numel(), generator=gen, device=device) < p_slow_given
+        if spec.k_in is None:
+            projections[name] = _bernoulli_csr(name, pre_pop, post_pop, n_pre, n_post, spec, gen, device)
+            continue
+        post, pre = _fixed_indegree(n_post, n_pre, spec.k_in, pre_pop == post_pop, gen, device)
+        slow = torch.rand(pre.numel(), generator=gen, device=device) < spec.slow_fraction
         projections[name] = _to_csr(name, pre_pop, post_pop, n_pre, n_post, pre, post, slow)
     n_ee = projections["E->E"].n_synapses
     sgen = generator(cfg.seed, "synapse_state", device)

@@ -80,18 +80,23 @@ def run(config: str | None, out: str | None, duration: float | None, seed: int |
         dtype: str | None, engine: str | None, input_path: str | None, connectivity: str | None,
         sets: tuple[str, ...], overwrite: bool, no_plot: bool, quiet: bool) -> None:
     """Simulate CONFIG (default: the seed model) and write spikes, traces, run.json and plots."""
-    from wmnet.network import Network, resolve_device
-    from wmnet.plotting import plot_run
-    from wmnet.simulation import Simulation
-    from wmnet.stimuli import make_stimulus
-
+    # Validate the config before the heavy imports (torch, numba): config errors come back at once.
     cfg = _config(config, sets, {"duration": duration, "seed": seed, "device": device,
                                  "dtype": dtype, "engine": engine})
+    from wmnet.network import Network, resolve_device
+    from wmnet.stimuli import make_stimulus
+
     dev = resolve_device(cfg.device)
     path = _prepare_out(out, overwrite)
     net = Network.build(cfg, device=dev, connectivity=connectivity)
     stim = make_stimulus(cfg, net.device, net.dtype, input_path)  # validates the input before any write
+    # Imported only now (numba, matplotlib): bad input above fails without paying for them.
+    from wmnet.plotting import plot_run
+    from wmnet.simulation import Simulation, trace_neurons
+
     sim = Simulation(net, stimulus=stim)
+    # Validate record.traces.neurons now: Simulation.run checks it only after the folder exists.
+    trace_neurons(cfg)
     if path.exists():
         shutil.rmtree(path)
     path.mkdir(parents=True)

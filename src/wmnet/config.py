@@ -179,7 +179,15 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _dt_divides_duration(self) -> Config:
-        self.n_steps  # raises when dt does not divide duration
+        # A model-level error has no field location, so name both fields in the message
+        # (otherwise the CLI would report the field as `<root>`).
+        try:
+            self.n_steps
+        except ValueError:
+            raise ValueError(
+                f"dt, duration: dt = {self.dt} ms does not divide duration = {self.duration} ms "
+                "(expected duration to be a whole number of steps)"
+            ) from None
         return self
 
     @property
@@ -212,7 +220,9 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
     more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
-    return f"{source}: {loc or '<root>'}: {msg}{more}"
+    if not loc:  # model-level errors name their fields in the message itself
+        return f"{source}: {msg}{more}"
+    return f"{source}: {loc}: {msg}{more}"
 
 
 def _parse_value(text: str) -> Any:

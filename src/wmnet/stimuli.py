@@ -72,8 +72,12 @@ class ArrayStimulus:
         if not np.issubdtype(arr.dtype, np.number):
             raise WmnetError(f"{path}: input must be numeric, got dtype {arr.dtype}")
         for start in range(0, n_steps, 4096):  # check without loading it whole
-            if not np.isfinite(arr[:, start:start + 4096]).all():
-                raise WmnetError(f"{path}: input holds NaN or infinite values (steps ≥ {start})")
+            bad = ~np.isfinite(arr[:, start:start + 4096])
+            if bad.any():
+                # Name the first bad element, not just the block it is in, so the user can find it.
+                row, col = (int(i) for i in np.argwhere(bad)[0])
+                raise WmnetError(f"{path}: input holds NaN or infinite values (first at neuron {row}, "
+                                 f"step {start + col}); expected finite currents in mV/ms")
         self.array, self.device, self.dtype = arr, device, dtype
         self._start, self._block = -1, torch.empty(0)
 

@@ -3,14 +3,25 @@
     from wmnet import load_config, Network, Simulation
     net = Network.build(load_config("configs/seed.yaml"))
     result = Simulation(net).run(duration=1000.0, out="runs/demo")
+
+Names are imported on first use, so `wmnet config show` does not pay for torch and numba.
 """
 
-from wmnet.config import Config, load_config
-from wmnet.connectivity import Connectivity, SynapseState
-from wmnet.dynamics import NeuronState
-from wmnet.errors import WmnetError
-from wmnet.network import Network
-from wmnet.simulation import RunResult, Simulation
+from __future__ import annotations
 
-__all__ = ["Config", "Connectivity", "Network", "NeuronState", "RunResult", "Simulation", "SynapseState",
-           "WmnetError", "load_config"]
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "Config": "wmnet.config", "load_config": "wmnet.config", "WmnetError": "wmnet.errors",
+    "Connectivity": "wmnet.connectivity", "SynapseState": "wmnet.connectivity",
+    "NeuronState": "wmnet.dynamics", "Network": "wmnet.network",
+    "Simulation": "wmnet.simulation", "RunResult": "wmnet.simulation",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'wmnet' has no attribute {name!r}")

@@ -76,16 +76,20 @@ class Projections(_Strict):
     """Projections, named pre->post. Matrices are post × pre."""
 
     EE: PlasticProjection = Field(
-        default_factory=lambda: PlasticProjection(slow_fraction=0.5), alias="E->E"
+        default_factory=lambda: PlasticProjection(slow_fraction=0.5), alias="E->E",
+        description="excitatory to excitatory, plastic",
     )
     EI: StaticProjection = Field(
-        default_factory=lambda: StaticProjection(slow_fraction=0.0, efficacy=0.08), alias="E->I"
+        default_factory=lambda: StaticProjection(slow_fraction=0.0, efficacy=0.08), alias="E->I",
+        description="excitatory to inhibitory",
     )
     IE: StaticProjection = Field(
-        default_factory=lambda: StaticProjection(slow_fraction=0.0, efficacy=-0.18), alias="I->E"
+        default_factory=lambda: StaticProjection(slow_fraction=0.0, efficacy=-0.18), alias="I->E",
+        description="inhibitory to excitatory",
     )
     II: StaticProjection = Field(
-        default_factory=lambda: StaticProjection(slow_fraction=0.1, efficacy=-0.18), alias="I->I"
+        default_factory=lambda: StaticProjection(slow_fraction=0.1, efficacy=-0.18), alias="I->I",
+        description="inhibitory to inhibitory",
     )
 
 
@@ -122,7 +126,7 @@ class Plasticity(_Strict):
 class Sinusoid(_Strict):
     """The seed's stimulus: I_n(t) = A_n sin(t/F_n + φ_n) + A_n, per neuron."""
 
-    kind: Literal["sinusoid"] = "sinusoid"
+    kind: Literal["sinusoid"] = Field("sinusoid", description="stimulus type")
     amplitude_max: float = Field(5.0, ge=0, description="A_n ~ U(0, amplitude_max) (mV/ms)")
     phase_max: float = Field(10.0, ge=0, description="φ_n ~ U(0, phase_max) (rad)")
     F_min: PositiveMs = Field(5.0, description="F_n ~ U(F_min, F_max): time scale of t/F_n (ms)")
@@ -132,7 +136,7 @@ class Sinusoid(_Strict):
 class Constant(_Strict):
     """A constant current per population."""
 
-    kind: Literal["constant"] = "constant"
+    kind: Literal["constant"] = Field("constant", description="stimulus type")
     E: float = Field(0.0, description="current into every E neuron (mV/ms)")
     I: float = Field(0.0, description="current into every I neuron (mV/ms)")  # noqa: E741
 
@@ -157,7 +161,7 @@ class Record(_Strict):
     """What a run records."""
 
     spikes: bool = Field(True, description="record the pulse onsets of all neurons")
-    traces: Traces = Field(default_factory=Traces)
+    traces: Traces = Field(default_factory=Traces, description="state traces (SONATA reports)")
     flush_every: float = Field(100.0, gt=0, description="write buffered records every this many ms")
 
 
@@ -170,12 +174,17 @@ class Config(_Strict):
     dtype: Literal["float16", "float32", "float64"] = Field("float32", description="working dtype")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     engine: Literal["auto", "reference", "sparse"] = Field("auto", description="simulation engine")
-    populations: Populations = Field(default_factory=Populations)
-    projections: Projections = Field(default_factory=Projections)
-    stp: ShortTermDepression = Field(default_factory=ShortTermDepression)
-    plasticity: Plasticity = Field(default_factory=Plasticity)
-    stimulus: Stimulus = Field(default_factory=Sinusoid)
-    record: Record = Field(default_factory=Record)
+    threads: int = Field(
+        2, ge=1, le=256,
+        description="CPU work chunks of the sparse engine (run in parallel); results are bitwise "
+        "reproducible for a given value, whatever the machine's core count",
+    )
+    populations: Populations = Field(default_factory=Populations, description="E and I populations")
+    projections: Projections = Field(default_factory=Projections, description="the four projections")
+    stp: ShortTermDepression = Field(default_factory=ShortTermDepression, description="short-term depression")
+    plasticity: Plasticity = Field(default_factory=Plasticity, description="long-term E→E plasticity")
+    stimulus: Stimulus = Field(default_factory=Sinusoid, description="external input")
+    record: Record = Field(default_factory=Record, description="what is recorded")
 
     @model_validator(mode="after")
     def _dt_divides_duration(self) -> Config:
@@ -245,7 +254,10 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
             child = {}
             node[part] = child
         node = child
-    node[parts[-1]] = _parse_value(value)
+    parsed = _parse_value(value)
+    if parts[-1] == "kind" and node.get("kind", parsed) != parsed:
+        node.clear()  # a new kind: the old kind's fields no longer apply
+    node[parts[-1]] = parsed
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from wmnet.config import Config, steps_in
 from wmnet.engines import Engine, make_engine, resolve_engine
 from wmnet.io.runinfo import write_json
 from wmnet.io.sonata import PopulationRange, ReportWriter, SpikeWriter
+from wmnet.memory import footprint
 from wmnet.monitors import SpikeMonitor, StateMonitor
 from wmnet.network import Network
 from wmnet.stimuli import Stimulus, make_stimulus
@@ -189,6 +190,7 @@ class Simulation:
             "connectivity": net.connectivity.source,
             "n_neurons": net.n,
             "n_synapses": net.connectivity.n_synapses(),
+            "memory": footprint(net),
             "versions": package_versions(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             **extra,

@@ -67,7 +67,7 @@ class ArrayStimulus:
             raise WmnetError(f"{path}: cannot read input array ({e})") from None
         if arr.ndim != 2 or arr.shape[0] != n or arr.shape[1] < n_steps:
             raise WmnetError(
-                f"{path}: input has shape {arr.shape}, expected ({n}, {n_steps}) = (neurons, steps)"
+                f"{path}: input has shape {arr.shape}, expected ({n}, {n_steps}) = (neurons, steps); extra steps are ignored"
             )
         if not np.issubdtype(arr.dtype, np.number):
             raise WmnetError(f"{path}: input must be numeric, got dtype {arr.dtype}")

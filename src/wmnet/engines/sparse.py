@@ -3,8 +3,9 @@
 Per step, only the outgoing synapses of neurons with σ = 1 are touched:
 - static projections add one efficacy per projection and channel times s_j to their targets;
 - E→E synapses are brought up to date lazily (MODEL.md, "Lazy evaluation is exact"): L drifts
-  in closed form from the presynaptic neuron's last update to t_k, the synapse delivers its
-  current with J(t_k), then takes the Hebbian step to t_{k+1} and may switch.
+  from the presynaptic neuron's last update to t_k (replayed step by step, see `_drift_to`),
+  the synapse delivers its current with J(t_k), then takes the Hebbian step to t_{k+1} and
+  may switch.
 
 Neuron dynamics use the same torch functions as the reference engine (dynamics.py), so only
 the synaptic sums and L are computed here. Memory per synapse: 4 bytes (int32 post index) for
@@ -17,7 +18,7 @@ import numba
 import numpy as np
 import torch
 
-from wmnet.connectivity import SynapseState
+from wmnet.connectivity import Connectivity, SynapseState
 from wmnet.dynamics import NeuronState, advance, hebbian_factor, released
 from wmnet.engines.base import SwitchLog
 from wmnet.network import Network
@@ -25,26 +26,30 @@ from wmnet.network import Network
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _drift_to(L, n, dt, neg_alpha, beta, zero, thx, lo, hi, bounded):  # noqa: ANN001, ANN202
-    """L after n drift-only steps (no Hebbian term). Returns (L, steps_done_before_down_switch).
+    """L after n drift-only steps (no Hebbian term). Returns (L, switch_step, direction).
 
     The steps are replayed one by one with the stepwise arithmetic, so the result is bitwise
     the reference's: L often lands exactly on θ_X's lattice neighbours, and a closed form that
     rounds differently would flip switch decisions. The replay stops at a fixed point (a bound,
     or an increment below rounding), so synapses resting at L_min or L_max cost one step.
-    The second value is the index (0..n-1) of a downward crossing at θ_X exactly, or −1.
+    Drift moves L away from θ_X, so it crosses only from L = θ_X exactly (R = β − α): then
+    switch_step (0..n-1) and direction (−1 down if α > β, +1 up if β > α) say when and how;
+    otherwise switch_step is −1.
     """
-    down_at = -1
+    at, direction = -1, 0
     for m in range(n):
         R = (neg_alpha if L <= thx else zero) + (beta if L >= thx else zero)
         L_new = L + dt * R
         if bounded:
             L_new = min(max(L_new, lo), hi)
         if L >= thx and thx > L_new:
-            down_at = m
+            at, direction = m, -1
+        elif L <= thx and thx < L_new:
+            at, direction = m, 1
         if L_new == L:
             break
         L = L_new
-    return L, down_at
+    return L, at, direction
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -77,10 +82,10 @@ def _ee_plastic_range(
         i = post[q]
         L = ee_L[q]
         if gap > 0:
-            L, down_at = _drift_to(L, gap, dt, neg_alpha, beta, zero, thx, lo, hi, bounded)
-            if down_at >= 0 and pot[q] == 1:
-                pot[q] = 0
-                n_ev = _log_event(events, n_ev, max_events, last_j + down_at, j, i, -1)
+            L, at, direction = _drift_to(L, gap, dt, neg_alpha, beta, zero, thx, lo, hi, bounded)
+            if at >= 0 and pot[q] != (direction > 0):
+                pot[q] = 1 if direction > 0 else 0
+                n_ev = _log_event(events, n_ev, max_events, last_j + at, j, i, direction)
         b = pot[q]
         acc[i] += jtab[b] * s
         R = (neg_alpha if L <= thx else zero) + (beta if L >= thx else zero)
@@ -99,7 +104,7 @@ def _ee_plastic_range(
 
 @numba.njit(cache=True, nogil=True)
 def _step_synapses(
-    k, sigma, x, n_e,
+    j_lo, j_hi, k, sigma, x, n_e,
     ee_rowptr, ee_split, ee_post, ee_pot, ee_L, last,
     ei_rowptr, ei_split, ei_post,
     ie_rowptr, ie_split, ie_post,
@@ -109,15 +114,14 @@ def _step_synapses(
     plastic, f, dt, neg_alpha, beta, zero, thx, lo, hi, bounded,
     acc_slow, acc_fast, events, max_events,
 ):  # noqa: ANN001, ANN202
-    """Accumulate Σ_j J_ij s_j into acc_* and advance E→E synapses of active pre neurons.
+    """Accumulate Σ_j J_ij s_j into acc_* and advance E→E synapses of active pre j_lo ≤ j < j_hi.
 
     jtab_* = [J_d, J_p] of each channel, indexed by the potentiated bit (no branch).
     Returns the number of switch events; events[:min(count, max_events)] holds them as
     (step, pre, post, direction).
     """
     n_ev = 0
-    n = sigma.shape[0]
-    for j in range(n):
+    for j in range(j_lo, j_hi):
         if not sigma[j]:
             continue
         s = x[j]
@@ -145,6 +149,56 @@ def _step_synapses(
     return n_ev
 
 
+def _chunks_body(
+    bounds, k, sigma, x, n_e,
+    ee_rowptr, ee_split, ee_post, ee_pot, ee_L, last,
+    ei_rowptr, ei_split, ei_post,
+    ie_rowptr, ie_split, ie_post,
+    ii_rowptr, ii_split, ii_post,
+    jtab_slow, jtab_fast,
+    ei_slow, ei_fast, ie_slow, ie_fast, ii_slow, ii_fast,
+    plastic, f, dt, neg_alpha, beta, zero, thx, lo, hi, bounded,
+    acc_slow, acc_fast, events, max_events, n_ev,
+):  # noqa: ANN001, ANN202
+    """Run `_step_synapses` on each chunk of presynaptic neurons (in parallel when compiled so).
+
+    Chunk c writes only its own rows acc_*[c], events[c], n_ev[c] and the synapses of its own
+    presynaptic neurons, so there are no races, and the caller sums acc_* in chunk order: the
+    result depends on the number of chunks, never on the number of threads or their timing.
+    """
+    for c in numba.prange(bounds.shape[0] - 1):
+        acc_slow[c, :] = 0
+        acc_fast[c, :] = 0
+        n_ev[c] = _step_synapses(
+            bounds[c], bounds[c + 1], k, sigma, x, n_e,
+            ee_rowptr, ee_split, ee_post, ee_pot, ee_L, last,
+            ei_rowptr, ei_split, ei_post, ie_rowptr, ie_split, ie_post, ii_rowptr, ii_split, ii_post,
+            jtab_slow, jtab_fast, ei_slow, ei_fast, ie_slow, ie_fast, ii_slow, ii_fast,
+            plastic, f, dt, neg_alpha, beta, zero, thx, lo, hi, bounded,
+            acc_slow[c], acc_fast[c], events[c], max_events,
+        )
+
+
+# Same body twice: parallel for large networks; serial where a parallel region per step costs
+# more than it saves (small networks, busy machines). Both give bitwise the same result.
+_step_chunks_parallel = numba.njit(cache=True, parallel=True)(_chunks_body)
+_step_chunks_serial = numba.njit(cache=True)(_chunks_body)
+PARALLEL_MIN_SYNAPSES = 4_000_000
+
+
+def _balanced_chunks(conn: Connectivity, chunks: int) -> np.ndarray:
+    """Presynaptic index bounds splitting the outgoing synapses into `chunks` equal parts."""
+    out = np.zeros(conn.n, dtype=np.int64)
+    for p in conn.projections.values():
+        off = conn.offset(p.pre)
+        out[off:off + p.n_pre] += p.row_lengths().numpy()
+    cum = np.concatenate([[0], np.cumsum(out)])
+    targets = cum[-1] * np.arange(chunks + 1) / chunks
+    bounds = np.searchsorted(cum, targets, side="left").astype(np.int64)
+    bounds[0], bounds[-1] = 0, conn.n
+    return np.maximum.accumulate(bounds)
+
+
 @numba.njit(cache=True, nogil=True)
 def _catch_up_all(k, ee_rowptr, ee_post, ee_pot, ee_L, last, dt, neg_alpha, beta, zero, thx, lo, hi,
                   bounded, events, max_events):  # noqa: ANN001, ANN202
@@ -155,18 +209,20 @@ def _catch_up_all(k, ee_rowptr, ee_post, ee_pot, ee_L, last, dt, neg_alpha, beta
         if gap <= 0:
             continue
         for q in range(ee_rowptr[j], ee_rowptr[j + 1]):
-            L, down_at = _drift_to(ee_L[q], gap, dt, neg_alpha, beta, zero, thx, lo, hi, bounded)
+            L, at, direction = _drift_to(ee_L[q], gap, dt, neg_alpha, beta, zero, thx, lo, hi, bounded)
             ee_L[q] = L
-            if down_at >= 0 and ee_pot[q] == 1:
-                ee_pot[q] = 0
-                if n_ev < max_events:
-                    events[n_ev, 0] = last[j] + down_at
-                    events[n_ev, 1] = j
-                    events[n_ev, 2] = ee_post[q]
-                    events[n_ev, 3] = -1
-                n_ev += 1
+            if at >= 0 and ee_pot[q] != (direction > 0):
+                ee_pot[q] = 1 if direction > 0 else 0
+                n_ev = _log_event(events, n_ev, max_events, last[j] + at, j, ee_post[q], direction)
         last[j] = k
     return n_ev
+
+
+def _sum_rows(a: np.ndarray) -> np.ndarray:
+    out = a[0].copy()
+    for row in a[1:]:
+        out += row
+    return out
 
 
 class SparseEngine:
@@ -208,38 +264,45 @@ class SparseEngine:
         self._plastic = bool(pl.enabled)
         # dt, −α, β, 0, θ_X, L_min, L_max, bounded?
         self._pl = (dt, c(-pl.alpha), c(pl.beta), c(0), c(pl.theta_X), c(lo), c(hi), pl.bounds is not None)
-        self._events = np.zeros((self.MAX_EVENTS, 4), dtype=np.int64)
-        self._acc_slow = np.zeros(net.n, dtype=np_dtype)
-        self._acc_fast = np.zeros(net.n, dtype=np_dtype)
+        chunks = cfg.threads
+        self._bounds = _balanced_chunks(conn, chunks)
+        self._events = np.zeros((chunks, self.MAX_EVENTS, 4), dtype=np.int64)
+        self._n_ev = np.zeros(chunks, dtype=np.int64)
+        self._acc_slow = np.zeros((chunks, net.n), dtype=np_dtype)
+        self._acc_fast = np.zeros((chunks, net.n), dtype=np_dtype)
+        self._parallel = chunks > 1 and conn.n_synapses() >= PARALLEL_MIN_SYNAPSES
+        self._step_chunks = _step_chunks_parallel if self._parallel else _step_chunks_serial
+        if self._parallel:
+            numba.set_num_threads(max(1, min(chunks, numba.config.NUMBA_NUM_THREADS)))
 
     def step(self, i_ext: torch.Tensor) -> torch.Tensor:
         st, p, n_e = self.neurons, self.net.params, self.net.n_E
         sigma, s = released(st, p)
         f = hebbian_factor(st.v[:n_e], p.theta[:n_e], p.v_reset[:n_e], self.cfg)
-        self._acc_slow.fill(0)
-        self._acc_fast.fill(0)
-        n_ev = _step_synapses(
-            self.k, sigma.numpy() != 0, st.x.numpy(), n_e,
+        self._step_chunks(
+            self._bounds, self.k, sigma.numpy() != 0, st.x.numpy(), n_e,
             *self._ee, self._pot, self._L, self._last,
             *self._static, *self._eff, self._plastic, f.numpy(), *self._pl,
-            self._acc_slow, self._acc_fast, self._events, self.MAX_EVENTS,
+            self._acc_slow, self._acc_fast, self._events, self.MAX_EVENTS, self._n_ev,
         )
-        self._record_events(n_ev)
-        syn_slow = torch.from_numpy(self._acc_slow)
-        syn_fast = torch.from_numpy(self._acc_fast.copy())  # becomes i_f: must not alias the buffer
+        for c in range(self._n_ev.size):
+            self._record_events(int(self._n_ev[c]), self._events[c])
+        # Chunk partial sums, added in chunk order (fixed): fresh arrays, since i_f keeps one.
+        syn_slow = torch.from_numpy(_sum_rows(self._acc_slow))
+        syn_fast = torch.from_numpy(_sum_rows(self._acc_fast))
         self.neurons = advance(st, sigma, s, syn_slow, syn_fast, i_ext, p)
         self.k += 1
         return sigma.bool()
 
-    def _record_events(self, n_ev: int) -> None:
+    def _record_events(self, n_ev: int, events: np.ndarray) -> None:
         if n_ev > self.MAX_EVENTS:
             raise RuntimeError(f"more than {self.MAX_EVENTS} synapse switches in one step")
         if n_ev:
-            self.switches.add(self._events[:n_ev].copy())
+            self.switches.add(events[:n_ev].copy())
 
     def synapses(self) -> SynapseState:
         if self.cfg.plasticity.enabled:
             n_ev = _catch_up_all(self.k, self._ee[0], self._ee[2], self._pot, self._L, self._last,
-                                 *self._pl, self._events, self.MAX_EVENTS)
-            self._record_events(n_ev)
+                                 *self._pl, self._events[0], self.MAX_EVENTS)
+            self._record_events(n_ev, self._events[0])
         return self._syn.clone()

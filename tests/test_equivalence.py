@@ -92,3 +92,21 @@ def test_lazy_drift_switch_at_theta_exactly(small_config) -> None:
     first = {(int(a), int(b)) for a, b in zip(pre, post)}
     downs_at_0 = {(r[1], r[2]) for r in ev_ref if r[0] == 0 and r[3] == -1}
     assert first <= downs_at_0
+
+
+def test_switch_counts_survive_a_full_event_buffer(small_config, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large networks switch more synapses per step than the event buffer holds: counts stay exact."""
+    from wmnet.engines.sparse import SparseEngine
+
+    monkeypatch.setattr(SparseEngine, "MAX_EVENTS", 7)
+    cfg = small_config("populations.E.size=400", "populations.I.size=100", "dtype=float64", "duration=50")
+    net = Network.build(cfg)
+    stim = make_stimulus(cfg, net.device, net.dtype)
+    fast, ref = make_engine("sparse", net), make_engine("reference", net)
+    for k in range(cfg.n_steps):
+        i_ext = stim(k)
+        fast.step(i_ext)
+        ref.step(i_ext)
+    fast.synapses()
+    assert ref.switches.n_up > 7 * 20 and ref.switches.n_down > 7 * 20
+    assert (fast.switches.n_up, fast.switches.n_down) == (ref.switches.n_up, ref.switches.n_down)

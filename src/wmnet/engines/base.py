@@ -24,12 +24,11 @@ class SwitchLog:
     n_down: int = 0
     events: list[np.ndarray] = field(default_factory=list)  # each (m, 4) int64
 
-    def add(self, events: np.ndarray) -> None:
-        if events.size == 0:
-            return
-        self.n_up += int((events[:, 3] > 0).sum())
-        self.n_down += int((events[:, 3] < 0).sum())
-        if self.keep_events:
+    def add(self, events: np.ndarray, n_up: int | None = None, n_down: int | None = None) -> None:
+        """Add events (m, 4); the counts default to those of `events` (give them if truncated)."""
+        self.n_up += int((events[:, 3] > 0).sum()) if n_up is None else n_up
+        self.n_down += int((events[:, 3] < 0).sum()) if n_down is None else n_down
+        if self.keep_events and events.size:
             self.events.append(events)
 
     def table(self) -> np.ndarray:

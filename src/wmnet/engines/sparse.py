@@ -64,6 +64,8 @@ def _static_push(j, s, rowptr, split, post, post_off, j_slow, j_fast, acc_slow, 
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _log_event(events, n_ev, max_events, step, pre, post, direction):  # noqa: ANN001, ANN202
+    """Count the switch in the extra last row (ups, downs); keep it if the buffer has room."""
+    events[max_events, 0 if direction > 0 else 1] += 1
     if n_ev < max_events:
         events[n_ev, 0] = step
         events[n_ev, 1] = pre
@@ -266,7 +268,8 @@ class SparseEngine:
         self._pl = (dt, c(-pl.alpha), c(pl.beta), c(0), c(pl.theta_X), c(lo), c(hi), pl.bounds is not None)
         chunks = cfg.threads
         self._bounds = _balanced_chunks(conn, chunks)
-        self._events = np.zeros((chunks, self.MAX_EVENTS, 4), dtype=np.int64)
+        # One more row per chunk: the up/down counters (see _log_event).
+        self._events = np.zeros((chunks, self.MAX_EVENTS + 1, 4), dtype=np.int64)
         self._n_ev = np.zeros(chunks, dtype=np.int64)
         self._acc_slow = np.zeros((chunks, net.n), dtype=np_dtype)
         self._acc_fast = np.zeros((chunks, net.n), dtype=np_dtype)
@@ -295,10 +298,14 @@ class SparseEngine:
         return sigma.bool()
 
     def _record_events(self, n_ev: int, events: np.ndarray) -> None:
-        if n_ev > self.MAX_EVENTS:
-            raise RuntimeError(f"more than {self.MAX_EVENTS} synapse switches in one step")
-        if n_ev:
-            self.switches.add(events[:n_ev].copy())
+        if not n_ev:
+            return
+        counts = events[self.MAX_EVENTS]
+        n_up, n_down = int(counts[0]), int(counts[1])
+        counts[:] = 0
+        if self.switches.keep_events and n_ev > self.MAX_EVENTS:
+            raise RuntimeError(f"more than {self.MAX_EVENTS} switch events in one step: too many to keep")
+        self.switches.add(events[:min(n_ev, self.MAX_EVENTS)].copy(), n_up, n_down)
 
     def synapses(self) -> SynapseState:
         if self.cfg.plasticity.enabled:

@@ -14,6 +14,8 @@ static synapses; 4 + sizeof(L) + 1 (potentiated bit as uint8) for E→E synapses
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 import torch
@@ -25,31 +27,80 @@ from wmnet.network import Network
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _drift_to(L, n, dt, neg_alpha, beta, zero, thx, lo, hi, bounded):  # noqa: ANN001, ANN202
-    """L after n drift-only steps (no Hebbian term). Returns (L, switch_step, direction).
+def _grid_jump(L, inc, budget, lo, hi, bounded, mant_bits):  # noqa: ANN001, ANN202
+    """How many of the next `budget` steps L ← fl(L + inc) can be taken at once, and where they lead.
 
-    The steps are replayed one by one with the stepwise arithmetic, so the result is bitwise
-    the reference's: L often lands exactly on θ_X's lattice neighbours, and a closed form that
-    rounds differently would flip switch decisions. The replay stops at a fixed point (a bound,
-    or an increment below rounding), so synapses resting at L_min or L_max cost one step.
-    Drift moves L away from θ_X, so it crosses only from L = θ_X exactly (R = β − α): then
-    switch_step (0..n-1) and direction (−1 down if α > β, +1 up if β > α) say when and how;
-    otherwise switch_step is −1.
+    Exact, not a closed-form approximation: inside one binade [2^e, 2^(e+1)) the floats are
+    the grid lo_b + i·u, and for L on that grid fl(L + inc) = L + r·u with r = inc/u rounded to
+    nearest. So k steps give exactly L + k·r·u, as long as every partial sum stays inside the
+    binade (and away from a bound, where clipping takes over). Ties (inc/u ending in .5, where
+    round-half-even depends on L's last bit) and everything near an edge go back to single
+    steps. Returns (steps, L as float64); steps = 0 means take one ordinary step.
+    """
+    x = float(L)
+    if x == 0.0:
+        return 0, x
+    sign = 1.0 if x > 0.0 else -1.0  # rounding to nearest is symmetric: work on |x|
+    ax, ainc = abs(x), sign * float(inc)
+    mant, ex = math.frexp(ax)  # ax = mant·2^ex, mant in [0.5, 1)
+    lo_b = math.ldexp(1.0, ex - 1)
+    u = math.ldexp(1.0, ex - 1 - mant_bits)
+    q = ainc / u
+    fl = math.floor(q)
+    if q - fl == 0.5:
+        return 0, x
+    r = fl if q - fl < 0.5 else fl + 1.0
+    if r == 0.0:
+        return budget, x  # the increment rounds away: L never moves again
+    i0 = (ax - lo_b) / u
+    top = math.ldexp(1.0, mant_bits) - 1.0  # keep 1 ≤ i ≤ 2^p − 1: exact sums stay inside
+    k = math.floor((top - i0) / r) if r > 0 else math.floor((i0 - 1.0) / -r)
+    if bounded:
+        room = (float(hi) - x) if inc > 0 else (x - float(lo))
+        k = min(k, math.floor(room / (abs(r) * u)) - 1.0)  # stop short of the bound
+    k = min(k, float(budget))
+    if k < 1.0:
+        return 0, x
+    return int(k), sign * (ax + k * r * u)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _drift_to(Ls, q, n, dt, neg_alpha, beta, zero, thx, lo, hi, bounded, mant_bits):  # noqa: ANN001, ANN202
+    """Advance Ls[q] by n drift-only steps (no Hebbian term). Returns (switch_step, direction).
+
+    The result is bitwise the stepwise reference's: L lands exactly on θ_X's lattice
+    neighbours, so a closed form that rounds differently would flip switch decisions. Steps
+    are either replayed one by one or jumped over where the jump is provably exact
+    (`_grid_jump`), so a replay costs O(binades), not O(n). Drift moves L away from θ_X, so it
+    crosses only from L = θ_X exactly (R = β − α): then switch_step (0..n-1) and direction
+    (−1 down if α > β, +1 up if β > α) say when and how; otherwise switch_step is −1.
     """
     at, direction = -1, 0
-    for m in range(n):
+    L = Ls[q]
+    m = 0
+    while m < n:
         R = (neg_alpha if L <= thx else zero) + (beta if L >= thx else zero)
-        L_new = L + dt * R
+        inc = dt * R
+        if L != thx and m + 1 < n:
+            steps, target = _grid_jump(L, inc, n - m, lo, hi, bounded, mant_bits)
+            if steps > 0:
+                Ls[q] = target  # exact in the working dtype: it lies on L's grid
+                L = Ls[q]
+                m += steps
+                continue
+        L_new = L + inc
         if bounded:
             L_new = min(max(L_new, lo), hi)
         if L >= thx and thx > L_new:
             at, direction = m, -1
         elif L <= thx and thx < L_new:
             at, direction = m, 1
+        m += 1
         if L_new == L:
             break
         L = L_new
-    return L, at, direction
+    Ls[q] = L
+    return at, direction
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -77,17 +128,17 @@ def _log_event(events, n_ev, max_events, step, pre, post, direction):  # noqa: A
 @numba.njit(cache=True, nogil=True, inline="always")
 def _ee_plastic_range(
     q0, q1, j, k, gap, last_j, s, post, pot, ee_L, acc, jtab,
-    f, dt, neg_alpha, beta, zero, thx, lo, hi, bounded, events, n_ev, max_events,
+    f, dt, neg_alpha, beta, zero, thx, lo, hi, bounded, mant_bits, events, n_ev, max_events,
 ):  # noqa: ANN001, ANN202
     """E→E synapses q0..q1 of active pre j in one channel: catch up, deliver J(t_k)·s, learn."""
     for q in range(q0, q1):
         i = post[q]
-        L = ee_L[q]
         if gap > 0:
-            L, at, direction = _drift_to(L, gap, dt, neg_alpha, beta, zero, thx, lo, hi, bounded)
+            at, direction = _drift_to(ee_L, q, gap, dt, neg_alpha, beta, zero, thx, lo, hi, bounded, mant_bits)
             if at >= 0 and pot[q] != (direction > 0):
                 pot[q] = 1 if direction > 0 else 0
                 n_ev = _log_event(events, n_ev, max_events, last_j + at, j, i, direction)
+        L = ee_L[q]
         b = pot[q]
         acc[i] += jtab[b] * s
         R = (neg_alpha if L <= thx else zero) + (beta if L >= thx else zero)
@@ -113,7 +164,7 @@ def _step_synapses(
     ii_rowptr, ii_split, ii_post,
     jtab_slow, jtab_fast,
     ei_slow, ei_fast, ie_slow, ie_fast, ii_slow, ii_fast,
-    plastic, f, dt, neg_alpha, beta, zero, thx, lo, hi, bounded,
+    plastic, f, dt, neg_alpha, beta, zero, thx, lo, hi, bounded, mant_bits,
     acc_slow, acc_fast, events, max_events,
 ):  # noqa: ANN001, ANN202
     """Accumulate Σ_j J_ij s_j into acc_* and advance E→E synapses of active pre j_lo ≤ j < j_hi.
@@ -133,10 +184,10 @@ def _step_synapses(
             if plastic:
                 gap = k - last[j]
                 n_ev = _ee_plastic_range(q0, qs, j, k, gap, last[j], s, ee_post, ee_pot, ee_L, acc_slow,
-                                         jtab_slow, f, dt, neg_alpha, beta, zero, thx, lo, hi, bounded,
+                                         jtab_slow, f, dt, neg_alpha, beta, zero, thx, lo, hi, bounded, mant_bits,
                                          events, n_ev, max_events)
                 n_ev = _ee_plastic_range(qs, q1, j, k, gap, last[j], s, ee_post, ee_pot, ee_L, acc_fast,
-                                         jtab_fast, f, dt, neg_alpha, beta, zero, thx, lo, hi, bounded,
+                                         jtab_fast, f, dt, neg_alpha, beta, zero, thx, lo, hi, bounded, mant_bits,
                                          events, n_ev, max_events)
                 last[j] = k + 1
             else:
@@ -159,7 +210,7 @@ def _chunks_body(
     ii_rowptr, ii_split, ii_post,
     jtab_slow, jtab_fast,
     ei_slow, ei_fast, ie_slow, ie_fast, ii_slow, ii_fast,
-    plastic, f, dt, neg_alpha, beta, zero, thx, lo, hi, bounded,
+    plastic, f, dt, neg_alpha, beta, zero, thx, lo, hi, bounded, mant_bits,
     acc_slow, acc_fast, events, max_events, n_ev,
 ):  # noqa: ANN001, ANN202
     """Run `_step_synapses` on each chunk of presynaptic neurons (in parallel when compiled so).
@@ -176,7 +227,7 @@ def _chunks_body(
             ee_rowptr, ee_split, ee_post, ee_pot, ee_L, last,
             ei_rowptr, ei_split, ei_post, ie_rowptr, ie_split, ie_post, ii_rowptr, ii_split, ii_post,
             jtab_slow, jtab_fast, ei_slow, ei_fast, ie_slow, ie_fast, ii_slow, ii_fast,
-            plastic, f, dt, neg_alpha, beta, zero, thx, lo, hi, bounded,
+            plastic, f, dt, neg_alpha, beta, zero, thx, lo, hi, bounded, mant_bits,
             acc_slow[c], acc_fast[c], events[c], max_events,
         )
 
@@ -203,7 +254,7 @@ def _balanced_chunks(conn: Connectivity, chunks: int) -> np.ndarray:
 
 @numba.njit(cache=True, nogil=True)
 def _catch_up_all(k, ee_rowptr, ee_post, ee_pot, ee_L, last, dt, neg_alpha, beta, zero, thx, lo, hi,
-                  bounded, events, max_events):  # noqa: ANN001, ANN202
+                  bounded, mant_bits, events, max_events):  # noqa: ANN001, ANN202
     """Bring every E→E synapse to t_k (drift only). Returns the number of switch events."""
     n_ev = 0
     for j in range(last.shape[0]):
@@ -211,8 +262,7 @@ def _catch_up_all(k, ee_rowptr, ee_post, ee_pot, ee_L, last, dt, neg_alpha, beta
         if gap <= 0:
             continue
         for q in range(ee_rowptr[j], ee_rowptr[j + 1]):
-            L, at, direction = _drift_to(ee_L[q], gap, dt, neg_alpha, beta, zero, thx, lo, hi, bounded)
-            ee_L[q] = L
+            at, direction = _drift_to(ee_L, q, gap, dt, neg_alpha, beta, zero, thx, lo, hi, bounded, mant_bits)
             if at >= 0 and ee_pot[q] != (direction > 0):
                 ee_pot[q] = 1 if direction > 0 else 0
                 n_ev = _log_event(events, n_ev, max_events, last[j] + at, j, ee_post[q], direction)
@@ -264,8 +314,9 @@ class SparseEngine:
         lo, hi = pl.bounds if pl.bounds is not None else (0.0, 0.0)
         dt = c(cfg.dt)
         self._plastic = bool(pl.enabled)
-        # dt, −α, β, 0, θ_X, L_min, L_max, bounded?
-        self._pl = (dt, c(-pl.alpha), c(pl.beta), c(0), c(pl.theta_X), c(lo), c(hi), pl.bounds is not None)
+        # dt, −α, β, 0, θ_X, L_min, L_max, bounded?, mantissa bits of the dtype
+        self._pl = (dt, c(-pl.alpha), c(pl.beta), c(0), c(pl.theta_X), c(lo), c(hi), pl.bounds is not None,
+                    int(np.finfo(np_dtype).nmant))
         chunks = cfg.threads
         self._bounds = _balanced_chunks(conn, chunks)
         # One more row per chunk: the up/down counters (see _log_event).

@@ -102,7 +102,7 @@ def _expected(cfg: Config, net: Network, engine: str) -> Expected:
         sample_steps=np.asarray(sample_steps),
         sigma_steps=sigma_total,
         x_end=eng.neurons.x.detach().cpu().numpy().astype(np.float64),
-        potentiated_end=float(syn.potentiated.float().mean()),
+        potentiated_end=float(syn.potentiated.double().mean()),
     )
 
 
@@ -218,7 +218,7 @@ def test_run_json_summary_agrees_with_files(case: Case) -> None:
         assert s["populations"][pop]["mean_x_end"] == pytest.approx(case.expected.x_end[lo:hi].mean(), rel=1e-6)
     assert s["spikes"] == counts["E"] + counts["I"]
     assert s["sigma_fraction"] == pytest.approx(case.expected.sigma_steps / (cfg.n_neurons * cfg.n_steps), rel=1e-12)
-    pot0 = float(case.net.connectivity.initial.potentiated.float().mean())
+    pot0 = float(case.net.connectivity.initial.potentiated.double().mean())
     assert s["ee_potentiated_fraction"]["start"] == pytest.approx(pot0, rel=1e-12)
     assert s["ee_potentiated_fraction"]["end"] == pytest.approx(case.expected.potentiated_end, rel=1e-12)
     # With plasticity on, some synapses switched in these runs, and the counts say so.

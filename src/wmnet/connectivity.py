@@ -321,8 +321,11 @@ def generate(cfg: Config, device: torch.device, dtype: torch.dtype) -> Connectiv
         projections[name] = _to_csr(name, pre_pop, post_pop, n_pre, n_post, pre, post, slow)
     n_ee = projections["E->E"].n_synapses
     sgen = generator(cfg.seed, "synapse_state", device)
-    pot = torch.rand(n_ee, generator=sgen, device=device) < cfg.projections.EE.p_potentiated
-    initial = SynapseState(pot.to(torch.uint8), pot.to(dtype))
+    pot = torch.empty(n_ee, dtype=torch.uint8, device=device)
+    for start in range(0, n_ee, _CHUNK_SYNAPSES):  # in chunks: no n_EE-sized float temporary
+        end = min(n_ee, start + _CHUNK_SYNAPSES)
+        pot[start:end] = torch.rand(end - start, generator=sgen, device=device) < cfg.projections.EE.p_potentiated
+    initial = SynapseState(pot, pot.to(dtype))
     return Connectivity(sizes["E"], sizes["I"], projections, initial, "generated")
 
 

@@ -64,6 +64,11 @@ def trace_neurons(cfg: Config) -> np.ndarray:
     return np.unique(np.asarray(idx, dtype=np.int64))
 
 
+def potentiated_fraction(bits: torch.Tensor) -> float:
+    """Fraction of set bits, without a float copy of a possibly huge tensor (NaN if empty)."""
+    return bits.sum(dtype=torch.int64).item() / bits.numel() if bits.numel() else float("nan")
+
+
 @dataclass
 class RunResult:
     """What a run produced. With an output folder, the files hold the same data."""
@@ -93,8 +98,7 @@ class Simulation:
         self.stimulus = stimulus or make_stimulus(cfg, network.device, network.dtype, input_path)
         self.engine_name = resolve_engine(engine or cfg.engine, network)
         self.engine = make_engine(self.engine_name, network, keep_switch_events=keep_switch_events)
-        self.initial_potentiated = float(network.connectivity.initial.potentiated.float().mean()) \
-            if network.connectivity.initial.potentiated.numel() else float("nan")
+        self.initial_potentiated = potentiated_fraction(network.connectivity.initial.potentiated)
 
     def run(
         self,
@@ -204,7 +208,7 @@ class Simulation:
         x = self.engine.neurons.x.double().cpu()
         ss = sigma_sum.cpu().double()
         syn = self.engine.synapses()
-        pot_end = float(syn.potentiated.float().mean()) if syn.potentiated.numel() else float("nan")
+        pot_end = potentiated_fraction(syn.potentiated)
         per = {}
         for name, sl, size, j in (("E", slice(0, n_e), n_e, 0), ("I", slice(n_e, None), n_i, 1)):
             per[name] = {

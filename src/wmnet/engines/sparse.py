@@ -294,7 +294,7 @@ class SparseEngine:
         self.switches = SwitchLog(keep_switch_events)
         np_dtype = np.float32 if net.dtype == torch.float32 else np.float64
         c = np_dtype  # scalar constructor in the working dtype: numba then computes in it
-        self._syn = synapses.clone()
+        self._syn = synapses  # owned: make_engine passes a copy of the network's initial state
         self._pot = self._syn.potentiated.numpy()
         self._L = self._syn.L.numpy()
         self._last = np.zeros(net.n_E, dtype=np.int64)

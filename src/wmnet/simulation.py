@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from wmnet.config import Config, steps_in
 from wmnet.engines import Engine, make_engine, resolve_engine
+from wmnet.errors import WmnetError
 from wmnet.io.runinfo import write_json
 from wmnet.io.sonata import PopulationRange, ReportWriter, SpikeWriter
 from wmnet.memory import footprint
@@ -59,7 +60,6 @@ def trace_neurons(cfg: Config) -> np.ndarray:
     idx = [i + n if i < 0 else i for i in cfg.record.traces.neurons]
     bad = [i for i in idx if not 0 <= i < n]
     if bad:
-        from wmnet.errors import WmnetError
         raise WmnetError(f"record.traces.neurons: index {bad[0]} outside 0..{n - 1}")
     return np.unique(np.asarray(idx, dtype=np.int64))
 

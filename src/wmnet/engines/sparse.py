@@ -126,6 +126,17 @@ def _log_event(events, n_ev, max_events, step, pre, post, direction):  # noqa: A
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
+def _catch_up(q, j, i, gap, last_j, ee_L, pot, dt, neg_alpha, beta, zero, thx, lo, hi, bounded, mant_bits,
+              events, n_ev, max_events):  # noqa: ANN001, ANN202
+    """Drift synapse q (pre j, post i) over `gap` silent steps; apply and log a drift-only switch."""
+    at, direction = _drift_to(ee_L, q, gap, dt, neg_alpha, beta, zero, thx, lo, hi, bounded, mant_bits)
+    if at >= 0 and pot[q] != (direction > 0):
+        pot[q] = 1 if direction > 0 else 0
+        n_ev = _log_event(events, n_ev, max_events, last_j + at, j, i, direction)
+    return n_ev
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def _ee_plastic_range(
     q0, q1, j, k, gap, last_j, s, post, pot, ee_L, acc, jtab,
     f, dt, neg_alpha, beta, zero, thx, lo, hi, bounded, mant_bits, events, n_ev, max_events,
@@ -134,10 +145,8 @@ def _ee_plastic_range(
     for q in range(q0, q1):
         i = post[q]
         if gap > 0:
-            at, direction = _drift_to(ee_L, q, gap, dt, neg_alpha, beta, zero, thx, lo, hi, bounded, mant_bits)
-            if at >= 0 and pot[q] != (direction > 0):
-                pot[q] = 1 if direction > 0 else 0
-                n_ev = _log_event(events, n_ev, max_events, last_j + at, j, i, direction)
+            n_ev = _catch_up(q, j, i, gap, last_j, ee_L, pot, dt, neg_alpha, beta, zero, thx, lo, hi, bounded,
+                             mant_bits, events, n_ev, max_events)
         L = ee_L[q]
         b = pot[q]
         acc[i] += jtab[b] * s
@@ -262,10 +271,8 @@ def _catch_up_all(k, ee_rowptr, ee_post, ee_pot, ee_L, last, dt, neg_alpha, beta
         if gap <= 0:
             continue
         for q in range(ee_rowptr[j], ee_rowptr[j + 1]):
-            at, direction = _drift_to(ee_L, q, gap, dt, neg_alpha, beta, zero, thx, lo, hi, bounded, mant_bits)
-            if at >= 0 and ee_pot[q] != (direction > 0):
-                ee_pot[q] = 1 if direction > 0 else 0
-                n_ev = _log_event(events, n_ev, max_events, last[j] + at, j, ee_post[q], direction)
+            n_ev = _catch_up(q, j, ee_post[q], gap, last[j], ee_L, ee_pot, dt, neg_alpha, beta, zero, thx, lo, hi,
+                             bounded, mant_bits, events, n_ev, max_events)
         last[j] = k
     return n_ev
 

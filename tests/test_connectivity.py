@@ -14,8 +14,11 @@ import numpy as np
 import pytest
 import torch
 
+import wmnet.connectivity as connectivity
 from wmnet.config import Config, load_config
-from wmnet.connectivity import Connectivity, Projection, generate, load_dense
+from wmnet.connectivity import (
+    Connectivity, Projection, _fixed_indegree_csr, _indegree_chunks, _to_csr, generate, load_dense,
+)
 from wmnet.errors import WmnetError
 from wmnet.network import Network
 
@@ -113,15 +116,21 @@ def test_no_autapses_no_duplicates_and_storage_order(default_conn):
         # no (pre, post) pair twice: in particular fast and slow never overlap
         keys = pre.astype(np.int64) * proj.n_post + post
         assert np.unique(keys).size == keys.size, name
-        # CSR layout: per row, slow block then fast block, each sorted by post
-        rowptr, split = proj.rowptr.numpy(), proj.split.numpy()
-        assert rowptr[0] == 0 and rowptr[-1] == proj.n_synapses
-        assert np.all(rowptr[:-1] <= split) and np.all(split <= rowptr[1:])
-        for j in range(proj.n_pre):
-            s_blk = post[rowptr[j]:split[j]]
-            f_blk = post[split[j]:rowptr[j + 1]]
-            assert np.all(np.diff(s_blk) > 0) and np.all(np.diff(f_blk) > 0)
-            assert np.all(pre[rowptr[j]:rowptr[j + 1]] == j)
+        assert_csr_layout(proj)
+
+
+def assert_csr_layout(proj: Projection) -> None:
+    """Per row, the slow block then the fast block, each strictly increasing in post."""
+    pre, post, _ = pairs(proj)
+    rowptr, split = proj.rowptr.numpy(), proj.split.numpy()
+    assert rowptr[0] == 0 and rowptr[-1] == proj.n_synapses
+    assert np.all(rowptr[:-1] <= split) and np.all(split <= rowptr[1:])
+    assert np.all(pre == np.repeat(np.arange(proj.n_pre), np.diff(rowptr)))
+    # block g = 2·pre + (fast): post must increase strictly within each block
+    block = 2 * pre + ~proj.is_slow().numpy()
+    same = block[1:] == block[:-1]
+    assert np.all(np.diff(post)[same] > 0), proj.name
+    assert np.all(np.diff(block) >= 0), proj.name
 
 
 def test_dense_view_has_no_overlap_and_blocks(default_conn):
@@ -188,14 +197,20 @@ def test_seed_determines_connectivity(default_conn):
 
 
 K_IN = {"E->E": 30, "E->I": 25, "I->E": 7, "I->I": 99}  # I->I: k = pool (all but self)
+K_IN_FRACTIONS = {"E->E": 0.5, "E->I": 0.3, "I->E": 0.0, "I->I": 0.1}
+K_IN_OVERRIDES = tuple(
+    [f"projections.{name}.k_in={k}" for name, k in K_IN.items()]
+    + [f"projections.{name}.slow_fraction={r}" for name, r in K_IN_FRACTIONS.items()]
+)
+POPS = {"E->E": ("E", "E"), "E->I": ("E", "I"), "I->E": ("I", "E"), "I->I": ("I", "I")}
+TINY_CHUNK = 500  # candidates per chunk: a handful of posts, dozens of chunks per projection
 
 
-def test_fixed_indegree():
-    overrides = [f"projections.{name}.k_in={k}" for name, k in K_IN.items()]
-    overrides += ["projections.E->E.slow_fraction=0.5", "projections.E->I.slow_fraction=0.3",
-                  "projections.I->E.slow_fraction=0.0", "projections.I->I.slow_fraction=0.1"]
-    conn = generate(cfg_of(*overrides), CPU, F64)
-    fractions = {"E->E": 0.5, "E->I": 0.3, "I->E": 0.0, "I->I": 0.1}
+@pytest.mark.parametrize("chunk", [None, TINY_CHUNK], ids=["one_chunk", "many_chunks"])
+def test_fixed_indegree(monkeypatch, chunk):
+    if chunk is not None:
+        monkeypatch.setattr(connectivity, "_CHUNK_SYNAPSES", chunk)
+    conn = generate(cfg_of(*K_IN_OVERRIDES), CPU, F64)
     for name, k in K_IN.items():
         proj = conn.projections[name]
         n_pre, n_post = SIZES[name]
@@ -207,7 +222,8 @@ def test_fixed_indegree():
         assert np.all(np.bincount(post, minlength=n_post) == k), name
         if square:
             assert not np.any(pre == post), name
-        assert within_binomial(int(slow.sum()), slow.size, fractions[name]), name
+        assert_csr_layout(proj)
+        assert within_binomial(int(slow.sum()), slow.size, K_IN_FRACTIONS[name]), name
         # every pre is chosen about equally often (uniform k-subsets without self)
         pool = n_pre - 1 if square else n_pre
         outdeg = np.bincount(pre, minlength=n_pre)
@@ -217,6 +233,78 @@ def test_fixed_indegree():
             assert np.abs(outdeg - exp).max() <= 6 * sd, name
         else:
             assert np.all(outdeg == exp), name
+    # deterministic for a seed (each chunk has its own generator), different for another seed
+    assert _same(conn, generate(cfg_of(*K_IN_OVERRIDES), CPU, F64))
+    other = generate(cfg_of(*K_IN_OVERRIDES, "seed=1"), CPU, F64)
+    for name in ("E->E", "E->I", "I->E"):  # I->I takes every pre: only the channels can differ
+        assert not torch.equal(conn.projections[name].post_idx, other.projections[name].post_idx)
+
+
+@pytest.mark.parametrize("redraws", [False, True], ids=["plain", "with_redraws"])
+def test_chunked_fixed_indegree_equals_sorted_reference(monkeypatch, redraws):
+    """The two-pass placement gives exactly what sorting all the chunks' synapses gives."""
+    monkeypatch.setattr(connectivity, "_CHUNK_SYNAPSES", TINY_CHUNK)
+    draws = 0
+    randint = torch.randint
+
+    def counted_randint(*args, **kwargs):
+        nonlocal draws
+        draws += 1
+        return randint(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "randint", counted_randint)
+    if redraws:  # too few candidates: many posts are redrawn, the chunks are reordered
+        monkeypatch.setattr(connectivity, "_indegree_candidates", lambda pool, k: min(pool, k + 2))
+    for name, k in K_IN.items():
+        pre_pop, post_pop = POPS[name]
+        n_pre, n_post = SIZES[name]
+        r = K_IN_FRACTIONS[name]
+        proj = _fixed_indegree_csr(name, pre_pop, post_pop, n_pre, n_post, k, r, 7, CPU)
+        draws = 0
+        chunks = list(_indegree_chunks(7, name, n_pre, n_post, k, pre_pop == post_pop, r, CPU))
+        assert len(chunks) > 3, name
+        if not redraws and name != "I->I":  # (I->I has k = pool: nothing drawn)
+            assert draws == len(chunks), name  # one draw a chunk
+        if redraws and name == "E->E":  # 32 candidates for 30 of 399: many posts redrawn
+            assert draws > len(chunks)
+        post, pre, slow = (torch.cat(parts) for parts in zip(*chunks))
+        assert torch.all(post[1:] >= post[:-1]), name  # post-major, redrawn posts included
+        ref = _to_csr(name, pre_pop, post_pop, n_pre, n_post, pre, post, slow)
+        assert torch.equal(proj.rowptr, ref.rowptr), name
+        assert torch.equal(proj.split, ref.split), name
+        assert torch.equal(proj.post_idx, ref.post_idx), name
+        assert proj.post_idx.dtype == torch.int32
+
+
+def test_fixed_indegree_sorts_nothing_beyond_one_chunk(monkeypatch):
+    """Memory stays bounded by the chunk: no sort of a whole projection (as `_to_csr` does)."""
+    monkeypatch.setattr(connectivity, "_CHUNK_SYNAPSES", TINY_CHUNK)
+    largest = 0
+
+    def spy(fn):
+        def wrapped(t, *args, **kwargs):
+            nonlocal largest
+            largest = max(largest, t.numel())
+            return fn(t, *args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(torch, "sort", spy(torch.sort))
+    monkeypatch.setattr(torch, "argsort", spy(torch.argsort))
+    conn = generate(cfg_of(*K_IN_OVERRIDES), CPU, F64)
+    assert conn.projections["E->E"].n_synapses == N_E * K_IN["E->E"]
+    assert 0 < largest <= TINY_CHUNK
+
+
+def test_fixed_indegree_chunks_use_their_own_streams():
+    """Chunk c of a projection is the same whatever else is drawn, and chunks differ."""
+    a = list(_indegree_chunks(3, "E->E", 2000, 2000, 10, True, 0.5, CPU))
+    b = list(_indegree_chunks(3, "E->E", 2000, 2000, 10, True, 0.5, CPU))
+    for x, y in zip(a, b, strict=True):
+        assert all(torch.equal(s, t) for s, t in zip(x, y, strict=True))
+    # another projection name or seed draws other synapses
+    c = next(iter(_indegree_chunks(3, "I->I", 2000, 2000, 10, True, 0.5, CPU)))
+    d = next(iter(_indegree_chunks(4, "E->E", 2000, 2000, 10, True, 0.5, CPU)))
+    assert not torch.equal(a[0][1], c[1]) and not torch.equal(a[0][1], d[1])
 
 
 def test_fixed_indegree_too_large():

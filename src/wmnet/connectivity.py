@@ -15,6 +15,7 @@ indexed in this same order, which is the canonical synapse order of wmnet.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,8 @@ PROJECTIONS: tuple[tuple[str, str, str, str], ...] = (
     ("I->I", "II", "I", "I"),
 )
 
-# Synapses generated per chunk: bounds temporary memory whatever the network size.
+# Synapses (fixed in-degree: candidates) generated per chunk: bounds temporary memory whatever
+# the network size.
 _CHUNK_SYNAPSES = 1 << 23
 
 
@@ -247,43 +249,132 @@ def _bernoulli_csr(
     return Projection(name, pre_pop, post_pop, n_pre, n_post, rowptr, rowptr[:-1] + slow_counts, post)
 
 
-def _fixed_indegree(
-    n_post: int, n_pre: int, k: int, square: bool, gen: torch.Generator, device: torch.device
+def _indegree_candidates(pool: int, k: int) -> int:
+    """Candidates drawn per post: enough that k of them are distinct but for an 8-sigma event."""
+    if k >= pool:
+        return pool
+    extra = int(math.ceil(k * k / max(pool, 1))) + 8 * int(math.sqrt(k)) + 16
+    return min(k + extra, 4 * k + 64)
+
+
+def _indegree_draw(
+    posts: torch.Tensor, pool: int, k: int, m: int, square: bool, gen: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(post, pre) with exactly k distinct pre per post (no autapse if square), post-major."""
+    """(post, pre) with exactly k distinct pre for each of `posts` (no autapse if square).
+
+    Post-major, each post's pres ascending. Draw m candidates with replacement, drop the
+    duplicates, then keep k of the distinct values at random (those with the k smallest random
+    keys): the distinct set is exchangeable, so the k-subset is uniform. A post with fewer than
+    k distinct candidates is redrawn.
+    """
+    dev = posts.device
+    posts_out, pres_out = [], []
+    while posts.numel():
+        if k == pool:
+            cand = torch.arange(pool, device=dev).expand(posts.numel(), pool).clone()
+        else:
+            cand = torch.randint(pool, (posts.numel(), m), generator=gen, device=dev)
+        cand, _ = torch.sort(cand, dim=1)
+        dup = torch.zeros_like(cand, dtype=torch.bool)
+        dup[:, 1:] = cand[:, 1:] == cand[:, :-1]
+        ok = (~dup).sum(dim=1) >= k
+        keep = ~dup
+        if m > k:
+            keys = torch.rand(cand.shape, generator=gen, device=dev)
+            keys[dup] = 2.0  # duplicates go first among the m − k dropped
+            keep.scatter_(1, torch.topk(keys, m - k, dim=1).indices, False)
+            del keys
+        keep &= ok[:, None]
+        del dup
+        chosen = cand[keep].view(-1, k)
+        del cand, keep
+        if square:
+            chosen += chosen >= posts[ok, None]
+        posts_out.append(posts[ok, None].expand(-1, k).reshape(-1))
+        pres_out.append(chosen.reshape(-1))
+        posts = posts[~ok]
+    if len(posts_out) == 1:
+        return posts_out[0], pres_out[0]
+    post, pre = torch.cat(posts_out), torch.cat(pres_out)
+    order = torch.argsort(post, stable=True)  # redrawn posts came last: restore post-major
+    return post[order], pre[order]
+
+
+def _indegree_chunks(
+    seed: int, name: str, n_pre: int, n_post: int, k: int, square: bool, slow_fraction: float,
+    device: torch.device,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The fixed in-degree rule, chunk by chunk of posts: (post, pre, slow) of each chunk.
+
+    Each post receives k distinct pre (none itself if square); each synapse is slow with
+    probability `slow_fraction`. A chunk holds at most `_CHUNK_SYNAPSES` candidates, and its
+    draws come from its own generator (stream "connectivity:<name>:<chunk>"), so iterating
+    again yields the very same chunks: that is what lets `_fixed_indegree_csr` run two passes
+    without keeping the synapses in between.
+    """
     pool = n_pre - 1 if square else n_pre
     if k > pool:
         raise WmnetError(f"k_in = {k} exceeds the {pool} available presynaptic neurons")
-    empty = torch.empty(0, dtype=torch.int64, device=device)
-    if k == 0 or n_post == 0:
-        return empty, empty
-    # Draw with replacement, drop duplicates, then pick k of the distinct values at random:
-    # the distinct set is exchangeable, so the k-subset is uniform.
-    extra = int(math.ceil(k * k / max(pool, 1))) + 8 * int(math.sqrt(k)) + 16
-    m = min(k + extra, 4 * k + 64) if k < pool else pool
-    posts_out, pres_out = [], []
+    if k == 0:
+        return
+    m = _indegree_candidates(pool, k)
     chunk = max(1, _CHUNK_SYNAPSES // m)
-    for start in range(0, n_post, chunk):
+    for index, start in enumerate(range(0, n_post, chunk)):
+        gen = generator(seed, f"connectivity:{name}:{index}", device)
         posts = torch.arange(start, min(n_post, start + chunk), device=device)
-        while posts.numel():
-            if k == pool:
-                cand = torch.arange(pool, device=device).expand(posts.numel(), pool).clone()
-            else:
-                cand = torch.randint(pool, (posts.numel(), m), generator=gen, device=device)
-            cand, _ = torch.sort(cand, dim=1)
-            dup = torch.zeros_like(cand, dtype=torch.bool)
-            dup[:, 1:] = cand[:, 1:] == cand[:, :-1]
-            ok = (~dup).sum(dim=1) >= k
-            keys = torch.rand(cand.shape, generator=gen, device=device)
-            keys[dup] = 2.0
-            pick = torch.topk(keys, k, dim=1, largest=False).indices
-            chosen = torch.gather(cand, 1, pick)[ok]
-            if square:
-                chosen = chosen + (chosen >= posts[ok, None]).long()
-            posts_out.append(posts[ok, None].expand(-1, k).reshape(-1))
-            pres_out.append(chosen.reshape(-1))
-            posts = posts[~ok]
-    return torch.cat(posts_out), torch.cat(pres_out)
+        post, pre = _indegree_draw(posts, pool, k, m, square, gen)
+        slow = torch.rand(pre.numel(), generator=gen, device=device) < slow_fraction
+        yield post, pre, slow
+
+
+def _fixed_indegree_csr(
+    name: str, pre_pop: str, post_pop: str, n_pre: int, n_post: int, k: int,
+    slow_fraction: float, seed: int, device: torch.device,
+) -> Projection:
+    """A fixed in-degree projection built straight into CSR order, in two passes over chunks.
+
+    Synapse (pre j, channel c), c = 0 slow, 1 fast, belongs to block g = 2 j + c; the blocks
+    are stored in order of g, each sorted by post. Pass 1 counts the synapses of every block,
+    which gives `rowptr` and `split`. Pass 2 draws the same chunks again, sorts each one by
+    (pre, slow before fast, post) and writes every post index to its final place: after the
+    synapses that earlier chunks put in the same block. Chunks come in increasing post order,
+    so each block ends up sorted by post: the layout `_to_csr` gives. Nothing is sorted beyond
+    one chunk, so the memory beyond the result is one chunk's temporaries (some 50 bytes per
+    candidate) plus a few arrays of 2 n_pre.
+    """
+    square = pre_pop == post_pop
+
+    def chunks() -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        return _indegree_chunks(seed, name, n_pre, n_post, k, square, slow_fraction, device)
+
+    blocks = 2 * n_pre
+    counts = torch.zeros(blocks, dtype=torch.int64, device=device)
+    for _, pre, slow in chunks():  # pass 1: the size of every block
+        counts += torch.bincount(pre * 2 + ~slow, minlength=blocks)
+    rowptr = torch.zeros(n_pre + 1, dtype=torch.int64, device=device)
+    rowptr[1:] = torch.cumsum(counts.view(n_pre, 2).sum(dim=1), 0)
+    split = rowptr[:-1] + counts[0::2]
+    post_idx = torch.empty(int(rowptr[-1]), dtype=torch.int32, device=device)
+    fill = torch.stack([rowptr[:-1], split], dim=1).view(-1)  # next free slot of each block
+    del counts
+    small = torch.int32 if blocks <= torch.iinfo(torch.int32).max else torch.int64
+    for post, pre, slow in chunks():  # pass 2: the same chunks, placed
+        # the chunk is post-major, so a stable sort by block leaves each block sorted by post
+        block, order = torch.sort((pre * 2 + ~slow).to(small), stable=True)
+        del pre, slow
+        post = post[order]
+        del order
+        c = torch.bincount(block, minlength=blocks)
+        # the i-th synapse of the sorted chunk is number i - first[g] of its block g in this chunk
+        first = torch.cumsum(c, 0) - c
+        dest = torch.arange(block.numel(), device=device)
+        dest += (fill - first)[block]
+        post_idx[dest] = post.to(torch.int32)
+        fill += c
+        del block, post, dest, c, first
+    if not (torch.equal(fill[0::2], split) and torch.equal(fill[1::2], rowptr[1:])):
+        raise RuntimeError(f"{name}: the two passes over the chunks drew different synapses")
+    return Projection(name, pre_pop, post_pop, n_pre, n_post, rowptr, split, post_idx)
 
 
 def _to_csr(
@@ -316,9 +407,9 @@ def generate(cfg: Config, device: torch.device, dtype: torch.dtype) -> Connectiv
         if spec.k_in is None:
             projections[name] = _bernoulli_csr(name, pre_pop, post_pop, n_pre, n_post, spec, gen, device)
             continue
-        post, pre = _fixed_indegree(n_post, n_pre, spec.k_in, pre_pop == post_pop, gen, device)
-        slow = torch.rand(pre.numel(), generator=gen, device=device) < spec.slow_fraction
-        projections[name] = _to_csr(name, pre_pop, post_pop, n_pre, n_post, pre, post, slow)
+        projections[name] = _fixed_indegree_csr(
+            name, pre_pop, post_pop, n_pre, n_post, spec.k_in, spec.slow_fraction, cfg.seed, device
+        )
     n_ee = projections["E->E"].n_synapses
     sgen = generator(cfg.seed, "synapse_state", device)
     pot = torch.empty(n_ee, dtype=torch.uint8, device=device)

@@ -36,6 +36,8 @@ POINTS = {
     "default": [],
     # Weaker drive: the sinusoid's amplitude is cut until E fires below 10 Hz.
     "low": ["stimulus.amplitude_max=1.0"],
+    # GPU: synaptic sums in fixed point (bitwise reproducible) instead of float atomics.
+    "default_det": ["deterministic=true"],
 }
 
 
@@ -57,6 +59,9 @@ def peak_memory(device: torch.device) -> dict[str, float]:
 def measure(overrides: list[str], device: str, engine: str, duration: float, warmup: float) -> dict[str, Any]:
     cfg = load_config(None, overrides + [f"device={device}", "dtype=float32", f"engine={engine}",
                                          "record.traces.variables=[]"])
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
     net = Network.build(cfg)
     sim = Simulation(net)
     if warmup:
@@ -90,11 +95,12 @@ def measure(overrides: list[str], device: str, engine: str, duration: float, war
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--points", default="default,low", help="comma list of: default, low, scale100k, scale1M")
+    ap.add_argument("--points", default="default,low",
+                    help="comma list of: default, default_det, low, scale100k, scale1M")
     ap.add_argument("--duration", type=float, default=1000.0, help="simulated ms per point (sparse engine)")
     ap.add_argument("--scale-duration", type=float, default=20.0, help="simulated ms for scale points")
     ap.add_argument("--ref-duration", type=float, default=5.0, help="simulated ms for the reference engine")
-    ap.add_argument("--warmup", type=float, default=20.0, help="simulated ms before timing")
+    ap.add_argument("--warmup", type=float, default=40.0, help="simulated ms before timing (compiles kernels and captures the GPU graphs)")
     ap.add_argument("--json", type=Path, help="write results here")
     args = ap.parse_args()
     dev = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
@@ -104,7 +110,7 @@ def main() -> None:
                                "points": {}}
     for point in args.points.split(","):
         if point in SCALE:
-            r = measure(scale_overrides(SCALE[point]), str(dev), "auto", args.scale_duration, 2.0)
+            r = measure(scale_overrides(SCALE[point]), str(dev), "auto", args.scale_duration, args.warmup)
         else:
             r = measure(POINTS[point], str(dev), "auto", args.duration, args.warmup)
         results["points"][point] = r

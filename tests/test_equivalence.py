@@ -41,8 +41,6 @@ def _lockstep(net: Network, steps: int, names: tuple[str, str] = ("reference", "
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("mode", list(MODES))
 def test_sparse_matches_reference_float64(small_config, mode: str, device: str) -> None:
-    if device == "cuda":
-        pytest.skip("the sparse engine has no CUDA path yet (issue 3); see test_reference_cuda_matches_cpu")
     cfg = small_config("dtype=float64", "duration=300", f"device={device}", *MODES[mode])
     net = Network.build(cfg)
     (ref, fast), counts = _lockstep(net, cfg.n_steps)
@@ -63,8 +61,9 @@ def test_sparse_matches_reference_float64(small_config, mode: str, device: str) 
         assert (ev_ref[:, 3] == 1).any() and (ev_ref[:, 3] == -1).any()
 
 
-def test_sparse_matches_reference_float32(small_config) -> None:
-    cfg = small_config("dtype=float32", "duration=1000")
+@pytest.mark.parametrize("device", DEVICES)
+def test_sparse_matches_reference_float32(small_config, device: str) -> None:
+    cfg = small_config("dtype=float32", "duration=1000", f"device={device}")
     net = Network.build(cfg)
     first_50ms = round(50 / cfg.dt)
     (ref, fast), counts = _lockstep(net, cfg.n_steps, spikes_must_match=first_50ms)
@@ -128,3 +127,45 @@ def test_reference_cuda_matches_cpu(small_config) -> None:
     assert torch.equal(runs[0][0], runs[1][0])
     assert (runs[0][1] - runs[1][1]).abs().max().item() <= 1e-9
     np.testing.assert_array_equal(runs[0][2], runs[1][2])
+
+
+def _gpu_run(cfg_overrides: list[str], small_config, block: int | None, deterministic: bool) -> tuple:
+    """Run the GPU engine through blocks of `block` steps (CUDA graphs) or step by step."""
+    from wmnet.engines.gpu import GpuSparseEngine
+
+    cfg = small_config(*cfg_overrides, "device=cuda")
+    net = Network.build(cfg)
+    stim = make_stimulus(cfg, net.device, net.dtype)
+    eng = make_engine("reference", net)
+    gpu = GpuSparseEngine(net, eng.neurons.clone(), net.connectivity.initial.clone(), keep_switch_events=True,
+                          deterministic=deterministic)
+    sig = []
+    if block is None:
+        sig = [gpu.step(stim(k)) for k in range(cfg.n_steps)]
+    else:
+        for k0 in range(0, cfg.n_steps, block):
+            flags, _, _ = gpu.run_block(stim.block(k0, min(block, cfg.n_steps - k0)))
+            sig += list((flags & 1).bool())
+    syn = gpu.synapses()
+    return torch.stack(sig).cpu(), gpu.neurons.clone(), syn, gpu.switches.table()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gpu_graphs_and_determinism(small_config, dtype: str) -> None:
+    """deterministic: true gives bitwise-equal runs, whether replayed as CUDA graphs or stepped."""
+    over = [f"dtype={dtype}", "duration=100"]
+    a = _gpu_run(over, small_config, 100, True)
+    b = _gpu_run(over, small_config, None, True)
+    c = _gpu_run(over, small_config, 100, True)
+    for other in (b, c):
+        assert torch.equal(a[0], other[0])
+        for var in ("v", "i_s", "i_f", "x", "a"):
+            assert torch.equal(a[1][var], other[1][var]), var
+        assert torch.equal(a[2].potentiated, other[2].potentiated) and torch.equal(a[2].L, other[2].L)
+        np.testing.assert_array_equal(a[3], other[3])
+    assert len(a[3]) > 100
+    # Float atomics (the default) follow the same trajectory up to summation order.
+    d = _gpu_run(over, small_config, 100, False)
+    first_50ms = 500
+    assert torch.equal(a[0][:first_50ms], d[0][:first_50ms])

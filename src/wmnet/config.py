@@ -179,6 +179,12 @@ class Config(_Strict):
         description="CPU work chunks of the sparse engine (run in parallel); results are bitwise "
         "reproducible for a given value, whatever the machine's core count",
     )
+    deterministic: bool = Field(
+        False,
+        description="GPU sparse engine: sum synaptic input in 64-bit fixed point (2^-44 units), so runs are "
+        "bitwise reproducible; otherwise float atomics, whose summation order varies. The CPU is always "
+        "deterministic",
+    )
     populations: Populations = Field(default_factory=Populations, description="E and I populations")
     projections: Projections = Field(default_factory=Projections, description="the four projections")
     stp: ShortTermDepression = Field(default_factory=ShortTermDepression, description="short-term depression")

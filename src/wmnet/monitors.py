@@ -45,6 +45,19 @@ class SpikeMonitor:
         if self._row == self.block_steps:
             self.flush()
 
+    def record_block(self, k0: int, onsets: torch.Tensor) -> None:
+        """Onsets (n, N) bool of steps k0..k0+n−1."""
+        t = 0
+        while t < onsets.shape[0]:
+            if self._row == 0:
+                self._first_step = k0 + t
+            take = min(onsets.shape[0] - t, self.block_steps - self._row)
+            self._buf[self._row:self._row + take] = onsets[t:t + take]
+            self._row += take
+            t += take
+            if self._row == self.block_steps:
+                self.flush()
+
     def flush(self) -> None:
         if self._row == 0:
             return
@@ -98,6 +111,15 @@ class StateMonitor:
             return
         self._buf.append(torch.stack([state[v][self._idx] for v in self.variables]))
         self._steps.append(k)
+        if len(self._buf) >= self.block_samples:
+            self.flush()
+
+    def record_samples(self, steps: list[int], samples: torch.Tensor | None) -> None:
+        """Samples (s, variables, neurons) taken at `steps` (the engine picked them by `every`)."""
+        if samples is None or not steps:
+            return
+        self._buf.extend(samples.unbind(0))
+        self._steps.extend(steps)
         if len(self._buf) >= self.block_samples:
             self.flush()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import platform
 import sys
 import time
+from functools import partial
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -22,6 +23,7 @@ from tqdm import tqdm
 
 from wmnet.config import Config, steps_in
 from wmnet.engines import Engine, make_engine, resolve_engine
+from wmnet.engines.base import TraceRequest, run_block_stepwise
 from wmnet.errors import WmnetError
 from wmnet.io.runinfo import write_json
 from wmnet.io.sonata import PopulationRange, ReportWriter, SpikeWriter
@@ -30,7 +32,8 @@ from wmnet.monitors import SpikeMonitor, StateMonitor
 from wmnet.network import Network
 from wmnet.stimuli import Stimulus, make_stimulus
 
-PACKAGES = ("wmnet", "torch", "numpy", "numba", "h5py", "pydantic")
+PACKAGES = ("wmnet", "torch", "numpy", "numba", "triton", "h5py", "pydantic")
+BLOCK_STEPS = 200  # steps per engine call (a CUDA graph on the GPU)
 
 
 def package_versions() -> dict[str, str]:
@@ -144,21 +147,29 @@ class Simulation:
                    bar_format="{percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} ms simulated [{elapsed}<{remaining}{postfix}]",
                    file=sys.stderr)
         done = 0
+        trace = None
+        if rec.traces.variables and neurons.size:
+            trace = TraceRequest(tuple(rec.traces.variables),
+                                 torch.as_tensor(neurons, dtype=torch.long, device=net.device), rec.traces.every)
+        run_block = getattr(eng, "run_block", None) or partial(run_block_stepwise, eng)
+        # Steps per block: a multiple of the trace interval, so that a GPU engine replays one
+        # captured graph for every full block.
+        every = rec.traces.every
+        per_block = every * max(1, BLOCK_STEPS // every) if trace is not None else BLOCK_STEPS
         try:
-            for _ in range(n_steps):
+            while done < n_steps:
                 k = eng.k
-                state = eng.neurons
-                traces.record(k, state)
-                a_before = state.a
-                sigma = eng.step(self.stimulus(k))
-                spikes.record(k, sigma & (a_before == 0))
-                sigma_sum[0] += sigma[:n_e].sum()
-                sigma_sum[1] += sigma[n_e:].sum()
-                done += 1
-                if done % 200 == 0 or done == n_steps:
-                    wall = time.perf_counter() - t_start
-                    bar.update(round(done * cfg.dt - bar.n, 6))
-                    bar.set_postfix_str(f"{(done * cfg.dt / 1000) / wall:.3g} sim s per wall s", refresh=False)
+                m = min(per_block, n_steps - done)
+                flags, steps, samples = run_block(self.stimulus.block(k, m), trace)
+                traces.record_samples(steps, samples)
+                spikes.record_block(k, (flags >> 1).bool())
+                sigma = flags & 1
+                sigma_sum[0] += sigma[:, :n_e].sum()
+                sigma_sum[1] += sigma[:, n_e:].sum()
+                done += m
+                wall = time.perf_counter() - t_start
+                bar.update(round(done * cfg.dt - bar.n, 6))
+                bar.set_postfix_str(f"{(done * cfg.dt / 1000) / wall:.3g} sim s per wall s", refresh=False)
         except KeyboardInterrupt:
             status = "interrupted"
         finally:

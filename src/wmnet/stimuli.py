@@ -18,6 +18,10 @@ class Stimulus(Protocol):
         """External current of every neuron during step k (t_k = k·dt)."""
         ...
 
+    def block(self, k0: int, n_steps: int) -> torch.Tensor:
+        """Currents of steps k0..k0+n_steps−1, shape (n_steps, N); row t equals self(k0 + t)."""
+        ...
+
 
 class SinusoidStimulus:
     """I_n(t) = A_n sin(t/F_n + φ_n) + A_n with A ~ U(0, A_max), φ ~ U(0, φ_max), F ~ U(F_min, F_max).
@@ -39,6 +43,17 @@ class SinusoidStimulus:
         t = k * self.dt
         return self.amplitude * torch.sin(t / self.period + self.phase) + self.amplitude
 
+    def block(self, k0: int, n_steps: int) -> torch.Tensor:
+        if self.amplitude.device.type == "cpu":
+            # CPU sin takes vectorised and scalar paths depending on an element's position, which
+            # can differ in the last bit: build rows exactly as single steps are built.
+            return torch.stack([self(k) for k in range(k0, k0 + n_steps)])
+        # GPU: every element runs the same scalar code, so one launch gives the same values.
+        # t_k computed in float64 as k·dt, then rounded to the dtype: as the scalar path does.
+        ks = torch.arange(k0, k0 + n_steps, dtype=torch.float64, device=self.amplitude.device)
+        t = (ks * self.dt).to(self.amplitude.dtype)[:, None]
+        return self.amplitude * torch.sin(t / self.period + self.phase) + self.amplitude
+
 
 class ConstantStimulus:
     """A constant current per population."""
@@ -49,6 +64,9 @@ class ConstantStimulus:
 
     def __call__(self, k: int) -> torch.Tensor:
         return self.current
+
+    def block(self, k0: int, n_steps: int) -> torch.Tensor:
+        return self.current.expand(n_steps, -1)
 
 
 class ArrayStimulus:
@@ -87,6 +105,9 @@ class ArrayStimulus:
             blk = np.ascontiguousarray(self.array[:, k:k + self.BLOCK].T)  # (steps, N)
             self._block = torch.from_numpy(blk).to(self.device, self.dtype)
         return self._block[k - self._start]
+
+    def block(self, k0: int, n_steps: int) -> torch.Tensor:
+        return torch.stack([self(k) for k in range(k0, k0 + n_steps)])
 
 
 def make_stimulus(

@@ -13,13 +13,22 @@ from wmnet.network import Network
 __all__ = ["Engine", "ReferenceEngine", "SparseEngine", "SwitchLog", "make_engine", "resolve_engine"]
 
 
+def triton_available() -> bool:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def resolve_engine(name: str, net: Network) -> str:
     """The concrete engine for `name` on this network's device and dtype."""
+    gpu = net.device.type == "cuda"
     if name == "auto":
-        sparse_ok = net.device.type == "cpu" and net.dtype.is_floating_point and net.dtype.itemsize >= 4
+        sparse_ok = net.dtype.itemsize >= 4 and (not gpu or triton_available())
         return "sparse" if sparse_ok else "reference"
-    if name == "sparse" and net.device.type != "cpu":
-        raise WmnetError("engine: the sparse engine runs on the CPU only so far; use --engine reference on CUDA")
+    if name == "sparse" and gpu and not triton_available():
+        raise WmnetError("engine: the sparse engine on CUDA needs Triton (it comes with CUDA builds of torch)")
     if name == "sparse" and net.dtype.itemsize < 4:
         raise WmnetError("engine: the sparse engine needs float32 or float64; use --engine reference for float16")
     return name
@@ -36,5 +45,10 @@ def make_engine(
     neurons = NeuronState.initial(net.n, net.device, net.dtype) if neurons is None else neurons
     synapses = net.connectivity.initial if synapses is None else synapses
     kind = resolve_engine(name, net)
-    cls = ReferenceEngine if kind == "reference" else SparseEngine
-    return cls(net, neurons, synapses.clone(), keep_switch_events)
+    if kind == "reference":
+        return ReferenceEngine(net, neurons, synapses.clone(), keep_switch_events)
+    if net.device.type == "cuda":
+        from wmnet.engines.gpu import GpuSparseEngine  # imports Triton
+
+        return GpuSparseEngine(net, neurons, synapses.clone(), keep_switch_events)
+    return SparseEngine(net, neurons, synapses.clone(), keep_switch_events)

@@ -39,6 +39,44 @@ class SwitchLog:
         return ev[np.lexsort((ev[:, 2], ev[:, 1], ev[:, 0]))]
 
 
+@dataclass(frozen=True)
+class TraceRequest:
+    """State variables of some neurons to sample at t_k for every k divisible by `every`."""
+
+    variables: tuple[str, ...]
+    neurons: torch.Tensor  # int64 global indices, on the engine's device
+    every: int
+
+    def rows(self, k0: int, n_steps: int) -> tuple[int, ...]:
+        """Offsets t in 0..n_steps−1 of the sampled steps k0 + t."""
+        return tuple(range((-k0) % self.every, n_steps, self.every))
+
+
+def run_block_stepwise(
+    engine: Engine, i_ext: torch.Tensor, trace: TraceRequest | None = None
+) -> tuple[torch.Tensor, list[int], torch.Tensor | None]:
+    """`run_block` for engines that only step: the same outputs, one `step` at a time."""
+    n_steps, n = i_ext.shape
+    dev = i_ext.device
+    flags = torch.empty(n_steps, n, dtype=torch.uint8, device=dev)
+    rows = trace.rows(engine.k, n_steps) if trace is not None else ()
+    samples = None
+    if trace is not None and rows:
+        samples = torch.empty(len(rows), len(trace.variables), trace.neurons.numel(), dtype=i_ext.dtype, device=dev)
+    steps = [engine.k + r for r in rows]
+    r = 0
+    for t in range(n_steps):
+        state = engine.neurons
+        if r < len(rows) and rows[r] == t:
+            assert trace is not None and samples is not None
+            samples[r] = torch.stack([state[v][trace.neurons] for v in trace.variables])
+            r += 1
+        resting = state.a == 0  # before the step: engines may update state in place
+        sigma = engine.step(i_ext[t])
+        flags[t] = sigma.to(torch.uint8) | ((sigma & resting).to(torch.uint8) << 1)
+    return flags, steps, samples
+
+
 class Engine(Protocol):
     name: str
     neurons: NeuronState  # state at t_k, k = self.k

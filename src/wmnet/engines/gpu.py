@@ -1,0 +1,229 @@
+"""The event-driven sparse engine on the GPU: Triton kernels (engines/kernels.py), CUDA graphs.
+
+Same storage and semantics as the CPU engine (engines/sparse.py): CSR by presynaptic neuron,
+9 bytes per plastic E→E synapse and 4 per static one, L updated lazily with one last-update
+step per presynaptic neuron. Per step it launches two kernels (synapses, neurons); blocks of
+steps are captured once as a CUDA graph and replayed, so the host issues one launch per block.
+
+Runs on CUDA. With TRITON_INTERPRET=1 the same kernels run on CPU tensors (slowly), which is
+how the test suite checks them on machines without a GPU.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from wmnet.connectivity import SynapseState
+from wmnet.dynamics import NeuronState, hebbian_factor
+from wmnet.engines.base import SwitchLog, TraceRequest
+from wmnet.network import Network
+
+BLOCK_SYN = 256  # synapses per vector step of a synapse program
+BLOCK_NEURON = 1024
+MIN_GRAPH_STEPS = 8  # shorter blocks run eagerly
+
+
+def interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def _patch_interpreter() -> None:
+    """Triton 3.6's interpreter turns a loaded scalar into a Python int with int(array), which
+    NumPy ≥ 2.4 refuses for 1-element arrays; loops like range(q0, q1) then fail. Idempotent."""
+    from triton.runtime import interpreter as ti
+
+    orig = ti._patch_lang_tensor
+    if getattr(orig, "_wmnet", False):
+        return
+
+    def patched(tensor, scope):  # noqa: ANN001, ANN202
+        orig(tensor, scope)
+        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.reshape(-1)[0]))
+
+    patched._wmnet = True  # type: ignore[attr-defined]
+    ti._patch_lang_tensor = patched
+
+
+def _nonempty(t: torch.Tensor) -> torch.Tensor:
+    """Triton needs a real pointer: give empty arrays one (never read) element."""
+    return t if t.numel() else torch.zeros(1, dtype=t.dtype, device=t.device)
+
+
+class GpuSparseEngine:
+    """Event-driven sparse engine on CUDA. float32 or float64."""
+
+    name = "sparse"
+    EVENT_CAPACITY = 1 << 20  # switch events kept between two drains (keep_switch_events only)
+
+    def __init__(
+        self,
+        net: Network,
+        neurons: NeuronState,
+        synapses: SynapseState,
+        keep_switch_events: bool = False,
+        deterministic: bool | None = None,
+    ):
+        from wmnet.engines import kernels  # Triton: imported only when a GPU engine is made
+
+        if net.device.type != "cuda" and not interpreting():
+            raise ValueError("GpuSparseEngine runs on CUDA (or on the CPU under TRITON_INTERPRET=1)")
+        if net.dtype not in (torch.float32, torch.float64):
+            raise ValueError("the sparse engine runs in float32 or float64")
+        self._kn = kernels
+        if interpreting():
+            _patch_interpreter()
+        cfg, conn = net.config, net.connectivity
+        dev, dtype = net.device, net.dtype
+        self.net, self.cfg, self.k = net, cfg, 0
+        self.switches = SwitchLog(keep_switch_events)
+        self.deterministic = cfg.deterministic if deterministic is None else deterministic
+        n, n_e = net.n, net.n_E
+        self._v, self._i_s, self._i_f, self._x, self._a = (
+            neurons[name].to(dev, dtype).clone().contiguous() for name in ("v", "i_s", "i_f", "x", "a"))
+        p = net.params
+        self._f = hebbian_factor(self._v[:n_e], p.theta[:n_e], p.v_reset[:n_e], cfg).contiguous()
+        self._pot = synapses.potentiated.to(dev).clone().contiguous()
+        self._L = synapses.L.to(dev, dtype).clone().contiguous()
+        self._last = torch.zeros(n_e, dtype=torch.int64, device=dev)
+        self._kbuf = torch.zeros(1, dtype=torch.int64, device=dev)
+        acc_dtype = torch.int64 if self.deterministic else dtype
+        self._acc = torch.zeros(2 * n, dtype=acc_dtype, device=dev)
+        P = conn.projections
+        self._proj = {name: (_nonempty(P[name].rowptr), _nonempty(P[name].split), _nonempty(P[name].post_idx))
+                      for name in ("E->E", "E->I", "I->E", "I->I")}
+        pr, pl = cfg.projections, cfg.plasticity
+        lo, hi = pl.bounds if pl.bounds is not None else (0.0, 0.0)
+        prm = [0.0] * kernels.N_PARAMS
+        for idx, value in ((kernels.P_DT, cfg.dt), (kernels.P_NEG_ALPHA, -pl.alpha), (kernels.P_BETA, pl.beta),
+                           (kernels.P_ZERO, 0.0), (kernels.P_THX, pl.theta_X), (kernels.P_LO, lo),
+                           (kernels.P_HI, hi), (kernels.P_AH, pl.a_H), (kernels.P_BH, pl.b_H),
+                           (kernels.P_TH_LTP, pl.theta_LTP), (kernels.P_TH_LTD, pl.theta_LTD),
+                           (kernels.P_JD, pr.EE.J_d), (kernels.P_JP, pr.EE.J_p), (kernels.P_EI, pr.EI.efficacy),
+                           (kernels.P_IE, pr.IE.efficacy), (kernels.P_II, pr.II.efficacy),
+                           (kernels.P_U, cfg.stp.U), (kernels.P_TAU_REC, cfg.stp.tau_rec)):
+            prm[idx] = value
+        # Each constant rounded once to the working dtype, as torch rounds Python scalars.
+        self._prm = torch.tensor(prm, dtype=torch.float64).to(dev, dtype)
+        cap = self.EVENT_CAPACITY if keep_switch_events else 1
+        self._events = torch.zeros(cap, 4, dtype=torch.int64, device=dev)
+        self._cnt = torch.zeros(3, dtype=torch.int64, device=dev)  # slots used, ups, downs
+        self._flags1 = torch.zeros(1, n, dtype=torch.uint8, device=dev)
+        self._const = dict(
+            PLASTIC=bool(pl.enabled), BOUNDED=pl.bounds is not None, DET=bool(self.deterministic),
+            KEEP=bool(keep_switch_events), MANT=23 if dtype == torch.float32 else 52,
+        )
+        self._graphs: dict[tuple, tuple] = {}
+        self._compiled = False
+
+    # --- state ---------------------------------------------------------------------------
+
+    @property
+    def neurons(self) -> NeuronState:
+        """State at t_k. The tensors are the engine's live buffers: clone them to keep a copy."""
+        return NeuronState(self._v, self._i_s, self._i_f, self._x, self._a)
+
+    def synapses(self) -> SynapseState:
+        """E→E state at t_k: every synapse is brought up to date first (drift only)."""
+        if self.cfg.plasticity.enabled:
+            c = self._const
+            self._kn.catch_up_all[(self.net.n_E,)](
+                self.k, self._proj["E->E"][0], self._proj["E->E"][2], self._pot, self._L, self._last, self._prm,
+                self._events, self._cnt, self._events.shape[0],
+                BOUNDED=c["BOUNDED"], MANT=c["MANT"], KEEP=c["KEEP"], BLOCK=BLOCK_SYN, enable_fp_fusion=False)
+            self._drain_events()
+        return SynapseState(self._pot.clone(), self._L.clone())
+
+    # --- stepping --------------------------------------------------------------------------
+
+    def _launch(self, i_ext: torch.Tensor, flags: torch.Tensor) -> None:
+        """Step k → k+1: synapse kernel, then neuron kernel (k itself lives in self._kbuf)."""
+        kn, c, n, n_e = self._kn, self._const, self.net.n, self.net.n_E
+        p = self.net.params
+        kn.synapse_step[(n,)](
+            self._kbuf, self._v, self._x, p.theta, self._f, self._prm, self._acc,
+            *self._proj["E->E"], self._pot, self._L, self._last,
+            *self._proj["E->I"], *self._proj["I->E"], *self._proj["I->I"],
+            self._events, self._cnt, self._events.shape[0], n_e, n,
+            BLOCK=BLOCK_SYN, enable_fp_fusion=False, **c)
+        kn.neuron_step[((n + BLOCK_NEURON - 1) // BLOCK_NEURON,)](
+            self._kbuf, self._v, self._i_s, self._i_f, self._x, self._a, self._f,
+            p.theta, p.v_reset, p.tau_m, p.dt_tau_s, p.pulse_inc,
+            self._acc, i_ext, self._prm, flags, n, n_e,
+            DET=c["DET"], BLOCK=BLOCK_NEURON, enable_fp_fusion=False)
+
+    def _issue(self, i_ext: torch.Tensor, flags: torch.Tensor, rows: tuple[int, ...],
+               trace: TraceRequest | None, samples: torch.Tensor | None) -> None:
+        """Launch len(i_ext) steps; record trace samples (state at t_k) at the given rows."""
+        state = self.neurons
+        r = 0
+        for t in range(i_ext.shape[0]):
+            if r < len(rows) and rows[r] == t:
+                assert trace is not None and samples is not None
+                for vi, var in enumerate(trace.variables):
+                    torch.index_select(state[var], 0, trace.neurons, out=samples[r, vi])
+                r += 1
+            self._launch(i_ext[t], flags[t])
+
+    def step(self, i_ext: torch.Tensor) -> torch.Tensor:
+        """One step, eagerly; returns σ at t_k."""
+        self._issue(i_ext.reshape(1, -1), self._flags1, (), None, None)
+        self.k += 1
+        self._drain_events()
+        return (self._flags1[0] & 1).bool()
+
+    def run_block(self, i_ext: torch.Tensor, trace: TraceRequest | None = None
+                  ) -> tuple[torch.Tensor, list[int], torch.Tensor | None]:
+        """Steps k..k+n−1 with i_ext (n, N). Returns flags (n, N) uint8 (bit 0 σ, bit 1 pulse
+        onset), the steps sampled for `trace`, and the samples (s, variables, neurons)."""
+        n_steps = i_ext.shape[0]
+        rows = trace.rows(self.k, n_steps) if trace is not None else ()
+        use_graph = self.net.device.type == "cuda" and self._compiled and n_steps >= MIN_GRAPH_STEPS
+        if use_graph:
+            key = (n_steps, rows)
+            if key not in self._graphs:
+                self._graphs[key] = self._capture(n_steps, rows, trace)
+            graph, g_in, g_flags, g_samples = self._graphs[key]
+            g_in.copy_(i_ext)
+            graph.replay()
+            flags = g_flags.clone()
+            samples = g_samples.clone() if g_samples is not None else None
+        else:
+            flags = torch.empty(n_steps, self.net.n, dtype=torch.uint8, device=self.net.device)
+            samples = self._sample_buffer(len(rows), trace)
+            self._issue(i_ext, flags, rows, trace, samples)
+            self._compiled = True
+        steps = [self.k + r for r in rows]
+        self.k += n_steps
+        self._drain_events()
+        return flags, steps, samples
+
+    def _sample_buffer(self, n_rows: int, trace: TraceRequest | None) -> torch.Tensor | None:
+        if trace is None or n_rows == 0:
+            return None
+        return torch.empty(n_rows, len(trace.variables), trace.neurons.numel(), dtype=self.net.dtype,
+                           device=self.net.device)
+
+    def _capture(self, n_steps: int, rows: tuple[int, ...], trace: TraceRequest | None) -> tuple:
+        dev = self.net.device
+        g_in = torch.zeros(n_steps, self.net.n, dtype=self.net.dtype, device=dev)
+        g_flags = torch.zeros(n_steps, self.net.n, dtype=torch.uint8, device=dev)
+        g_samples = self._sample_buffer(len(rows), trace)
+        graph = torch.cuda.CUDAGraph()
+        torch.cuda.synchronize(dev)
+        with torch.cuda.graph(graph):  # recorded, not run: the state does not move here
+            self._issue(g_in, g_flags, rows, trace, g_samples)
+        return graph, g_in, g_flags, g_samples
+
+    def _drain_events(self) -> None:
+        cnt = self._cnt.tolist()
+        if cnt[1] == 0 and cnt[2] == 0:
+            return
+        events = self._events[:0].cpu().numpy()
+        if self.switches.keep_events:
+            if cnt[0] > self._events.shape[0]:
+                raise RuntimeError(f"more than {self._events.shape[0]} switch events between two drains")
+            events = self._events[:cnt[0]].cpu().numpy().copy()  # the buffer is reused
+        self.switches.add(events, cnt[1], cnt[2])
+        self._cnt.zero_()

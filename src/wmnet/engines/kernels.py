@@ -1,0 +1,342 @@
+"""Triton kernels of the event-driven sparse engine on the GPU (engines/gpu.py drives them).
+
+Two kernels per step, both graph-capturable (the step index lives on the device):
+
+- `synapse_step`: one program per presynaptic neuron j. If σ_j = 1 it pushes J·s_j to the
+  targets of j (atomic adds into acc[channel·N + post]) and, for E→E, brings each synapse's L
+  up to date lazily (the exact drift replay of the CPU engine, `_drift`), delivers J(t_k),
+  takes the Hebbian step and switches. Programs of silent neurons exit at once.
+- `neuron_step`: MODEL.md steps 1–7 per neuron from the sums in acc, which it then zeroes;
+  it also writes σ and the pulse onset as flags, and the Hebbian factor f(v) at t_{k+1} that
+  the next `synapse_step` needs.
+
+The arithmetic is that of dynamics.py and engines/sparse.py, operation by operation, in the
+working dtype; launch with `enable_fp_fusion=False` so that no a·b+c becomes an FMA (that
+would move L off the lattice the reference walks and flip switch decisions at θ_X).
+
+Accumulation: float atomics (order-dependent rounding) or, with `DET`, 64-bit fixed point with
+2^-44 resolution, which is order-independent and so bitwise reproducible.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+# Parameter vector layout (working dtype), written by gpu.py.
+P_DT, P_NEG_ALPHA, P_BETA, P_ZERO, P_THX, P_LO, P_HI = 0, 1, 2, 3, 4, 5, 6
+P_AH, P_BH, P_TH_LTP, P_TH_LTD, P_JD, P_JP, P_EI, P_IE, P_II, P_U, P_TAU_REC = range(7, 18)
+N_PARAMS = 18
+FIXED_SCALE = 2.0**44  # fixed-point unit of the deterministic accumulators
+
+
+@triton.jit
+def _deposit(acc_ptr, idx, w, mask, DET: tl.constexpr):
+    if DET:
+        wi = tl.floor(w.to(tl.float64) * 17592186044416.0 + 0.5).to(tl.int64)  # 2^44
+        tl.atomic_add(acc_ptr + idx, wi, mask=mask, sem="relaxed")
+    else:
+        tl.atomic_add(acc_ptr + idx, w, mask=mask, sem="relaxed")
+
+
+@triton.jit
+def _push_static(rowptr, split, post, row, post_off, n, eff, s, acc_ptr, DET: tl.constexpr, BLOCK: tl.constexpr):
+    """Add eff·s to acc[channel·n + post_off + post] for every synapse of `row`."""
+    q0 = tl.load(rowptr + row)
+    q1 = tl.load(rowptr + row + 1)
+    qs = tl.load(split + row)
+    w = tl.zeros([BLOCK], dtype=s.dtype) + eff * s
+    for start in range(q0, q1, BLOCK):
+        q = start + tl.arange(0, BLOCK)
+        m = q < q1
+        i = tl.load(post + q, mask=m, other=0).to(tl.int64)
+        idx = i + post_off + tl.where(q >= qs, n, 0)
+        _deposit(acc_ptr, idx, w, m, DET)
+
+
+@triton.jit
+def _grid_jump(x, inc, budget, lo, hi, BOUNDED: tl.constexpr, MANT: tl.constexpr):
+    """Vector form of sparse._grid_jump, in float64: (steps, target); steps 0 = take one step.
+
+    Inside one binade the floats are lo_b + i·u and fl(L + inc) = L + r·u with r = inc/u
+    rounded to nearest, so k steps land exactly on L + k·r·u while the partial sums stay in
+    the binade and clear of the bounds. Ties and edges fall back to single steps.
+    """
+    bits = x.to(tl.int64, bitcast=True)
+    ex_b = (bits >> 52) & 0x7FF  # biased exponent: |x| = 1.m · 2^(ex_b − 1023)
+    usable = (x != 0.0) & (ex_b > MANT) & (ex_b < 0x7FF)
+    ex_s = tl.where(usable, ex_b, 1023)
+    lo_b = (ex_s << 52).to(tl.float64, bitcast=True)  # 2^(ex_b − 1023)
+    u = ((ex_s - MANT) << 52).to(tl.float64, bitcast=True)  # spacing of the binade's grid
+    neg = x < 0.0
+    ax = tl.abs(x)
+    ainc = tl.where(neg, -inc, inc)
+    q = ainc / u
+    fq = tl.floor(q)
+    frac = q - fq
+    tie = frac == 0.5
+    r = tl.where(frac < 0.5, fq, fq + 1.0)
+    r_safe = tl.where(r == 0.0, 1.0, r)
+    i0 = (ax - lo_b) / u
+    top = (tl.full(x.shape, 1023 + MANT, tl.int64) << 52).to(tl.float64, bitcast=True) - 1.0  # 2^MANT − 1
+    k = tl.where(r > 0.0, tl.floor((top - i0) / r_safe), tl.floor((i0 - 1.0) / (-r_safe)))
+    if BOUNDED:
+        room = tl.where(inc > 0.0, hi - x, x - lo)
+        k = tl.minimum(k, tl.floor(room / (tl.abs(r_safe) * u)) - 1.0)
+    bud = budget.to(tl.float64)
+    k = tl.minimum(k, bud)
+    frozen = r == 0.0  # the increment rounds away: L never moves again
+    steps = tl.where(frozen, bud, tl.where(k < 1.0, 0.0, k))
+    steps = tl.where(usable & ~tie, steps, 0.0)
+    moved = ax + steps * r * u
+    target = tl.where(frozen | (steps == 0.0), x, tl.where(neg, -moved, moved))
+    return steps.to(tl.int64), target
+
+
+@triton.jit
+def _drift(L, gap, active, dt, neg_alpha, beta, zero, thx, lo, hi, BOUNDED: tl.constexpr, MANT: tl.constexpr):
+    """Advance L by `gap` drift-only steps, bitwise as the stepwise reference (sparse._drift_to).
+
+    Returns (L, at, direction): at ≥ 0 is the step (0..gap−1) of a drift-only crossing, which
+    happens only from L = θ_X exactly; direction is ±1.
+    """
+    m = tl.zeros(L.shape, dtype=tl.int64)
+    at = tl.full(L.shape, -1, dtype=tl.int64)
+    direction = tl.zeros(L.shape, dtype=tl.int32)
+    live = active & (m < gap)
+    while tl.max(live.to(tl.int32), axis=0) > 0:
+        R = tl.where(L <= thx, neg_alpha, zero) + tl.where(L >= thx, beta, zero)
+        inc = dt * R
+        try_jump = live & (L != thx) & (m + 1 < gap)
+        steps, target = _grid_jump(L.to(tl.float64), inc.to(tl.float64), gap - m, lo.to(tl.float64),
+                                   hi.to(tl.float64), BOUNDED, MANT)
+        jump = try_jump & (steps > 0)
+        single = live & ~jump
+        L_new = L + inc
+        if BOUNDED:
+            L_new = tl.minimum(tl.maximum(L_new, lo), hi)
+        down = single & (L >= thx) & (thx > L_new)
+        up = single & (L <= thx) & (thx < L_new)
+        at = tl.where(up | down, m, at)
+        direction = tl.where(up, 1, tl.where(down, -1, direction))
+        stuck = single & (L_new == L)
+        L = tl.where(jump, target.to(L.dtype), tl.where(single, L_new, L))
+        m = tl.where(jump, m + steps, tl.where(single, m + 1, m))
+        live = live & (m < gap) & ~stuck
+    return L, at, direction
+
+
+@triton.jit
+def _log_events(ev_ptr, cnt_ptr, cap, mask, step, pre, post, direction, KEEP: tl.constexpr):
+    """Count switches (cnt[1] up, cnt[2] down); with KEEP also store (step, pre, post, dir) rows.
+
+    Switches are rare, so the branch keeps the counters' single addresses free of contention.
+    """
+    n_up = tl.sum((mask & (direction > 0)).to(tl.int64), axis=0)
+    n_down = tl.sum((mask & (direction < 0)).to(tl.int64), axis=0)
+    if n_up + n_down > 0:
+        tl.atomic_add(cnt_ptr + 1, n_up)
+        tl.atomic_add(cnt_ptr + 2, n_down)
+        if KEEP:  # one atomic reserves the block's slots; a prefix sum places each event
+            first = tl.atomic_add(cnt_ptr, n_up + n_down)
+            slot = first + tl.cumsum(mask.to(tl.int64), axis=0) - 1
+            ok = mask & (slot < cap)
+            base = ev_ptr + slot * 4
+            tl.store(base, step + tl.zeros(post.shape, dtype=tl.int64), mask=ok)
+            tl.store(base + 1, pre + tl.zeros(post.shape, dtype=tl.int64), mask=ok)
+            tl.store(base + 2, post.to(tl.int64), mask=ok)
+            tl.store(base + 3, direction.to(tl.int64), mask=ok)
+
+
+@triton.jit
+def _catch_up(L, b, i, m, j, gap, last_j, prm_ptr, ev_ptr, cnt_ptr, ev_cap,
+              BOUNDED: tl.constexpr, MANT: tl.constexpr, KEEP: tl.constexpr):
+    """Drift synapses (L, bit b, post i, mask m, pre j) over `gap` silent steps.
+
+    Returns the new (L, b); drift-only switches are logged at their own step.
+    """
+    dt = tl.load(prm_ptr + P_DT)
+    L, at, direction = _drift(L, gap, m, dt, tl.load(prm_ptr + P_NEG_ALPHA), tl.load(prm_ptr + P_BETA),
+                              tl.load(prm_ptr + P_ZERO), tl.load(prm_ptr + P_THX), tl.load(prm_ptr + P_LO),
+                              tl.load(prm_ptr + P_HI), BOUNDED, MANT)
+    new_b = (direction > 0).to(b.dtype)
+    flip = m & (at >= 0) & (b != new_b)
+    _log_events(ev_ptr, cnt_ptr, ev_cap, flip, last_j + at, j, i, direction, KEEP)
+    return L, tl.where(flip, new_b, b)
+
+
+@triton.jit
+def _ee_block(start, q1, ee_post, L_ptr, pot_ptr, BLOCK: tl.constexpr):
+    """Synapses start..start+BLOCK−1 of a row ending at q1: (q, mask, post, L, potentiated bit)."""
+    q = start + tl.arange(0, BLOCK)
+    m = q < q1
+    i = tl.load(ee_post + q, mask=m, other=0)
+    L = tl.load(L_ptr + q, mask=m, other=0.0)
+    b = tl.load(pot_ptr + q, mask=m, other=0)
+    return q, m, i, L, b
+
+
+@triton.jit
+def synapse_step(
+    k_ptr, v_ptr, x_ptr, theta_ptr, f_ptr, prm_ptr, acc_ptr,
+    ee_rowptr, ee_split, ee_post, pot_ptr, L_ptr, last_ptr,
+    ei_rowptr, ei_split, ei_post,
+    ie_rowptr, ie_split, ie_post,
+    ii_rowptr, ii_split, ii_post,
+    ev_ptr, cnt_ptr, ev_cap, n_e, n,
+    PLASTIC: tl.constexpr, BOUNDED: tl.constexpr, DET: tl.constexpr, KEEP: tl.constexpr,
+    MANT: tl.constexpr, BLOCK: tl.constexpr,
+):
+    j = tl.program_id(0).to(tl.int64)
+    v_j = tl.load(v_ptr + j)
+    if v_j >= tl.load(theta_ptr + j):  # σ_j = 1; silent neurons do nothing
+        s = tl.load(x_ptr + j)  # s_j = x_j σ_j
+        if j < n_e:
+            _push_static(ei_rowptr, ei_split, ei_post, j, n_e, n, tl.load(prm_ptr + P_EI), s, acc_ptr, DET, BLOCK)
+            k = tl.load(k_ptr)
+            q0 = tl.load(ee_rowptr + j)
+            q1 = tl.load(ee_rowptr + j + 1)
+            qs = tl.load(ee_split + j)
+            jd = tl.load(prm_ptr + P_JD)
+            jp = tl.load(prm_ptr + P_JP)
+            if PLASTIC:
+                last_j = tl.load(last_ptr + j)
+                gap = k - last_j
+                dt = tl.load(prm_ptr + P_DT)
+                neg_alpha = tl.load(prm_ptr + P_NEG_ALPHA)
+                beta = tl.load(prm_ptr + P_BETA)
+                zero = tl.load(prm_ptr + P_ZERO)
+                thx = tl.load(prm_ptr + P_THX)
+                lo = tl.load(prm_ptr + P_LO)
+                hi = tl.load(prm_ptr + P_HI)
+                for start in range(q0, q1, BLOCK):
+                    q, m, i, L, b = _ee_block(start, q1, ee_post, L_ptr, pot_ptr, BLOCK)
+                    b0 = b
+                    if gap > 0:
+                        L, b = _catch_up(L, b, i, m, j, gap, last_j, prm_ptr, ev_ptr, cnt_ptr, ev_cap,
+                                         BOUNDED, MANT, KEEP)
+                    w = tl.where(b != 0, jp, jd) * s  # J(t_k)·s_j
+                    _deposit(acc_ptr, i.to(tl.int64) + tl.where(q >= qs, n, 0), w, m, DET)
+                    f = tl.load(f_ptr + i, mask=m, other=0.0)
+                    R = tl.where(L <= thx, neg_alpha, zero) + tl.where(L >= thx, beta, zero)
+                    L_new = L + dt * (R + f)
+                    if BOUNDED:
+                        L_new = tl.minimum(tl.maximum(L_new, lo), hi)
+                    up = m & (b == 0) & (L <= thx) & (thx < L_new)
+                    down = m & (b != 0) & (L >= thx) & (thx > L_new)
+                    b_new = tl.where(up, 1, tl.where(down, 0, b)).to(tl.uint8)
+                    tl.store(pot_ptr + q, b_new, mask=m & (b_new != b0))
+                    tl.store(L_ptr + q, L_new, mask=m)
+                    _log_events(ev_ptr, cnt_ptr, ev_cap, up | down, k, j, i, tl.where(up, 1, -1), KEEP)
+                tl.store(last_ptr + j, k + 1)
+            else:
+                for start in range(q0, q1, BLOCK):
+                    q = start + tl.arange(0, BLOCK)
+                    m = q < q1
+                    i = tl.load(ee_post + q, mask=m, other=0)
+                    b = tl.load(pot_ptr + q, mask=m, other=0)
+                    w = tl.where(b != 0, jp, jd) * s
+                    _deposit(acc_ptr, i.to(tl.int64) + tl.where(q >= qs, n, 0), w, m, DET)
+        else:
+            jj = j - n_e
+            _push_static(ie_rowptr, ie_split, ie_post, jj, 0, n, tl.load(prm_ptr + P_IE), s, acc_ptr, DET, BLOCK)
+            _push_static(ii_rowptr, ii_split, ii_post, jj, n_e, n, tl.load(prm_ptr + P_II), s, acc_ptr, DET, BLOCK)
+
+
+@triton.jit
+def catch_up_all(k, ee_rowptr, ee_post, pot_ptr, L_ptr, last_ptr, prm_ptr, ev_ptr, cnt_ptr, ev_cap,
+                 BOUNDED: tl.constexpr, MANT: tl.constexpr, KEEP: tl.constexpr, BLOCK: tl.constexpr):
+    """Bring every E→E synapse of pre j = program id to t_k (drift only); last[j] = k."""
+    j = tl.program_id(0).to(tl.int64)
+    last_j = tl.load(last_ptr + j)
+    gap = k - last_j
+    if gap > 0:
+        q0 = tl.load(ee_rowptr + j)
+        q1 = tl.load(ee_rowptr + j + 1)
+        for start in range(q0, q1, BLOCK):
+            q, m, i, L, b = _ee_block(start, q1, ee_post, L_ptr, pot_ptr, BLOCK)
+            L, b_new = _catch_up(L, b, i, m, j, gap, last_j, prm_ptr, ev_ptr, cnt_ptr, ev_cap, BOUNDED, MANT, KEEP)
+            tl.store(L_ptr + q, L, mask=m)
+            tl.store(pot_ptr + q, b_new, mask=m & (b_new != b))
+        tl.store(last_ptr + j, k)
+
+
+@triton.jit
+def drift_probe(L_ptr, at_ptr, dir_ptr, gap_ptr, prm_ptr, BOUNDED: tl.constexpr, MANT: tl.constexpr,
+                BLOCK: tl.constexpr):
+    """Tests only: `_drift` on L[pid·BLOCK:(pid+1)·BLOCK] over gap[pid] steps.
+
+    prm = (dt, −α, β, 0, θ_X, L_min, L_max) in the working dtype.
+    """
+    pid = tl.program_id(0)
+    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    gap = tl.load(gap_ptr + pid)
+    L = tl.load(L_ptr + offs)
+    L, at, direction = _drift(L, gap, offs >= 0, tl.load(prm_ptr), tl.load(prm_ptr + 1), tl.load(prm_ptr + 2),
+                              tl.load(prm_ptr + 3), tl.load(prm_ptr + 4), tl.load(prm_ptr + 5),
+                              tl.load(prm_ptr + 6), BOUNDED, MANT)
+    tl.store(L_ptr + offs, L)
+    tl.store(at_ptr + offs, at)
+    tl.store(dir_ptr + offs, direction)
+
+
+@triton.jit
+def neuron_step(
+    k_ptr, v_ptr, is_ptr, if_ptr, x_ptr, a_ptr, f_ptr,
+    theta_ptr, vreset_ptr, taum_ptr, dts_ptr, pinc_ptr,
+    acc_ptr, iext_ptr, prm_ptr, flags_ptr, n, n_e,
+    DET: tl.constexpr, BLOCK: tl.constexpr,
+):
+    """MODEL.md steps 1–7 (as dynamics.advance), in place; then f(v) at t_{k+1} and k += 1."""
+    pid = tl.program_id(0)
+    offs = pid * BLOCK + tl.arange(0, BLOCK)
+    m = offs < n
+    v = tl.load(v_ptr + offs, mask=m, other=0.0)
+    i_s = tl.load(is_ptr + offs, mask=m, other=0.0)
+    i_f = tl.load(if_ptr + offs, mask=m, other=0.0)
+    x = tl.load(x_ptr + offs, mask=m, other=0.0)
+    a = tl.load(a_ptr + offs, mask=m, other=0.0)
+    theta = tl.load(theta_ptr + offs, mask=m, other=0.0)
+    v_reset = tl.load(vreset_ptr + offs, mask=m, other=0.0)
+    tau_m = tl.load(taum_ptr + offs, mask=m, other=1.0)
+    dt_tau_s = tl.load(dts_ptr + offs, mask=m, other=0.0)
+    pulse_inc = tl.load(pinc_ptr + offs, mask=m, other=0.0)
+    i_ext = tl.load(iext_ptr + offs, mask=m, other=0.0)
+    if DET:
+        syn_slow = (tl.load(acc_ptr + offs, mask=m, other=0).to(tl.float64) / 17592186044416.0).to(v.dtype)
+        syn_fast = (tl.load(acc_ptr + n + offs, mask=m, other=0).to(tl.float64) / 17592186044416.0).to(v.dtype)
+    else:
+        syn_slow = tl.load(acc_ptr + offs, mask=m, other=0.0)
+        syn_fast = tl.load(acc_ptr + n + offs, mask=m, other=0.0)
+    nothing = tl.zeros([BLOCK], dtype=acc_ptr.dtype.element_ty)
+    tl.store(acc_ptr + offs, nothing, mask=m)
+    tl.store(acc_ptr + n + offs, nothing, mask=m)
+    dt = tl.load(prm_ptr + P_DT)
+    U = tl.load(prm_ptr + P_U)
+    tau_rec = tl.load(prm_ptr + P_TAU_REC)
+    zero = tl.load(prm_ptr + P_ZERO)
+    one = zero + 1
+    on = v >= theta  # 1
+    sigma = tl.where(on, one, zero)
+    s = x * sigma  # 2
+    i_s_new = i_s + dt_tau_s * (-i_s + syn_slow)  # 3
+    total = i_s + i_f + i_ext  # 5: old currents
+    a_lt_1 = tl.where(a < 1, one, zero)  # 6
+    a_new = (a + pulse_inc * sigma) * a_lt_1
+    dv = (-v / tau_m + total) * dt * tl.where(v <= theta, one, zero)
+    v_new = v_reset * tl.where(a >= 1, one, zero) + (v + dv) * a_lt_1
+    x_new = x + (dt * ((1 - x) / tau_rec) - U * s)  # 7
+    # Hebbian factor at t_{k+1} for the next synapse step (dynamics.hebbian_factor).
+    ltp = (tl.load(prm_ptr + P_TH_LTP) <= v_new) & (v_new <= theta)
+    ltd = (v_new <= tl.load(prm_ptr + P_TH_LTD)) & (v_new <= v_reset)
+    f_new = tl.where(ltp, tl.load(prm_ptr + P_AH), zero) - tl.where(ltd, tl.load(prm_ptr + P_BH), zero)
+    tl.store(v_ptr + offs, v_new, mask=m)
+    tl.store(is_ptr + offs, i_s_new, mask=m)
+    tl.store(if_ptr + offs, syn_fast, mask=m)  # 4
+    tl.store(x_ptr + offs, x_new, mask=m)
+    tl.store(a_ptr + offs, a_new, mask=m)
+    tl.store(f_ptr + offs, f_new, mask=m & (offs < n_e))
+    flags = on.to(tl.uint8) | ((on & (a == 0)).to(tl.uint8) << 1)  # bit 0: σ, bit 1: pulse onset
+    tl.store(flags_ptr + offs, flags, mask=m)
+    if pid == 0:
+        tl.store(k_ptr, tl.load(k_ptr) + 1)

@@ -1,0 +1,123 @@
+"""The GPU engine's Triton kernels, run by Triton's interpreter on the CPU (no GPU needed).
+
+Where CUDA is present these are skipped: test_equivalence runs the same engine on the GPU.
+The interpreter executes the kernels' own code with NumPy, so these check the kernels' logic
+(indexing, lazy drift, switch rules, event logging, fixed-point sums); not their speed.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+if torch.cuda.is_available():
+    pytest.skip("CUDA present: the kernels are tested on the GPU in test_equivalence", allow_module_level=True)
+# Before Triton is first imported: it decides then whether its own library functions interpret.
+os.environ["TRITON_INTERPRET"] = "1"
+pytest.importorskip("triton")
+
+from wmnet.engines import make_engine  # noqa: E402
+from wmnet.engines.gpu import GpuSparseEngine, _patch_interpreter  # noqa: E402
+from wmnet.engines.kernels import drift_probe  # noqa: E402
+from wmnet.engines.sparse import _drift_to  # noqa: E402
+from wmnet.network import Network  # noqa: E402
+from wmnet.stimuli import make_stimulus  # noqa: E402
+
+TINY = ["populations.E.size=80", "populations.I.size=20", "seed=3", "device=cpu"]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bounds", [(0.0, 1.0), None])
+def test_drift_kernel_is_bitwise_the_cpu_replay(dtype: type, bounds: tuple[float, float] | None) -> None:
+    """Lazy drift over many gaps and start values: L, crossing step and direction identical."""
+    _patch_interpreter()
+    block = 64
+    gaps = np.array([1, 2, 3, 7, 50, 333, 1000, 4999, 30000], dtype=np.int64)
+    rng = np.random.default_rng(1)
+    thx = dtype(0.4)
+    L0 = rng.uniform(-0.5, 1.5, size=(gaps.size, block)).astype(dtype)
+    L0[:, :4] = [thx, np.nextafter(thx, dtype(1)), np.nextafter(thx, dtype(0)), dtype(0.0)]
+    L0[:, 4:8] = [dtype(1.0), dtype(1e-6), dtype(-3.0), dtype(0.25)]
+    if bounds is not None:
+        L0 = np.clip(L0, dtype(bounds[0]), dtype(bounds[1]))
+    lo, hi = bounds if bounds is not None else (0.0, 0.0)
+    c = dtype
+    prm = np.array([0.1, -0.0147, 0.01, 0.0, 0.4, lo, hi], dtype=dtype)
+    for beta in (0.01, 0.02):  # β < α: drift-only crossings at θ_X go down; β > α: up
+        prm[2] = beta
+        expect_L, expect_at, expect_dir = L0.copy(), np.full(L0.shape, -1), np.zeros(L0.shape, dtype=np.int64)
+        for g in range(gaps.size):
+            for q in range(block):
+                at, d = _drift_to(expect_L[g], q, int(gaps[g]), c(0.1), c(-0.0147), c(beta), c(0), thx,
+                                  c(lo), c(hi), bounds is not None, int(np.finfo(dtype).nmant))
+                expect_at[g, q], expect_dir[g, q] = at, d
+        L = torch.from_numpy(L0.copy()).reshape(-1)
+        at = torch.zeros(L.numel(), dtype=torch.int64)
+        direction = torch.zeros(L.numel(), dtype=torch.int32)
+        drift_probe[(gaps.size,)](L, at, direction, torch.from_numpy(gaps), torch.from_numpy(prm),
+                                    BOUNDED=bounds is not None, MANT=int(np.finfo(dtype).nmant), BLOCK=block)
+        np.testing.assert_array_equal(L.numpy().reshape(L0.shape), expect_L)
+        np.testing.assert_array_equal(at.numpy().reshape(L0.shape), expect_at)
+        np.testing.assert_array_equal(direction.numpy().reshape(L0.shape), expect_dir)
+        assert (expect_at >= 0).any()  # the θ_X cases crossed, so the check has teeth
+
+
+def _lockstep(net: Network, steps: int, deterministic: bool) -> tuple:
+    stim = make_stimulus(net.config, net.device, net.dtype)
+    ref = make_engine("reference", net, keep_switch_events=True)
+    gpu = GpuSparseEngine(net, ref.neurons.clone(), net.connectivity.initial.clone(), keep_switch_events=True,
+                          deterministic=deterministic)
+    active = 0
+    for k in range(steps):
+        i_ext = stim(k)
+        a, b = ref.step(i_ext), gpu.step(i_ext)
+        assert torch.equal(a, b), f"σ differs at step {k}"
+        active += int(a.sum())
+    return ref, gpu, active
+
+
+@pytest.mark.parametrize("mode,deterministic", [
+    ("plasticity.bounds=[0, 1]", False),
+    ("plasticity.bounds=null", True),
+    ("plasticity.enabled=false", False),
+])
+def test_kernels_match_reference_float64(small_config, mode: str, deterministic: bool) -> None:
+    cfg = small_config(*TINY, "dtype=float64", "duration=15", mode)
+    net = Network.build(cfg)
+    ref, gpu, active = _lockstep(net, cfg.n_steps, deterministic)
+    assert active > 0.1 * net.n * cfg.n_steps  # an active network, so the check has teeth
+    for var in ("v", "i_s", "i_f", "x", "a"):
+        diff = (ref.neurons[var] - gpu.neurons[var]).abs().max().item()
+        assert diff <= 1e-9, f"{var} differs by {diff}"
+    s_ref, s_gpu = ref.synapses(), gpu.synapses()
+    assert torch.equal(s_ref.potentiated, s_gpu.potentiated)
+    assert (s_ref.L - s_gpu.L).abs().max().item() <= 1e-9
+    ev_ref, ev_gpu = ref.switches.table(), gpu.switches.table()
+    np.testing.assert_array_equal(ev_ref, ev_gpu)
+    if "enabled=false" in mode:
+        assert len(ev_ref) == 0
+    else:
+        assert len(ev_ref) > 20 and (ev_ref[:, 3] == 1).any() and (ev_ref[:, 3] == -1).any()
+        assert (gpu.switches.n_up, gpu.switches.n_down) == (ref.switches.n_up, ref.switches.n_down)
+
+
+def test_kernels_run_block_equals_steps(small_config) -> None:
+    """The block path (flags, trace samples) gives what stepping one at a time gives."""
+    from wmnet.engines.base import TraceRequest, run_block_stepwise
+
+    cfg = small_config(*TINY, "dtype=float32", "duration=5")
+    net = Network.build(cfg)
+    stim = make_stimulus(cfg, net.device, net.dtype)
+    trace = TraceRequest(("v", "x"), torch.tensor([0, 5, 90]), 3)
+    a = GpuSparseEngine(net, make_engine("reference", net).neurons, net.connectivity.initial.clone())
+    b = make_engine("reference", net)
+    block = stim.block(0, cfg.n_steps)
+    fa, sa, xa = a.run_block(block, trace)
+    fb, sb, xb = run_block_stepwise(b, block, trace)
+    assert sa == sb == list(range(0, cfg.n_steps, 3))
+    assert torch.equal(fa, fb)
+    assert (fa & 2).any()  # some pulse onsets
+    assert torch.allclose(xa, xb, rtol=0, atol=1e-4)

@@ -95,15 +95,11 @@ class GpuSparseEngine:
                       for name in ("E->E", "E->I", "I->E", "I->I")}
         pr, pl = cfg.projections, cfg.plasticity
         lo, hi = pl.bounds if pl.bounds is not None else (0.0, 0.0)
-        prm = [0.0] * kernels.N_PARAMS
-        for idx, value in ((kernels.P_DT, cfg.dt), (kernels.P_NEG_ALPHA, -pl.alpha), (kernels.P_BETA, pl.beta),
-                           (kernels.P_ZERO, 0.0), (kernels.P_THX, pl.theta_X), (kernels.P_LO, lo),
-                           (kernels.P_HI, hi), (kernels.P_AH, pl.a_H), (kernels.P_BH, pl.b_H),
-                           (kernels.P_TH_LTP, pl.theta_LTP), (kernels.P_TH_LTD, pl.theta_LTD),
-                           (kernels.P_JD, pr.EE.J_d), (kernels.P_JP, pr.EE.J_p), (kernels.P_EI, pr.EI.efficacy),
-                           (kernels.P_IE, pr.IE.efficacy), (kernels.P_II, pr.II.efficacy),
-                           (kernels.P_U, cfg.stp.U), (kernels.P_TAU_REC, cfg.stp.tau_rec)):
-            prm[idx] = value
+        values = {"dt": cfg.dt, "neg_alpha": -pl.alpha, "beta": pl.beta, "zero": 0.0, "theta_X": pl.theta_X,
+                  "L_min": lo, "L_max": hi, "a_H": pl.a_H, "b_H": pl.b_H, "theta_LTP": pl.theta_LTP,
+                  "theta_LTD": pl.theta_LTD, "J_d": pr.EE.J_d, "J_p": pr.EE.J_p, "E->I": pr.EI.efficacy,
+                  "I->E": pr.IE.efficacy, "I->I": pr.II.efficacy, "U": cfg.stp.U, "tau_rec": cfg.stp.tau_rec}
+        prm = [values[name] for name in kernels.PARAMS]
         # Each constant rounded once to the working dtype, as torch rounds Python scalars.
         self._prm = torch.tensor(prm, dtype=torch.float64).to(dev, dtype)
         cap = self.EVENT_CAPACITY if keep_switch_events else 1

@@ -23,11 +23,12 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-# Parameter vector layout (working dtype), written by gpu.py.
-P_DT, P_NEG_ALPHA, P_BETA, P_ZERO, P_THX, P_LO, P_HI = 0, 1, 2, 3, 4, 5, 6
-P_AH, P_BH, P_TH_LTP, P_TH_LTD, P_JD, P_JP, P_EI, P_IE, P_II, P_U, P_TAU_REC = range(7, 18)
-N_PARAMS = 18
-FIXED_SCALE = 2.0**44  # fixed-point unit of the deterministic accumulators
+# Parameter vector layout (working dtype), written by gpu.py from PARAMS. Kernels may read
+# only constexpr globals, hence the P_* twins of the names.
+PARAMS = ("dt", "neg_alpha", "beta", "zero", "theta_X", "L_min", "L_max", "a_H", "b_H", "theta_LTP",
+          "theta_LTD", "J_d", "J_p", "E->I", "I->E", "I->I", "U", "tau_rec")
+P_DT, P_NEG_ALPHA, P_BETA, P_ZERO, P_THX, P_LO, P_HI = (tl.constexpr(i) for i in range(7))
+P_AH, P_BH, P_TH_LTP, P_TH_LTD, P_JD, P_JP, P_EI, P_IE, P_II, P_U, P_TAU_REC = (tl.constexpr(i) for i in range(7, 18))
 
 
 @triton.jit

@@ -282,6 +282,16 @@ def drift_probe(L_ptr, at_ptr, dir_ptr, gap_ptr, prm_ptr, BOUNDED: tl.constexpr,
 
 
 @triton.jit
+def _div(a, b):
+    """IEEE round-to-nearest a / b, as torch divides (Triton's float32 `/` is approximate)."""
+    if a.dtype == tl.float32:
+        out = tl.div_rn(a, b)
+    else:
+        out = a / b
+    return out
+
+
+@triton.jit
 def neuron_step(
     k_ptr, v_ptr, is_ptr, if_ptr, x_ptr, a_ptr, f_ptr,
     theta_ptr, vreset_ptr, taum_ptr, dts_ptr, pinc_ptr,
@@ -324,9 +334,9 @@ def neuron_step(
     total = i_s + i_f + i_ext  # 5: old currents
     a_lt_1 = tl.where(a < 1, one, zero)  # 6
     a_new = (a + pulse_inc * sigma) * a_lt_1
-    dv = (-v / tau_m + total) * dt * tl.where(v <= theta, one, zero)
+    dv = (_div(-v, tau_m) + total) * dt * tl.where(v <= theta, one, zero)
     v_new = v_reset * tl.where(a >= 1, one, zero) + (v + dv) * a_lt_1
-    x_new = x + (dt * ((1 - x) / tau_rec) - U * s)  # 7
+    x_new = x + (dt * _div(1 - x, zero + tau_rec) - U * s)  # 7
     # Hebbian factor at t_{k+1} for the next synapse step (dynamics.hebbian_factor).
     ltp = (tl.load(prm_ptr + P_TH_LTP) <= v_new) & (v_new <= theta)
     ltd = (v_new <= tl.load(prm_ptr + P_TH_LTD)) & (v_new <= v_reset)

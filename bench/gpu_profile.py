@@ -1,0 +1,122 @@
+"""Where a GPU step's time goes, and where the GPU engine first departs from the CPU oracle.
+
+    python bench/gpu_profile.py trace     # float64 lockstep: GPU engines vs CPU reference, per step
+    python bench/gpu_profile.py time      # µs per step: graph replay, eager, each kernel alone
+
+For the device machine; prints short tables.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+import torch
+
+from wmnet.config import load_config
+from wmnet.engines import make_engine
+from wmnet.engines.gpu import GpuSparseEngine
+from wmnet.network import Network
+from wmnet.stimuli import make_stimulus
+
+SMALL = ["populations.E.size=800", "populations.I.size=200", "dtype=float64"]
+
+
+def trace(steps: int = 120) -> None:
+    cfg = load_config(None, SMALL + ["device=cpu"])
+    net_cpu = Network.build(cfg)
+    net_gpu = Network.build(load_config(None, SMALL + ["device=cuda"]),
+                            connectivity=net_cpu.connectivity.to(torch.device("cuda"), torch.float64))
+    stim = make_stimulus(cfg, net_cpu.device, net_cpu.dtype)
+    engines = {
+        "ref_cpu": make_engine("reference", net_cpu, keep_switch_events=True),
+        "sparse_cpu": make_engine("sparse", net_cpu, keep_switch_events=True),
+        "ref_gpu": make_engine("reference", net_gpu, keep_switch_events=True),
+        "gpu_float": GpuSparseEngine(net_gpu, make_engine("reference", net_gpu).neurons,
+                                     net_gpu.connectivity.initial.clone(), True, deterministic=False),
+        "gpu_det": GpuSparseEngine(net_gpu, make_engine("reference", net_gpu).neurons,
+                                   net_gpu.connectivity.initial.clone(), True, deterministic=True),
+    }
+    first: dict[str, int] = {}
+    for k in range(steps):
+        i_cpu = stim(k)
+        i_gpu = i_cpu.cuda()
+        sig = {name: e.step(i_cpu if name.endswith("cpu") else i_gpu).cpu() for name, e in engines.items()}
+        base = engines["ref_cpu"].neurons
+        line = [f"{k:4d} σ={int(sig['ref_cpu'].sum()):4d}"]
+        for name, e in engines.items():
+            if name == "ref_cpu":
+                continue
+            st = e.neurons
+            d = {v: (st[v].cpu() - base[v]).abs().max().item() for v in ("v", "i_s", "i_f", "x")}
+            nd = int((sig[name] != sig["ref_cpu"]).sum())
+            ev = len(e.switches.table()) - len(engines["ref_cpu"].switches.table())
+            if nd and name not in first:
+                first[name] = k
+            line.append(f"{name}: dσ={nd} dv={d['v']:.1e} dis={d['i_s']:.1e} dif={d['i_f']:.1e} "
+                        f"dx={d['x']:.1e} dev={ev}")
+        if k < 45 or k % 10 == 0:
+            print(" | ".join(line), flush=True)
+    print("first σ difference per engine:", first or "none")
+
+
+def _time(fn, reps: int) -> float:
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / reps
+
+
+def timing(extra: list[str], label: str) -> None:
+    cfg = load_config(None, extra + ["device=cuda", "dtype=float32"])
+    net = Network.build(cfg)
+    stim = make_stimulus(cfg, net.device, net.dtype)
+    eng = make_engine("sparse", net)
+    assert isinstance(eng, GpuSparseEngine)
+    blk = 200
+    for k0 in range(0, 3 * blk, blk):  # eager block (compiles), then capture, then replay
+        eng.run_block(stim.block(k0, blk))
+    k = eng.k
+    i_blk = stim.block(k, blk)
+    t_graph = _time(lambda: eng.run_block(i_blk), 5) / blk
+    flags = torch.empty(blk, net.n, dtype=torch.uint8, device=net.device)
+    t_eager = _time(lambda: eng._issue(i_blk[:50], flags, (), None, None), 2) / 50
+    kn, c, p = eng._kn, eng._const, net.params
+
+    def syn() -> None:
+        kn.synapse_step[(net.n,)](
+            eng._kbuf, eng._v, eng._x, p.theta, eng._f, eng._prm, eng._acc,
+            *eng._proj["E->E"], eng._pot, eng._L, eng._last,
+            *eng._proj["E->I"], *eng._proj["I->E"], *eng._proj["I->I"],
+            eng._events, eng._cnt, eng._events.shape[0], net.n_E, net.n,
+            BLOCK=256, enable_fp_fusion=False, **c)
+
+    # The state does not advance here (same σ each launch); L keeps learning, which is fine.
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        for _ in range(20):
+            syn()
+    t_syn = _time(g.replay, 10) / 20
+    eng._acc.zero_()
+    sigma = (eng._v >= p.theta).float().mean().item()
+    print(f"{label:8s} σ={sigma:.3f}  graph {t_graph * 1e6:8.1f} µs/step  eager {t_eager * 1e6:8.1f} µs/step  "
+          f"synapse kernel alone {t_syn * 1e6:8.1f} µs", flush=True)
+
+
+def main() -> None:
+    what = sys.argv[1] if len(sys.argv) > 1 else "time"
+    if what == "trace":
+        trace()
+    else:
+        timing([], "default")
+        timing(["plasticity.enabled=false"], "no-plast")
+        timing(["stimulus.amplitude_max=1.0"], "low")
+        timing(["deterministic=true"], "det")
+
+
+if __name__ == "__main__":
+    np.set_printoptions(linewidth=200)
+    main()

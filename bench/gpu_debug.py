@@ -99,6 +99,38 @@ def push_check() -> None:
                           f"n bad fast {(ef > 1e-9).sum().item()}", flush=True)
 
 
+def sequence_check() -> None:
+    """Step fresh GPU engines (event log on/off, float/fixed sums, with/without neuron kernel
+    reading acc) next to the CPU engine; report the first step whose i_f differs."""
+    over = ["populations.E.size=800", "populations.I.size=200", "dtype=float64"]
+    cfg = load_config(None, over + ["device=cpu"])
+    net = Network.build(cfg)
+    stim = make_stimulus(cfg, net.device, net.dtype)
+    net_gpu = Network.build(load_config(None, over + ["device=cuda"]),
+                            connectivity=net.connectivity.to(torch.device("cuda"), torch.float64))
+    for keep in (False, True):
+        for det in (False, True):
+            cpu = make_engine("sparse", net)
+            eng = GpuSparseEngine(net_gpu, cpu.neurons, net.connectivity.initial.clone(), keep_switch_events=keep,
+                                  deterministic=det)
+            first, worst = None, 0.0
+            for k in range(60):
+                i = stim(k)
+                cpu.step(i)
+                eng.step(i.cuda())
+                err = max((eng.neurons[v].cpu() - cpu.neurons[v]).abs().max().item() for v in ("i_f", "i_s", "v"))
+                worst = max(worst, err)
+                if err > 1e-9 and first is None:
+                    first = k
+            print(f"sequence keep={keep} det={det}: first step with error > 1e-9: {first}; worst {worst:.2e}",
+                  flush=True)
+
+
 if __name__ == "__main__":
-    drift_check()
-    push_check()
+    import sys
+
+    if "seq" in sys.argv:
+        sequence_check()
+    else:
+        drift_check()
+        push_check()

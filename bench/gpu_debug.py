@@ -122,14 +122,54 @@ def sequence_check() -> None:
                 worst = max(worst, err)
                 if err > 1e-9 and first is None:
                     first = k
-            print(f"sequence keep={keep} det={det}: first step with error > 1e-9: {first}; worst {worst:.2e}",
+            print(f"sequence keep={keep} det={det} (neuron kernel): first step with error > 1e-9: {first}; worst {worst:.2e}",
                   flush=True)
+
+
+def hybrid_check() -> None:
+    """The GPU synapse kernel with torch's `advance` in place of the neuron kernel."""
+    from wmnet.dynamics import NeuronState, advance, hebbian_factor, released
+
+    over = ["populations.E.size=800", "populations.I.size=200", "dtype=float64"]
+    cfg = load_config(None, over + ["device=cpu"])
+    net = Network.build(cfg)
+    stim = make_stimulus(cfg, net.device, net.dtype)
+    net_gpu = Network.build(load_config(None, over + ["device=cuda"]),
+                            connectivity=net.connectivity.to(torch.device("cuda"), torch.float64))
+    cpu = make_engine("sparse", net)
+    eng = GpuSparseEngine(net_gpu, cpu.neurons, net.connectivity.initial.clone())
+    kn, c, p, n, n_e = eng._kn, eng._const, net_gpu.params, net_gpu.n, net_gpu.n_E
+    first, worst = None, 0.0
+    for k in range(60):
+        i = stim(k)
+        cpu.step(i)
+        kn.synapse_step[(n,)](
+            eng._kbuf, eng._v, eng._x, p.theta, eng._f, eng._prm, eng._acc,
+            *eng._proj["E->E"], eng._pot, eng._L, eng._last,
+            *eng._proj["E->I"], *eng._proj["I->E"], *eng._proj["I->I"],
+            eng._events, eng._cnt, eng._events.shape[0], n_e, n,
+            BLOCK=256, enable_fp_fusion=False, **c)
+        st = NeuronState(eng._v.clone(), eng._i_s.clone(), eng._i_f.clone(), eng._x.clone(), eng._a.clone())
+        sigma, s = released(st, p)
+        new = advance(st, sigma, s, eng._acc[:n].clone(), eng._acc[n:].clone(), i.cuda(), p)
+        for name in ("v", "i_s", "i_f", "x", "a"):
+            getattr(eng, "_" + name).copy_(new[name])
+        eng._acc.zero_()
+        eng._f.copy_(hebbian_factor(eng._v[:n_e], p.theta[:n_e], p.v_reset[:n_e], cfg))
+        eng._kbuf += 1
+        err = max((eng.neurons[v].cpu() - cpu.neurons[v]).abs().max().item() for v in ("i_f", "i_s", "v"))
+        worst = max(worst, err)
+        if err > 1e-9 and first is None:
+            first = k
+    print(f"hybrid (synapse kernel + torch advance): first step with error > 1e-9: {first}; worst {worst:.2e}",
+          flush=True)
 
 
 if __name__ == "__main__":
     import sys
 
     if "seq" in sys.argv:
+        hybrid_check()
         sequence_check()
     else:
         drift_check()

@@ -21,6 +21,7 @@ from wmnet.engines.base import SwitchLog, TraceRequest
 from wmnet.network import Network
 
 BLOCK_SYN = 256  # synapses per vector step of a synapse program
+BLOCK_CATCH_UP = 1024  # wider: a drift replay's loop runs as long as its slowest synapse's
 BLOCK_NEURON = 1024
 MIN_GRAPH_STEPS = 8  # shorter blocks run eagerly
 
@@ -90,6 +91,8 @@ class GpuSparseEngine:
         self._kbuf = torch.zeros(1, dtype=torch.int64, device=dev)
         acc_dtype = torch.int64 if self.deterministic else dtype
         self._acc = torch.zeros(2 * n, dtype=acc_dtype, device=dev)
+        bits = {torch.float32: torch.int32, torch.float64: torch.int64, torch.int64: torch.int64}[acc_dtype]
+        self._acc_bits = self._acc.view(bits)  # the same memory, for the neuron kernel's exchange
         P = conn.projections
         self._proj = {name: (_nonempty(P[name].rowptr), _nonempty(P[name].split), _nonempty(P[name].post_idx))
                       for name in ("E->E", "E->I", "I->E", "I->I")}
@@ -123,20 +126,26 @@ class GpuSparseEngine:
     def synapses(self) -> SynapseState:
         """E→E state at t_k: every synapse is brought up to date first (drift only)."""
         if self.cfg.plasticity.enabled:
-            c = self._const
-            self._kn.catch_up_all[(self.net.n_E,)](
-                self.k, self._proj["E->E"][0], self._proj["E->E"][2], self._pot, self._L, self._last, self._prm,
-                self._events, self._cnt, self._events.shape[0],
-                BOUNDED=c["BOUNDED"], MANT=c["MANT"], KEEP=c["KEEP"], BLOCK=BLOCK_SYN, enable_fp_fusion=False)
+            self._catch_up(active_only=False)
             self._drain_events()
         return SynapseState(self._pot.clone(), self._L.clone())
 
     # --- stepping --------------------------------------------------------------------------
 
+    def _catch_up(self, active_only: bool) -> None:
+        c, p = self._const, self.net.params
+        self._kn.catch_up[(self.net.n_E,)](
+            self._kbuf, self._v, p.theta, self._proj["E->E"][0], self._proj["E->E"][2], self._pot, self._L,
+            self._last, self._prm, self._events, self._cnt, self._events.shape[0], ACTIVE_ONLY=active_only,
+            BOUNDED=c["BOUNDED"], MANT=c["MANT"], KEEP=c["KEEP"], BLOCK=BLOCK_CATCH_UP, num_warps=8,
+            enable_fp_fusion=False)
+
     def _launch(self, i_ext: torch.Tensor, flags: torch.Tensor) -> None:
-        """Step k → k+1: synapse kernel, then neuron kernel (k itself lives in self._kbuf)."""
+        """Step k → k+1: catch-up, synapse and neuron kernels (k itself lives in self._kbuf)."""
         kn, c, n, n_e = self._kn, self._const, self.net.n, self.net.n_E
         p = self.net.params
+        if c["PLASTIC"]:
+            self._catch_up(active_only=True)
         kn.synapse_step[(n,)](
             self._kbuf, self._v, self._x, p.theta, self._f, self._prm, self._acc,
             *self._proj["E->E"], self._pot, self._L, self._last,
@@ -146,7 +155,7 @@ class GpuSparseEngine:
         kn.neuron_step[((n + BLOCK_NEURON - 1) // BLOCK_NEURON,)](
             self._kbuf, self._v, self._i_s, self._i_f, self._x, self._a, self._f,
             p.theta, p.v_reset, p.tau_m, p.dt_tau_s, p.pulse_inc,
-            self._acc, i_ext, self._prm, flags, n, n_e,
+            self._acc_bits, i_ext, self._prm, flags, n, n_e,
             DET=c["DET"], BLOCK=BLOCK_NEURON, enable_fp_fusion=False)
 
     def _issue(self, i_ext: torch.Tensor, flags: torch.Tensor, rows: tuple[int, ...],

@@ -1,11 +1,12 @@
 """Triton kernels of the event-driven sparse engine on the GPU (engines/gpu.py drives them).
 
-Two kernels per step, both graph-capturable (the step index lives on the device):
+Three kernels per step, all graph-capturable (the step index lives on the device):
 
+- `catch_up`: for each E neuron j with σ_j = 1, brings its outgoing synapses' L from the last
+  update to t_k (the exact drift replay of the CPU engine, `_drift`), with any drift-only switch.
 - `synapse_step`: one program per presynaptic neuron j. If σ_j = 1 it pushes J·s_j to the
-  targets of j (atomic adds into acc[channel·N + post]) and, for E→E, brings each synapse's L
-  up to date lazily (the exact drift replay of the CPU engine, `_drift`), delivers J(t_k),
-  takes the Hebbian step and switches. Programs of silent neurons exit at once.
+  targets of j (atomic adds into acc[channel·N + post]) and, for E→E, delivers J(t_k), takes
+  the Hebbian step and switches. Programs of silent neurons exit at once.
 - `neuron_step`: MODEL.md steps 1–7 per neuron from the sums in acc, which it then zeroes;
   it also writes σ and the pulse onset as flags, and the Hebbian factor f(v) at t_{k+1} that
   the next `synapse_step` needs.
@@ -69,21 +70,26 @@ def _grid_jump(x, inc, budget, lo, hi, BOUNDED: tl.constexpr, MANT: tl.constexpr
     ex_s = tl.where(usable, ex_b, 1023)
     lo_b = (ex_s << 52).to(tl.float64, bitcast=True)  # 2^(ex_b − 1023)
     u = ((ex_s - MANT) << 52).to(tl.float64, bitcast=True)  # spacing of the binade's grid
+    # 1/u, also a power of two: scaling by it is exact, and cheaper than dividing by u.
+    inv_u = ((2046 + MANT - ex_s) << 52).to(tl.float64, bitcast=True)
     neg = x < 0.0
     ax = tl.abs(x)
     ainc = tl.where(neg, -inc, inc)
-    q = ainc / u
+    q = ainc * inv_u
     fq = tl.floor(q)
     frac = q - fq
     tie = frac == 0.5
     r = tl.where(frac < 0.5, fq, fq + 1.0)
-    r_safe = tl.where(r == 0.0, 1.0, r)
-    i0 = (ax - lo_b) / u
+    ar = tl.maximum(tl.abs(r), 1.0)
+    i0 = (ax - lo_b) * inv_u
     top = (tl.full(x.shape, 1023 + MANT, tl.int64) << 52).to(tl.float64, bitcast=True) - 1.0  # 2^MANT − 1
-    k = tl.where(r > 0.0, tl.floor((top - i0) / r_safe), tl.floor((i0 - 1.0) / (-r_safe)))
+    room_i = tl.where(r > 0.0, top - i0, i0 - 1.0)  # grid steps to the binade's edge
     if BOUNDED:
-        room = tl.where(inc > 0.0, hi - x, x - lo)
-        k = tl.minimum(k, tl.floor(room / (tl.abs(r_safe) * u)) - 1.0)
+        # Grid steps to the bound, less a margin of two increments (the CPU engine stops one
+        # short; the second absorbs rounding in this product form).
+        room_b = tl.where(inc > 0.0, hi - x, x - lo) * inv_u - 2.0 * ar
+        room_i = tl.minimum(room_i, room_b)
+    k = tl.floor(room_i / ar)
     bud = budget.to(tl.float64)
     k = tl.minimum(k, bud)
     frozen = r == 0.0  # the increment rounds away: L never moves again
@@ -200,9 +206,7 @@ def synapse_step(
             qs = tl.load(ee_split + j)
             jd = tl.load(prm_ptr + P_JD)
             jp = tl.load(prm_ptr + P_JP)
-            if PLASTIC:
-                last_j = tl.load(last_ptr + j)
-                gap = k - last_j
+            if PLASTIC:  # L is at t_k already: `catch_up` ran first
                 dt = tl.load(prm_ptr + P_DT)
                 neg_alpha = tl.load(prm_ptr + P_NEG_ALPHA)
                 beta = tl.load(prm_ptr + P_BETA)
@@ -212,10 +216,6 @@ def synapse_step(
                 hi = tl.load(prm_ptr + P_HI)
                 for start in range(q0, q1, BLOCK):
                     q, m, i, L, b = _ee_block(start, q1, ee_post, L_ptr, pot_ptr, BLOCK)
-                    b0 = b
-                    if gap > 0:
-                        L, b = _catch_up(L, b, i, m, j, gap, last_j, prm_ptr, ev_ptr, cnt_ptr, ev_cap,
-                                         BOUNDED, MANT, KEEP)
                     w = tl.where(b != 0, jp, jd) * s  # J(t_k)·s_j
                     _deposit(acc_ptr, i.to(tl.int64) + tl.where(q >= qs, n, 0), w, m, DET)
                     f = tl.load(f_ptr + i, mask=m, other=0.0)
@@ -226,7 +226,7 @@ def synapse_step(
                     up = m & (b == 0) & (L <= thx) & (thx < L_new)
                     down = m & (b != 0) & (L >= thx) & (thx > L_new)
                     b_new = tl.where(up, 1, tl.where(down, 0, b)).to(tl.uint8)
-                    tl.store(pot_ptr + q, b_new, mask=m & (b_new != b0))
+                    tl.store(pot_ptr + q, b_new, mask=m & (b_new != b))
                     tl.store(L_ptr + q, L_new, mask=m)
                     _log_events(ev_ptr, cnt_ptr, ev_cap, up | down, k, j, i, tl.where(up, 1, -1), KEEP)
                 tl.store(last_ptr + j, k + 1)
@@ -245,13 +245,23 @@ def synapse_step(
 
 
 @triton.jit
-def catch_up_all(k, ee_rowptr, ee_post, pot_ptr, L_ptr, last_ptr, prm_ptr, ev_ptr, cnt_ptr, ev_cap,
-                 BOUNDED: tl.constexpr, MANT: tl.constexpr, KEEP: tl.constexpr, BLOCK: tl.constexpr):
-    """Bring every E→E synapse of pre j = program id to t_k (drift only); last[j] = k."""
+def catch_up(k_ptr, v_ptr, theta_ptr, ee_rowptr, ee_post, pot_ptr, L_ptr, last_ptr, prm_ptr, ev_ptr, cnt_ptr, ev_cap,
+             ACTIVE_ONLY: tl.constexpr, BOUNDED: tl.constexpr, MANT: tl.constexpr, KEEP: tl.constexpr,
+             BLOCK: tl.constexpr):
+    """Bring the E→E synapses of pre j = program id to t_k (drift only); last[j] = k.
+
+    Every step runs it with ACTIVE_ONLY for the neurons with σ_j = 1, before `synapse_step`:
+    a launch of its own, with wide blocks, because a long silent gap costs a replay loop whose
+    length is the slowest synapse's, and one program per row would serialise the row's blocks.
+    """
     j = tl.program_id(0).to(tl.int64)
+    k = tl.load(k_ptr)
     last_j = tl.load(last_ptr + j)
     gap = k - last_j
-    if gap > 0:
+    go = gap > 0
+    if ACTIVE_ONLY:
+        go = go & (tl.load(v_ptr + j) >= tl.load(theta_ptr + j))
+    if go:
         q0 = tl.load(ee_rowptr + j)
         q1 = tl.load(ee_rowptr + j + 1)
         for start in range(q0, q1, BLOCK):
@@ -295,7 +305,7 @@ def _div(a, b):
 def neuron_step(
     k_ptr, v_ptr, is_ptr, if_ptr, x_ptr, a_ptr, f_ptr,
     theta_ptr, vreset_ptr, taum_ptr, dts_ptr, pinc_ptr,
-    acc_ptr, iext_ptr, prm_ptr, flags_ptr, n, n_e,
+    acc_bits, iext_ptr, prm_ptr, flags_ptr, n, n_e,
     DET: tl.constexpr, BLOCK: tl.constexpr,
 ):
     """MODEL.md steps 1–7 (as dynamics.advance), in place; then f(v) at t_{k+1} and k += 1."""
@@ -313,15 +323,17 @@ def neuron_step(
     dt_tau_s = tl.load(dts_ptr + offs, mask=m, other=0.0)
     pulse_inc = tl.load(pinc_ptr + offs, mask=m, other=0.0)
     i_ext = tl.load(iext_ptr + offs, mask=m, other=0.0)
+    # Read and zero the sums in one atomic exchange on their bits (acc_bits: an integer view of
+    # acc): a plain load then a store of zeros to the same addresses was miscompiled on the GPU.
+    nothing = tl.zeros([BLOCK], dtype=acc_bits.dtype.element_ty)
+    raw_slow = tl.atomic_xchg(acc_bits + offs, nothing, mask=m, sem="relaxed")
+    raw_fast = tl.atomic_xchg(acc_bits + n + offs, nothing, mask=m, sem="relaxed")
     if DET:
-        syn_slow = (tl.load(acc_ptr + offs, mask=m, other=0).to(tl.float64) / 17592186044416.0).to(v.dtype)
-        syn_fast = (tl.load(acc_ptr + n + offs, mask=m, other=0).to(tl.float64) / 17592186044416.0).to(v.dtype)
+        syn_slow = (raw_slow.to(tl.float64) / 17592186044416.0).to(v.dtype)
+        syn_fast = (raw_fast.to(tl.float64) / 17592186044416.0).to(v.dtype)
     else:
-        syn_slow = tl.load(acc_ptr + offs, mask=m, other=0.0)
-        syn_fast = tl.load(acc_ptr + n + offs, mask=m, other=0.0)
-    nothing = tl.zeros([BLOCK], dtype=acc_ptr.dtype.element_ty)
-    tl.store(acc_ptr + offs, nothing, mask=m)
-    tl.store(acc_ptr + n + offs, nothing, mask=m)
+        syn_slow = raw_slow.to(v.dtype, bitcast=True)
+        syn_fast = raw_fast.to(v.dtype, bitcast=True)
     dt = tl.load(prm_ptr + P_DT)
     U = tl.load(prm_ptr + P_U)
     tau_rec = tl.load(prm_ptr + P_TAU_REC)

@@ -87,7 +87,7 @@ def push_check() -> None:
                         eng._kbuf, eng._v, eng._x, p.theta, eng._f, eng._prm, eng._acc,
                         *eng._proj["E->E"], eng._pot, eng._L, eng._last,
                         *eng._proj["E->I"], *eng._proj["I->E"], *eng._proj["I->I"],
-                        eng._events, eng._cnt, eng._events.shape[0], net_gpu.n_E, n,
+                        eng._events, eng._cnt, eng._events.shape[0], eng._onset_cnt, net_gpu.n_E, n,
                         BLOCK=256, enable_fp_fusion=False, num_warps=nw, **c)
                     acc = eng._acc.double().cpu()
                     if det:
@@ -147,7 +147,7 @@ def hybrid_check() -> None:
             eng._kbuf, eng._v, eng._x, p.theta, eng._f, eng._prm, eng._acc,
             *eng._proj["E->E"], eng._pot, eng._L, eng._last,
             *eng._proj["E->I"], *eng._proj["I->E"], *eng._proj["I->I"],
-            eng._events, eng._cnt, eng._events.shape[0], n_e, n,
+            eng._events, eng._cnt, eng._events.shape[0], eng._onset_cnt, n_e, n,
             BLOCK=256, enable_fp_fusion=False, **c)
         st = NeuronState(eng._v.clone(), eng._i_s.clone(), eng._i_f.clone(), eng._x.clone(), eng._a.clone())
         sigma, s = released(st, p)

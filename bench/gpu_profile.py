@@ -91,7 +91,7 @@ def timing(extra: list[str], label: str) -> None:
             eng._kbuf, eng._v, eng._x, p.theta, eng._f, eng._prm, eng._acc,
             *eng._proj["E->E"], eng._pot, eng._L, eng._last,
             *eng._proj["E->I"], *eng._proj["I->E"], *eng._proj["I->I"],
-            eng._events, eng._cnt, eng._events.shape[0], net.n_E, net.n,
+            eng._events, eng._cnt, eng._events.shape[0], eng._onset_cnt, net.n_E, net.n,
             BLOCK=256, enable_fp_fusion=False, **c)
 
     # The state does not advance here (same σ each launch); L keeps learning, which is fine.

@@ -52,7 +52,8 @@ class SinusoidStimulus:
         # t_k computed in float64 as k·dt, then rounded to the dtype: as the scalar path does.
         ks = torch.arange(k0, k0 + n_steps, dtype=torch.float64, device=self.amplitude.device)
         t = (ks * self.dt).to(self.amplitude.dtype)[:, None]
-        return self.amplitude * torch.sin(t / self.period + self.phase) + self.amplitude
+        # `scalar / tensor` in torch is reciprocal(tensor) · scalar: the same product here.
+        return self.amplitude * torch.sin(torch.reciprocal(self.period) * t + self.phase) + self.amplitude
 
 
 class ConstantStimulus:

@@ -89,6 +89,11 @@ class GpuSparseEngine:
         self._L = synapses.L.to(dev, dtype).clone().contiguous()
         self._last = torch.zeros(n_e, dtype=torch.int64, device=dev)
         self._kbuf = torch.zeros(1, dtype=torch.int64, device=dev)
+        # E neurons that turn on at the next step (their synapses need the drift catch-up),
+        # double-buffered by step parity; empty at start, since last = k there.
+        self._onsets = torch.zeros(2, max(n_e, 1), dtype=torch.int32, device=dev)
+        self._onset_cnt = torch.zeros(2, dtype=torch.int32, device=dev)
+        self._nprog = 4 if interpreting() else 2 * torch.cuda.get_device_properties(dev).multi_processor_count
         acc_dtype = torch.int64 if self.deterministic else dtype
         self._acc = torch.zeros(2 * n, dtype=acc_dtype, device=dev)
         bits = {torch.float32: torch.int32, torch.float64: torch.int64, torch.int64: torch.int64}[acc_dtype]
@@ -126,37 +131,38 @@ class GpuSparseEngine:
     def synapses(self) -> SynapseState:
         """E→E state at t_k: every synapse is brought up to date first (drift only)."""
         if self.cfg.plasticity.enabled:
-            self._catch_up(active_only=False)
+            self._catch_up(from_list=False)
             self._drain_events()
         return SynapseState(self._pot.clone(), self._L.clone())
 
     # --- stepping --------------------------------------------------------------------------
 
-    def _catch_up(self, active_only: bool) -> None:
-        c, p = self._const, self.net.params
-        self._kn.catch_up[(self.net.n_E,)](
-            self._kbuf, self._v, p.theta, self._proj["E->E"][0], self._proj["E->E"][2], self._pot, self._L,
-            self._last, self._prm, self._events, self._cnt, self._events.shape[0], ACTIVE_ONLY=active_only,
-            BOUNDED=c["BOUNDED"], MANT=c["MANT"], KEEP=c["KEEP"], BLOCK=BLOCK_CATCH_UP, num_warps=8,
-            enable_fp_fusion=False)
+    def _catch_up(self, from_list: bool) -> None:
+        c = self._const
+        grid = (self._nprog,) if from_list else (self.net.n_E,)
+        self._kn.catch_up[grid](
+            self._kbuf, self._onsets, self._onset_cnt, self.net.n_E, self._proj["E->E"][0], self._proj["E->E"][2],
+            self._pot, self._L, self._last, self._prm, self._events, self._cnt, self._events.shape[0],
+            FROM_LIST=from_list, NPROG=self._nprog, BOUNDED=c["BOUNDED"], MANT=c["MANT"], KEEP=c["KEEP"],
+            BLOCK=BLOCK_CATCH_UP, num_warps=8, enable_fp_fusion=False)
 
     def _launch(self, i_ext: torch.Tensor, flags: torch.Tensor) -> None:
         """Step k → k+1: catch-up, synapse and neuron kernels (k itself lives in self._kbuf)."""
         kn, c, n, n_e = self._kn, self._const, self.net.n, self.net.n_E
         p = self.net.params
         if c["PLASTIC"]:
-            self._catch_up(active_only=True)
+            self._catch_up(from_list=True)
         kn.synapse_step[(n,)](
             self._kbuf, self._v, self._x, p.theta, self._f, self._prm, self._acc,
             *self._proj["E->E"], self._pot, self._L, self._last,
             *self._proj["E->I"], *self._proj["I->E"], *self._proj["I->I"],
-            self._events, self._cnt, self._events.shape[0], n_e, n,
+            self._events, self._cnt, self._events.shape[0], self._onset_cnt, n_e, n,
             BLOCK=BLOCK_SYN, enable_fp_fusion=False, **c)
         kn.neuron_step[((n + BLOCK_NEURON - 1) // BLOCK_NEURON,)](
             self._kbuf, self._v, self._i_s, self._i_f, self._x, self._a, self._f,
             p.theta, p.v_reset, p.tau_m, p.dt_tau_s, p.pulse_inc,
-            self._acc_bits, i_ext, self._prm, flags, n, n_e,
-            DET=c["DET"], BLOCK=BLOCK_NEURON, enable_fp_fusion=False)
+            self._acc_bits, i_ext, self._prm, flags, self._onsets, self._onset_cnt, n, n_e,
+            DET=c["DET"], PLASTIC=c["PLASTIC"], BLOCK=BLOCK_NEURON, enable_fp_fusion=False)
 
     def _issue(self, i_ext: torch.Tensor, flags: torch.Tensor, rows: tuple[int, ...],
                trace: TraceRequest | None, samples: torch.Tensor | None) -> None:

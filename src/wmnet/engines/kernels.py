@@ -111,6 +111,22 @@ def _drift(L, gap, active, dt, neg_alpha, beta, zero, thx, lo, hi, BOUNDED: tl.c
     at = tl.full(L.shape, -1, dtype=tl.int64)
     direction = tl.zeros(L.shape, dtype=tl.int32)
     live = active & (m < gap)
+    if BOUNDED:
+        # Shortcut, still exact: a synapse below θ_X drifting down (above, up) whose exact
+        # path overshoots the bound by more than the rounding of `gap` steps can contribute
+        # (≤ one unit 2^-MANT·max(|L_min|, |L_max|, 1) per step) ends on the bound, stepwise too.
+        g = gap.to(tl.float64)
+        lo64 = lo.to(tl.float64)
+        hi64 = hi.to(tl.float64)
+        L64 = L.to(tl.float64)
+        eps = (tl.full(L.shape, 1023 - MANT, tl.int64) << 52).to(tl.float64, bitcast=True)  # 2^-MANT
+        unit = tl.maximum(tl.maximum(tl.abs(lo64), tl.abs(hi64)), 1.0) * eps
+        fall = -(dt * neg_alpha).to(tl.float64)  # |increment| below θ_X
+        rise = (dt * beta).to(tl.float64)  # increment above θ_X
+        to_lo = live & (L < thx) & (fall > 4.0 * unit) & (g * fall - (L64 - lo64) > 2.0 * g * unit)
+        to_hi = live & (L > thx) & (rise > 4.0 * unit) & (g * rise - (hi64 - L64) > 2.0 * g * unit)
+        L = tl.where(to_lo, lo, tl.where(to_hi, hi, L))
+        live = live & ~(to_lo | to_hi)
     while tl.max(live.to(tl.int32), axis=0) > 0:
         R = tl.where(L <= thx, neg_alpha, zero) + tl.where(L >= thx, beta, zero)
         inc = dt * R
@@ -190,11 +206,14 @@ def synapse_step(
     ei_rowptr, ei_split, ei_post,
     ie_rowptr, ie_split, ie_post,
     ii_rowptr, ii_split, ii_post,
-    ev_ptr, cnt_ptr, ev_cap, n_e, n,
+    ev_ptr, cnt_ptr, ev_cap, onset_cnt, n_e, n,
     PLASTIC: tl.constexpr, BOUNDED: tl.constexpr, DET: tl.constexpr, KEEP: tl.constexpr,
     MANT: tl.constexpr, BLOCK: tl.constexpr,
 ):
     j = tl.program_id(0).to(tl.int64)
+    if PLASTIC:
+        if j == 0:  # empty the onset list that neuron_step fills next (catch_up read the other)
+            tl.store(onset_cnt + (tl.load(k_ptr) + 1) % 2, 0)
     v_j = tl.load(v_ptr + j)
     if v_j >= tl.load(theta_ptr + j):  # σ_j = 1; silent neurons do nothing
         s = tl.load(x_ptr + j)  # s_j = x_j σ_j
@@ -245,23 +264,12 @@ def synapse_step(
 
 
 @triton.jit
-def catch_up(k_ptr, v_ptr, theta_ptr, ee_rowptr, ee_post, pot_ptr, L_ptr, last_ptr, prm_ptr, ev_ptr, cnt_ptr, ev_cap,
-             ACTIVE_ONLY: tl.constexpr, BOUNDED: tl.constexpr, MANT: tl.constexpr, KEEP: tl.constexpr,
-             BLOCK: tl.constexpr):
-    """Bring the E→E synapses of pre j = program id to t_k (drift only); last[j] = k.
-
-    Every step runs it with ACTIVE_ONLY for the neurons with σ_j = 1, before `synapse_step`:
-    a launch of its own, with wide blocks, because a long silent gap costs a replay loop whose
-    length is the slowest synapse's, and one program per row would serialise the row's blocks.
-    """
-    j = tl.program_id(0).to(tl.int64)
-    k = tl.load(k_ptr)
+def _catch_up_row(j, k, ee_rowptr, ee_post, pot_ptr, L_ptr, last_ptr, prm_ptr, ev_ptr, cnt_ptr, ev_cap,
+                  BOUNDED: tl.constexpr, MANT: tl.constexpr, KEEP: tl.constexpr, BLOCK: tl.constexpr):
+    """Bring the E→E synapses of pre j to t_k (drift only); last[j] = k."""
     last_j = tl.load(last_ptr + j)
     gap = k - last_j
-    go = gap > 0
-    if ACTIVE_ONLY:
-        go = go & (tl.load(v_ptr + j) >= tl.load(theta_ptr + j))
-    if go:
+    if gap > 0:
         q0 = tl.load(ee_rowptr + j)
         q1 = tl.load(ee_rowptr + j + 1)
         for start in range(q0, q1, BLOCK):
@@ -270,6 +278,30 @@ def catch_up(k_ptr, v_ptr, theta_ptr, ee_rowptr, ee_post, pot_ptr, L_ptr, last_p
             tl.store(L_ptr + q, L, mask=m)
             tl.store(pot_ptr + q, b_new, mask=m & (b_new != b))
         tl.store(last_ptr + j, k)
+
+
+@triton.jit
+def catch_up(k_ptr, onset_ptr, onset_cnt, n_e, ee_rowptr, ee_post, pot_ptr, L_ptr, last_ptr, prm_ptr, ev_ptr,
+             cnt_ptr, ev_cap, FROM_LIST: tl.constexpr, NPROG: tl.constexpr, BOUNDED: tl.constexpr,
+             MANT: tl.constexpr, KEEP: tl.constexpr, BLOCK: tl.constexpr):
+    """Lazy drift catch-up to t_k.
+
+    FROM_LIST: every step, before `synapse_step`, for the E neurons whose σ turned 1 at t_k
+    (the list `neuron_step` wrote, onset[k % 2]); NPROG programs share the list. Its own launch
+    with wide blocks: a long silent gap costs a replay loop as long as its slowest synapse's.
+    Otherwise: every E neuron, one program each (before reading the synapses out).
+    """
+    k = tl.load(k_ptr)
+    if FROM_LIST:
+        par = k % 2
+        count = tl.load(onset_cnt + par)
+        for r in range(tl.program_id(0), count, NPROG):
+            j = tl.load(onset_ptr + par * n_e + r).to(tl.int64)
+            _catch_up_row(j, k, ee_rowptr, ee_post, pot_ptr, L_ptr, last_ptr, prm_ptr, ev_ptr, cnt_ptr, ev_cap,
+                          BOUNDED, MANT, KEEP, BLOCK)
+    else:
+        _catch_up_row(tl.program_id(0).to(tl.int64), k, ee_rowptr, ee_post, pot_ptr, L_ptr, last_ptr, prm_ptr,
+                      ev_ptr, cnt_ptr, ev_cap, BOUNDED, MANT, KEEP, BLOCK)
 
 
 @triton.jit
@@ -305,8 +337,8 @@ def _div(a, b):
 def neuron_step(
     k_ptr, v_ptr, is_ptr, if_ptr, x_ptr, a_ptr, f_ptr,
     theta_ptr, vreset_ptr, taum_ptr, dts_ptr, pinc_ptr,
-    acc_bits, iext_ptr, prm_ptr, flags_ptr, n, n_e,
-    DET: tl.constexpr, BLOCK: tl.constexpr,
+    acc_bits, iext_ptr, prm_ptr, flags_ptr, onset_ptr, onset_cnt, n, n_e,
+    DET: tl.constexpr, PLASTIC: tl.constexpr, BLOCK: tl.constexpr,
 ):
     """MODEL.md steps 1–7 (as dynamics.advance), in place; then f(v) at t_{k+1} and k += 1."""
     pid = tl.program_id(0)
@@ -361,5 +393,15 @@ def neuron_step(
     tl.store(f_ptr + offs, f_new, mask=m & (offs < n_e))
     flags = on.to(tl.uint8) | ((on & (a == 0)).to(tl.uint8) << 1)  # bit 0: σ, bit 1: pulse onset
     tl.store(flags_ptr + offs, flags, mask=m)
+    k = tl.load(k_ptr)
+    if PLASTIC:
+        # E neurons silent at t_k and on at t_{k+1}: their synapses need the drift catch-up.
+        need = m & (offs < n_e) & (v_new >= theta) & ~on
+        n_need = tl.sum(need.to(tl.int32), axis=0)
+        if n_need > 0:
+            par = (k + 1) % 2
+            first = tl.atomic_add(onset_cnt + par, n_need)
+            slot = first + tl.cumsum(need.to(tl.int32), axis=0) - 1
+            tl.store(onset_ptr + par * n_e + slot, offs, mask=need)
     if pid == 0:
-        tl.store(k_ptr, tl.load(k_ptr) + 1)
+        tl.store(k_ptr, k + 1)

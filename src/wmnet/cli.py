@@ -1,4 +1,4 @@
-"""Command line: `wmnet run | config show | plot | info`.
+"""Command line: `wmnet run | resume | config show | plot | info`.
 
 Bad input ends with one line on stderr naming the field or file, exit status 2, and no output
 folder that looks complete.
@@ -6,16 +6,21 @@ folder that looks complete.
 
 from __future__ import annotations
 
+import math
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from wmnet.config import Config, load_config
 from wmnet.errors import WmnetError
+
+if TYPE_CHECKING:
+    from wmnet.simulation import RunResult
 
 
 def _config(config: str | None, sets: tuple[str, ...], flags: dict[str, Any]) -> Config:
@@ -42,16 +47,42 @@ def _summary_lines(info: dict[str, Any]) -> list[str]:
     pops = s["populations"]
     pot = s["ee_potentiated_fraction"]
     sw = s["ee_switches"]
+    rate = info["wall_s_per_sim_s"]
     return [
         f"simulated {info['simulated_ms']:g} ms of {info['n_neurons']} neurons, "
         f"{info['n_synapses']:,} synapses ({info['engine']} engine, {info['device']}, {info['dtype']})",
         f"wall: build {info['wall_seconds']['build']:.2f} s, simulate {info['wall_seconds']['simulate']:.2f} s "
-        f"({info['wall_s_per_sim_s']:.3g} s per simulated s)",
+        + (f"({rate:.3g} s per simulated s)" if math.isfinite(rate) else "(nothing left to simulate)"),
         "rates: " + ", ".join(f"{p} {v['rate_hz']:.1f} Hz" for p, v in pops.items())
         + f"; σ=1 in {100 * s['sigma_fraction']:.1f}% of neuron-steps; mean x at end: "
         + ", ".join(f"{p} {v['mean_x_end']:.3f}" for p, v in pops.items()),
         f"E→E potentiated: {pot['start']:.3f} → {pot['end']:.3f} ({sw['up']} up, {sw['down']} down switches)",
     ]
+
+
+def _finish(path: Path, simulate: Callable[[], RunResult], no_plot: bool) -> None:
+    """Run `simulate`; print the summary and draw the figures, or say how to resume."""
+    try:
+        result = simulate()
+    except KeyboardInterrupt as e:
+        info = e.args[0].info if e.args and hasattr(e.args[0], "info") else {}
+        at, ck = info.get("simulated_ms"), info.get("checkpoint_ms")
+        if ck is None:
+            click.echo(f"interrupted: {path} holds the data up to the interruption, but no checkpoint to resume "
+                       "from (run.json status 'interrupted')", err=True)
+        else:
+            since = "" if at is None or abs(at - ck) < 1e-9 else f" (from the checkpoint at {ck:g} ms)"
+            click.echo(f"interrupted at {at if at is not None else ck:g} ms: resume with `wmnet resume {path}`{since}",
+                       err=True)
+        sys.exit(130)
+    for line in _summary_lines(result.info):
+        click.echo(line)
+    if not no_plot:
+        from wmnet.plotting import plot_run
+
+        for f in plot_run(path):
+            click.echo(f"figure: {f}")
+    click.echo(f"results: {path}")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -88,10 +119,12 @@ def run(config: str | None, out: str | None, duration: float | None, seed: int |
 
     dev = resolve_device(cfg.device)
     path = _prepare_out(out, overwrite)
+    # Absolute paths: run.json keeps them for `wmnet resume`, which may run from elsewhere.
+    connectivity = str(Path(connectivity).absolute()) if connectivity is not None else None
+    input_path = str(Path(input_path).absolute()) if input_path is not None else None
     net = Network.build(cfg, device=dev, connectivity=connectivity)
     stim = make_stimulus(cfg, net.device, net.dtype, input_path)  # validates the input before any write
     # Imported only now (numba, matplotlib): bad input above fails without paying for them.
-    from wmnet.plotting import plot_run
     from wmnet.simulation import Simulation, trace_neurons
 
     sim = Simulation(net, stimulus=stim)
@@ -102,18 +135,18 @@ def run(config: str | None, out: str | None, duration: float | None, seed: int |
     path.mkdir(parents=True)
     (path / "config.yaml").write_text(cfg.to_yaml())
     extra = {"input": input_path}
-    try:
-        result = sim.run(out=path, progress=not quiet, info=extra)
-    except KeyboardInterrupt:
-        click.echo(f"interrupted: {path} holds the data up to the interruption (run.json status "
-                   "'interrupted')", err=True)
-        sys.exit(130)
-    for line in _summary_lines(result.info):
-        click.echo(line)
-    if not no_plot:
-        for f in plot_run(path):
-            click.echo(f"figure: {f}")
-    click.echo(f"results: {path}")
+    _finish(path, lambda: sim.run(out=path, progress=not quiet, info=extra), no_plot)
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--no-plot", is_flag=True, help="Skip the figures.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def resume(run_dir: str, no_plot: bool, quiet: bool) -> None:
+    """Continue the interrupted run in RUN_DIR from its checkpoint.pt to the planned end."""
+    from wmnet.checkpoint import resume_run
+
+    _finish(Path(run_dir), lambda: resume_run(run_dir, progress=not quiet), no_plot)
 
 
 @cli.group(name="config")

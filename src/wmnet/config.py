@@ -163,6 +163,11 @@ class Record(_Strict):
     spikes: bool = Field(True, description="record the pulse onsets of all neurons")
     traces: Traces = Field(default_factory=Traces, description="state traces (SONATA reports)")
     flush_every: float = Field(100.0, gt=0, description="write buffered records every this many ms")
+    checkpoint_every: float | None = Field(
+        None, gt=0,
+        description="write checkpoint.pt (state to resume from) every this many ms, a multiple of dt; "
+        "null: only when a run is interrupted",
+    )
 
 
 class Config(_Strict):
@@ -203,6 +208,14 @@ class Config(_Strict):
                 f"dt, duration: dt = {self.dt} ms does not divide duration = {self.duration} ms "
                 "(expected duration to be a whole number of steps)"
             ) from None
+        if self.record.checkpoint_every is not None:
+            try:
+                steps_in(self.record.checkpoint_every, self.dt, "")
+            except ValueError:
+                raise ValueError(
+                    f"record.checkpoint_every: {self.record.checkpoint_every} ms is not a whole multiple "
+                    f"of dt = {self.dt} ms"
+                ) from None
         return self
 
     @property

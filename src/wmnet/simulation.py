@@ -9,10 +9,14 @@
 from __future__ import annotations
 
 import platform
+import signal
 import sys
+import threading
 import time
-from functools import partial
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -21,6 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from wmnet.checkpoint import CHECKPOINT, save_checkpoint
 from wmnet.config import Config, steps_in
 from wmnet.engines import Engine, make_engine, resolve_engine
 from wmnet.engines.base import TraceRequest, run_block_stepwise
@@ -73,6 +78,38 @@ def potentiated_fraction(bits: torch.Tensor) -> float:
 
 
 @dataclass
+class StopRequest:
+    """Set by SIGINT/SIGTERM: the run stops at the end of the current block."""
+
+    requested: bool = False
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[StopRequest]:
+    """Turn SIGINT and SIGTERM into a StopRequest while the block runs; restore the old handlers.
+
+    A second signal raises KeyboardInterrupt at once (the run then keeps its last checkpoint).
+    Handlers can only be set in the main thread; elsewhere the signals keep their handlers.
+    """
+    stop = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        if stop.requested:
+            raise KeyboardInterrupt
+        stop.requested = True
+
+    old = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h if h is not None else signal.SIG_DFL)
+
+
+@dataclass
 class RunResult:
     """What a run produced. With an output folder, the files hold the same data."""
 
@@ -114,32 +151,79 @@ class Simulation:
         """Simulate `duration` ms (default: the config's) from the current state.
 
         With `out`, spikes and traces stream to SONATA files there and run.json is written
-        (status "running" until it ends; "interrupted" on Ctrl-C).
+        (status "running" until it ends; "interrupted" on SIGINT, SIGTERM or Ctrl-C, which
+        stop the run at the end of the current block and raise KeyboardInterrupt(result)).
+        checkpoint.pt is written there every record.checkpoint_every ms and at the end, and
+        always when interrupted; `resume` (`wmnet resume DIR`) continues from it.
         """
-        cfg, net, eng = self.config, self.network, self.engine
+        cfg = self.config
         n_steps = cfg.n_steps if duration is None else steps_in(duration, cfg.dt, "duration")
-        out = Path(out) if out is not None else None
         keep = out is None if keep_in_memory is None else keep_in_memory
+        return self._run(n_steps, None if out is None else Path(out), progress, keep, info, None)
+
+    def resume(self, out: str | Path, checkpoint: dict[str, Any], progress: bool = True,
+               info: dict[str, Any] | None = None) -> RunResult:
+        """Continue the run in folder `out` from `checkpoint` (checkpoint.py) to its planned end.
+
+        The network must be the one the checkpoint was written from (same config, seed and
+        connectivity). The files in `out` are cut back to the checkpoint's positions, then
+        appended to, so they end up as one uninterrupted run would have written them.
+        """
+        self.engine.load_state_dict(checkpoint["engine"])
+        end = int(checkpoint["k_start"]) + self.config.n_steps
+        return self._run(max(0, end - self.engine.k), Path(out), progress, False, info, checkpoint)
+
+    def _writers(self, out: Path, neurons: np.ndarray, append: bool
+                 ) -> tuple[SpikeWriter | None, dict[str, ReportWriter]]:
+        cfg, rec = self.config, self.config.record
         pops = populations(cfg)
+        (out / "reports").mkdir(parents=True, exist_ok=True)
+        spike_writer = SpikeWriter(out / "spikes.h5", pops, append) if rec.spikes else None
+        t0, step_ms = self.engine.k * cfg.dt, rec.traces.every * cfg.dt
+        return spike_writer, {v: ReportWriter(out / "reports" / f"{v}.h5", v, pops, neurons, t0, step_ms, append)
+                              for v in rec.traces.variables}
+
+    def _run(self, n_steps: int, out: Path | None, progress: bool, keep: bool, info: dict[str, Any] | None,
+             resumed: dict[str, Any] | None) -> RunResult:
+        cfg, net, eng = self.config, self.network, self.engine
         rec = cfg.record
         block = max(1, min(round(rec.flush_every / cfg.dt), max(1, (1 << 26) // max(net.n, 1))))
         neurons = trace_neurons(cfg)
-        spike_writer = report_writers = None
-        info = dict(info or {})
-        if out is not None:
-            (out / "reports").mkdir(parents=True, exist_ok=True)
-            spike_writer = SpikeWriter(out / "spikes.h5", pops) if rec.spikes else None
-            t0 = eng.k * cfg.dt
-            step_ms = rec.traces.every * cfg.dt
-            report_writers = {v: ReportWriter(out / "reports" / f"{v}.h5", v, pops, neurons, t0, step_ms)
-                              for v in rec.traces.variables}
+        spike_writer, report_writers = self._writers(out, neurons, resumed is not None) if out else (None, {})
         spikes = SpikeMonitor(net.n, cfg.dt, net.device, block, spike_writer, keep)
         traces = StateMonitor(list(rec.traces.variables), neurons, rec.traces.every, cfg.dt, net.device,
-                              max(1, block // rec.traces.every), report_writers or {}, keep)
+                              max(1, block // rec.traces.every), report_writers, keep)
+        sigma_sum = torch.zeros(2, dtype=torch.int64, device=net.device)
+        k_start, steps_before, checkpoint_k = eng.k, 0, None
+        if resumed is not None:
+            # Drop what was written after the checkpoint; carry its running sums on.
+            if spike_writer is not None:
+                spike_writer.truncate(resumed["positions"]["spikes"])
+            for v, w in report_writers.items():
+                w.truncate(resumed["positions"]["reports"][v])
+            spikes.count += resumed["count"].to(net.device)
+            sigma_sum += resumed["sigma_sum"].to(net.device)
+            k_start, steps_before, checkpoint_k = int(resumed["k_start"]), int(resumed["steps_done"]), eng.k
+        info = dict(info or {})
         base = self._run_info(info)
+        if resumed is not None:
+            base["resumed_at_ms"] = eng.k * cfg.dt
         if out is not None:
             write_json(out / "run.json", {**base, "status": "running"})
-        sigma_sum = torch.zeros(2, dtype=torch.int64, device=net.device)
+        ck_steps = steps_in(rec.checkpoint_every, cfg.dt, "record.checkpoint_every") if rec.checkpoint_every else 0
+
+        def checkpoint() -> int:
+            assert out is not None
+            spikes.flush()  # first: the files and the positions must agree
+            traces.flush()
+            positions = {"spikes": spike_writer.positions() if spike_writer is not None else {},
+                         "reports": {v: w.positions() for v, w in report_writers.items()}}
+            save_checkpoint(out / CHECKPOINT, {
+                "engine": eng.state_dict(), "positions": positions, "k_start": k_start,
+                "steps_done": steps_before + done, "count": spikes.count.cpu(), "sigma_sum": sigma_sum.cpu(),
+                "config": cfg.to_dict(), "seed": cfg.seed})
+            return eng.k
+
         n_e = net.n_E
         status = "complete"
         t_start = time.perf_counter()
@@ -156,34 +240,51 @@ class Simulation:
         # captured graph for every full block.
         every = rec.traces.every
         per_block = every * max(1, BLOCK_STEPS // every) if trace is not None else BLOCK_STEPS
+        # False while a block is half done (engine stepped, monitors not yet): no checkpoint then.
+        consistent = True
         try:
-            while done < n_steps:
-                k = eng.k
-                m = min(per_block, n_steps - done)
-                flags, steps, samples = run_block(self.stimulus.block(k, m), trace)
-                traces.record_samples(steps, samples)
-                spikes.record_block(k, (flags >> 1).bool())
-                sigma = flags & 1
-                sigma_sum[0] += sigma[:, :n_e].sum()
-                sigma_sum[1] += sigma[:, n_e:].sum()
-                done += m
-                wall = time.perf_counter() - t_start
-                bar.update(round(done * cfg.dt - bar.n, 6))
-                bar.set_postfix_str(f"{(done * cfg.dt / 1000) / wall:.3g} sim s per wall s", refresh=False)
-        except KeyboardInterrupt:
-            status = "interrupted"
+            try:
+                with stop_on_signals() as stop:
+                    while done < n_steps and not stop.requested:
+                        k = eng.k
+                        m = min(per_block, n_steps - done)
+                        i_ext = self.stimulus.block(k, m)
+                        consistent = False
+                        flags, steps, samples = run_block(i_ext, trace)
+                        traces.record_samples(steps, samples)
+                        spikes.record_block(k, (flags >> 1).bool())
+                        sigma = flags & 1
+                        sigma_sum[0] += sigma[:, :n_e].sum()
+                        sigma_sum[1] += sigma[:, n_e:].sum()
+                        done += m
+                        consistent = True
+                        if out is not None and ck_steps and (k + m) // ck_steps > k // ck_steps:
+                            checkpoint_k = checkpoint()
+                        wall = time.perf_counter() - t_start
+                        bar.update(round(done * cfg.dt - bar.n, 6))
+                        bar.set_postfix_str(f"{(done * cfg.dt / 1000) / wall:.3g} sim s per wall s", refresh=False)
+                    if done < n_steps:
+                        status = "interrupted"
+            except KeyboardInterrupt:
+                status = "interrupted"
+            # Also at the end of a run that has one (periodic or resumed from): never left stale.
+            wanted = status == "interrupted" or ck_steps or checkpoint_k is not None
+            if out is not None and consistent and wanted and checkpoint_k != eng.k:
+                checkpoint_k = checkpoint()
         finally:
             bar.close()
             spikes.flush()
             traces.flush()
-            for w in [spike_writer, *(report_writers or {}).values()]:
+            for w in [spike_writer, *report_writers.values()]:
                 if w is not None:
                     w.close()
         sim_seconds = time.perf_counter() - t_start
-        summary = self._summary(spikes, sigma_sum, done)
-        info = {**base, "status": status, "steps_done": done, "simulated_ms": done * cfg.dt,
+        total = steps_before + done
+        summary = self._summary(spikes, sigma_sum, total)
+        info = {**base, "status": status, "steps_done": total, "simulated_ms": total * cfg.dt,
+                "checkpoint_ms": None if checkpoint_k is None else checkpoint_k * cfg.dt,
                 "wall_seconds": {"build": net.build_seconds, "simulate": sim_seconds},
-                "wall_s_per_sim_s": sim_seconds / max(done * cfg.dt / 1000, 1e-12),
+                "wall_s_per_sim_s": sim_seconds / (done * cfg.dt / 1000) if done else float("nan"),
                 "summary": summary}
         if out is not None:
             write_json(out / "run.json", info)

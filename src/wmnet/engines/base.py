@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from wmnet.connectivity import SynapseState
 from wmnet.dynamics import NeuronState
+from wmnet.errors import WmnetError
+
+NEURON_FIELDS = ("v", "i_s", "i_f", "x", "a")
 
 
 @dataclass
@@ -77,6 +80,40 @@ def run_block_stepwise(
     return flags, steps, samples
 
 
+def state_of(engine: Engine, tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """An engine's state_dict: its kind, step k, switch counts and CPU copies of `tensors`."""
+    return {"kind": type(engine).__name__, "k": engine.k, "n_up": engine.switches.n_up,
+            "n_down": engine.switches.n_down,
+            "tensors": {name: t.detach().to("cpu", copy=True) for name, t in tensors.items()}}
+
+
+def load_state(engine: Engine, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+    """Copy a `state_of` dict into the engine's live `tensors`, in place, and set k and the counts.
+
+    In place, because a captured CUDA graph holds the buffers' addresses. Shapes and dtypes
+    must match exactly: a checkpoint of another network, engine or dtype is an error.
+    """
+    kind = type(engine).__name__
+    if state["kind"] != kind:
+        raise WmnetError(f"checkpoint: written by the {state['kind']}, cannot load into the {kind}")
+    saved = state["tensors"]
+    if set(saved) != set(tensors):
+        raise WmnetError(f"checkpoint: holds {sorted(saved)}, the {kind} needs {sorted(tensors)}")
+    for name, t in tensors.items():
+        s = saved[name]
+        if s.shape != t.shape or s.dtype != t.dtype:
+            raise WmnetError(f"checkpoint: {name} is {tuple(s.shape)} {s.dtype}, "
+                             f"the engine's is {tuple(t.shape)} {t.dtype}")
+    for name, t in tensors.items():
+        t.copy_(saved[name])
+    engine.k = int(state["k"])
+    engine.switches.n_up, engine.switches.n_down = int(state["n_up"]), int(state["n_down"])
+
+
+def neuron_tensors(neurons: NeuronState) -> dict[str, torch.Tensor]:
+    return {name: neurons[name] for name in NEURON_FIELDS}
+
+
 class Engine(Protocol):
     name: str
     neurons: NeuronState  # state at t_k, k = self.k
@@ -89,4 +126,12 @@ class Engine(Protocol):
 
     def synapses(self) -> SynapseState:
         """E→E state at t_k in canonical order (lazy engines bring every synapse up to date)."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue bitwise from t_k (CPU copies; see `state_of`)."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a `state_dict` of an engine of the same kind on the same network."""
         ...

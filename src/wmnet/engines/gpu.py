@@ -12,12 +12,13 @@ how the test suite checks them on machines without a GPU.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import torch
 
 from wmnet.connectivity import SynapseState
 from wmnet.dynamics import NeuronState, hebbian_factor
-from wmnet.engines.base import SwitchLog, TraceRequest
+from wmnet.engines.base import SwitchLog, TraceRequest, load_state, state_of
 from wmnet.network import Network
 
 BLOCK_SYN = 256  # synapses per vector step of a synapse program
@@ -134,6 +135,19 @@ class GpuSparseEngine:
             self._catch_up(from_list=False)
             self._drain_events()
         return SynapseState(self._pot.clone(), self._L.clone())
+
+    def _state_tensors(self) -> dict[str, torch.Tensor]:
+        # Every buffer a step reads from the previous one: the onset list feeds the next
+        # catch-up, _kbuf holds k on the device, _f the Hebbian factor of v(t_k), _acc the
+        # (zeroed) sums, _cnt the undrained switch counts.
+        names = ("v", "i_s", "i_f", "x", "a", "f", "pot", "L", "last", "kbuf", "onsets", "onset_cnt", "acc", "cnt")
+        return {name: getattr(self, "_" + name) for name in names}
+
+    def state_dict(self) -> dict[str, Any]:
+        return state_of(self, self._state_tensors())
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        load_state(self, state, self._state_tensors())  # in place: captured graphs keep the buffers
 
     # --- stepping --------------------------------------------------------------------------
 

@@ -6,12 +6,14 @@ for small networks (a few thousand neurons); use the sparse engine for anything 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
 from wmnet.connectivity import SynapseState
 from wmnet.dynamics import NeuronState, advance, drift, hebbian_factor, released
-from wmnet.engines.base import SwitchLog
+from wmnet.engines.base import SwitchLog, load_state, neuron_tensors, state_of
 from wmnet.network import Network
 
 
@@ -83,3 +85,15 @@ class ReferenceEngine:
     def synapses(self) -> SynapseState:
         post, pre = self._ee_post, self._ee_pre
         return SynapseState(self.pot[post, pre].to(torch.uint8), self.L[post, pre].clone())
+
+    def _state_tensors(self) -> dict[str, torch.Tensor]:
+        # J_slow/J_fast change with every switch, so they are state here, not parameters.
+        return {**neuron_tensors(self.neurons), "J_slow": self.J_slow, "J_fast": self.J_fast,
+                "L": self.L, "potentiated": self.pot}
+
+    def state_dict(self) -> dict[str, Any]:
+        return state_of(self, self._state_tensors())
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.neurons = self.neurons.clone()  # fresh tensors: the current ones may be aliased
+        load_state(self, state, self._state_tensors())

@@ -15,6 +15,7 @@ static synapses; 4 + sizeof(L) + 1 (potentiated bit as uint8) for E→E synapses
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numba
 import numpy as np
@@ -22,7 +23,7 @@ import torch
 
 from wmnet.connectivity import Connectivity, SynapseState
 from wmnet.dynamics import NeuronState, advance, hebbian_factor, released
-from wmnet.engines.base import SwitchLog
+from wmnet.engines.base import SwitchLog, load_state, neuron_tensors, state_of
 from wmnet.network import Network
 
 
@@ -371,3 +372,16 @@ class SparseEngine:
                                  *self._pl, self._events[0], self.MAX_EVENTS)
             self._record_events(n_ev, self._events[0])
         return self._syn.clone()
+
+    def _state_tensors(self) -> dict[str, torch.Tensor]:
+        # The numba arrays _pot, _L share memory with these tensors; _last is E→E's lazy clock.
+        # The rest (_acc_*, _events, _n_ev) is scratch, rewritten by every step.
+        return {**neuron_tensors(self.neurons), "potentiated": self._syn.potentiated, "L": self._syn.L,
+                "last": torch.from_numpy(self._last)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return state_of(self, self._state_tensors())
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.neurons = self.neurons.clone()  # fresh tensors: i_f may alias a chunk-sum array
+        load_state(self, state, self._state_tensors())

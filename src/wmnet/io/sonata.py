@@ -5,7 +5,8 @@ Spikes:   /spikes/<population>/{timestamps (float64, ms), node_ids (uint64)}, at
 Reports:  /report/<population>/data (time × recorded neurons), with
           mapping/{node_ids, index_pointer, element_ids, time = [start, stop, step] (ms)}.
 
-Files are flushed after every append, so they stay readable if the process dies.
+Files are flushed after every append, so they stay readable if the process dies. A resumed
+run reopens them (`append=True`) and truncates them to a checkpoint's positions (`truncate`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+
+from wmnet.errors import WmnetError
 
 UNITS = {"v": "mV", "i_s": "mV/ms", "i_f": "mV/ms", "x": "1", "a": "1"}
 
@@ -39,14 +42,25 @@ def _append(ds: h5py.Dataset, values: np.ndarray) -> None:
     ds[n:] = values
 
 
-class SpikeWriter:
-    """Appends pulse onsets to a SONATA spike file, in time order."""
+def _truncate(ds: h5py.Dataset, n: int) -> None:
+    if not 0 <= n <= ds.shape[0]:
+        raise WmnetError(f"{ds.file.filename}: {ds.name} holds {ds.shape[0]} rows, the checkpoint expects {n} or more")
+    ds.resize(n, axis=0)
 
-    def __init__(self, path: Path, populations: list[PopulationRange]):
+
+class SpikeWriter:
+    """Appends pulse onsets to a SONATA spike file, in time order (`append`: reopen one)."""
+
+    def __init__(self, path: Path, populations: list[PopulationRange], append: bool = False):
         self.path, self.populations = path, populations
-        self.file = h5py.File(path, "w")
-        root = self.file.create_group("spikes")
+        self.file = h5py.File(path, "r+" if append else "w")
         self._ds: dict[str, tuple[h5py.Dataset, h5py.Dataset]] = {}
+        if append:
+            for pop in populations:
+                g = self.file[f"spikes/{pop.name}"]
+                self._ds[pop.name] = (g["timestamps"], g["node_ids"])
+            return
+        root = self.file.create_group("spikes")
         for pop in populations:
             g = root.create_group(pop.name)
             g.attrs["sorting"] = "by_time"
@@ -64,21 +78,39 @@ class SpikeWriter:
             _append(ids, (global_ids[m] - pop.offset).astype(np.uint64))
         self.file.flush()
 
+    def positions(self) -> dict[str, int]:
+        """Spikes written so far, per population."""
+        return {name: int(ts.shape[0]) for name, (ts, _) in self._ds.items()}
+
+    def truncate(self, positions: dict[str, int]) -> None:
+        """Drop every spike after the first positions[pop] of each population."""
+        for name, (ts, ids) in self._ds.items():
+            _truncate(ts, positions[name])
+            _truncate(ids, positions[name])
+        self.file.flush()
+
     def close(self) -> None:
         self.file.close()
 
 
 class ReportWriter:
-    """Appends samples of one state variable for selected neurons to a SONATA report."""
+    """Appends samples of one state variable for selected neurons to a SONATA report.
+
+    With `append`, reopens an existing report (t_start and t_step are then the file's own).
+    """
 
     def __init__(self, path: Path, variable: str, populations: list[PopulationRange],
-                 neurons: np.ndarray, t_start: float, t_step: float):
+                 neurons: np.ndarray, t_start: float, t_step: float, append: bool = False):
         self.path, self.variable = path, variable
-        self.file = h5py.File(path, "w")
+        self.file = h5py.File(path, "r+" if append else "w")
         self._cols: list[tuple[h5py.Dataset, h5py.Dataset, np.ndarray]] = []
         for pop in populations:
             cols = np.nonzero((neurons >= pop.offset) & (neurons < pop.offset + pop.size))[0]
             if cols.size == 0:
+                continue
+            if append:
+                g = self.file[f"report/{pop.name}"]
+                self._cols.append((g["data"], g["mapping/time"], cols))
                 continue
             g = self.file.create_group(f"report/{pop.name}")
             data = _appendable(g, "data", np.float32, width=int(cols.size))
@@ -98,6 +130,17 @@ class ReportWriter:
         for data, time, cols in self._cols:
             _append(data, samples[:, cols].astype(np.float32))
             time[1] = time[0] + data.shape[0] * time[2]  # stop is exclusive
+        self.file.flush()
+
+    def positions(self) -> int:
+        """Samples written so far (the same for every population)."""
+        return int(self._cols[0][0].shape[0]) if self._cols else 0
+
+    def truncate(self, n: int) -> None:
+        """Drop every sample after the first n."""
+        for data, time, _ in self._cols:
+            _truncate(data, n)
+            time[1] = time[0] + n * time[2]
         self.file.flush()
 
     def close(self) -> None:

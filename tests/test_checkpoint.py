@@ -237,3 +237,31 @@ def test_gpu_engine_state_dict_continues_bitwise_in_the_interpreter() -> None:
     env = {**os.environ, "TRITON_INTERPRET": "1"}
     proc = subprocess.run([sys.executable, "-c", GPU_SCRIPT], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr
+
+
+def test_resume_reuses_the_connectivity_and_input_files(tmp_path: Path) -> None:
+    """A run built from --connectivity and --input files resumes from them (run.json names them)."""
+    sets = ["populations.E.size=160", "populations.I.size=40", "duration=50", "seed=4", "dtype=float64",
+            "record.checkpoint_every=20"]
+    cfg = load_config(None, sets)
+    j_slow, j_fast = Network.build(cfg).connectivity.to_dense(cfg, torch.float64)
+    j_fast[:, 0] = 0.0  # not the seed's connectivity: a resume that regenerated it would differ
+    np.savez(tmp_path / "conn.npz", j_fast=j_fast.numpy(), j_slow=j_slow.numpy())
+    current = np.random.default_rng(0).uniform(0.0, 2.0, size=(cfg.n_neurons, cfg.n_steps))
+    np.save(tmp_path / "in.npy", current)
+    paths = {"connectivity": str(tmp_path / "conn.npz"), "input": str(tmp_path / "in.npy")}
+
+    def simulation() -> Simulation:
+        return Simulation(Network.build(cfg, connectivity=paths["connectivity"]), input_path=paths["input"])
+
+    whole = simulation().run(out=tmp_path / "whole", progress=False, info={"input": paths["input"]})
+    out = tmp_path / "part"
+    out.mkdir()
+    (out / "config.yaml").write_text(cfg.to_yaml())
+    simulation().run(duration=20, out=out, progress=False, info={"input": paths["input"]})
+    info = json.loads((out / "run.json").read_text())
+    assert (info["connectivity"], info["input"]) == (paths["connectivity"], paths["input"])
+    result = resume_run(out, progress=False)
+    assert result.info["connectivity"] == paths["connectivity"] and result.info["input"] == paths["input"]
+    assert_same_files(tmp_path / "whole", out)
+    assert_same_state(whole, result)

@@ -140,28 +140,54 @@ def _catch_up(q, j, i, gap, last_j, ee_L, pot, dt, neg_alpha, beta, zero, thx, l
 @numba.njit(cache=True, nogil=True, inline="always")
 def _ee_plastic_range(
     q0, q1, j, k, gap, last_j, s, post, pot, ee_L, acc, jtab,
-    f, dt, neg_alpha, beta, zero, thx, lo, hi, bounded, mant_bits, events, n_ev, max_events,
+    f, dt, neg_alpha, beta, zero, thx, lo, hi, bounded, mant_bits, events, n_ev, max_events, f_row, cross,
 ):  # noqa: ANN001, ANN202
-    """E→E synapses q0..q1 of active pre j in one channel: catch up, deliver J(t_k)·s, learn."""
+    """E→E synapses q0..q1 of active pre j in one channel: catch up, deliver J(t_k)·s, learn.
+
+    Three passes, so that the Hebbian one vectorises (a gather or a rare branch in it stops
+    LLVM): (1) catch-up, delivery (a scatter-add) and a copy of each target's f into `f_row`;
+    (2) the Hebbian step of L over contiguous arrays, branch-free, noting in `cross` whether L
+    crossed θ_X upwards (1) or downwards (2); (3) only where something crossed, step 9's
+    switches and their log. `f_row` and `cross` are scratch rows as long as the longest row.
+    """
     for q in range(q0, q1):
         i = post[q]
         if gap > 0:
             n_ev = _catch_up(q, j, i, gap, last_j, ee_L, pot, dt, neg_alpha, beta, zero, thx, lo, hi, bounded,
                              mant_bits, events, n_ev, max_events)
-        L = ee_L[q]
-        b = pot[q]
-        acc[i] += jtab[b] * s
-        R = (neg_alpha if L <= thx else zero) + (beta if L >= thx else zero)
-        L_new = L + dt * (R + f[i])
-        if bounded:
-            L_new = min(max(L_new, lo), hi)
-        if b == 0 and L <= thx and thx < L_new:
-            pot[q] = 1
-            n_ev = _log_event(events, n_ev, max_events, k, j, i, 1)
-        elif b == 1 and L >= thx and thx > L_new:
-            pot[q] = 0
-            n_ev = _log_event(events, n_ev, max_events, k, j, i, -1)
-        ee_L[q] = L_new
+        acc[i] += jtab[pot[q]] * s
+        f_row[q - q0] = f[i]
+    n = q1 - q0
+    Ls = ee_L[q0:q1]
+    crossed = 0
+    if bounded:
+        for t in range(n):
+            L = Ls[t]
+            R = (neg_alpha if L <= thx else zero) + (beta if L >= thx else zero)
+            L_new = min(max(L + dt * (R + f_row[t]), lo), hi)
+            c = np.int32((L <= thx) and (thx < L_new)) | (np.int32((L >= thx) and (thx > L_new)) << 1)
+            cross[t] = c
+            crossed |= c
+            Ls[t] = L_new
+    else:
+        for t in range(n):
+            L = Ls[t]
+            R = (neg_alpha if L <= thx else zero) + (beta if L >= thx else zero)
+            L_new = L + dt * (R + f_row[t])
+            c = np.int32((L <= thx) and (thx < L_new)) | (np.int32((L >= thx) and (thx > L_new)) << 1)
+            cross[t] = c
+            crossed |= c
+            Ls[t] = L_new
+    if crossed:
+        for t in range(n):
+            c = cross[t]
+            q = q0 + t
+            if c == 1 and pot[q] == 0:
+                pot[q] = 1
+                n_ev = _log_event(events, n_ev, max_events, k, j, post[q], 1)
+            elif c == 2 and pot[q] == 1:
+                pot[q] = 0
+                n_ev = _log_event(events, n_ev, max_events, k, j, post[q], -1)
     return n_ev
 
 
@@ -175,7 +201,7 @@ def _step_synapses(
     jtab_slow, jtab_fast,
     ei_slow, ei_fast, ie_slow, ie_fast, ii_slow, ii_fast,
     plastic, f, dt, neg_alpha, beta, zero, thx, lo, hi, bounded, mant_bits,
-    acc_slow, acc_fast, events, max_events,
+    acc_slow, acc_fast, events, max_events, f_row, cross,
 ):  # noqa: ANN001, ANN202
     """Accumulate Σ_j J_ij s_j into acc_* and advance E→E synapses of active pre j_lo ≤ j < j_hi.
 
@@ -195,10 +221,10 @@ def _step_synapses(
                 gap = k - last[j]
                 n_ev = _ee_plastic_range(q0, qs, j, k, gap, last[j], s, ee_post, ee_pot, ee_L, acc_slow,
                                          jtab_slow, f, dt, neg_alpha, beta, zero, thx, lo, hi, bounded, mant_bits,
-                                         events, n_ev, max_events)
+                                         events, n_ev, max_events, f_row, cross)
                 n_ev = _ee_plastic_range(qs, q1, j, k, gap, last[j], s, ee_post, ee_pot, ee_L, acc_fast,
                                          jtab_fast, f, dt, neg_alpha, beta, zero, thx, lo, hi, bounded, mant_bits,
-                                         events, n_ev, max_events)
+                                         events, n_ev, max_events, f_row, cross)
                 last[j] = k + 1
             else:
                 for q in range(q0, qs):
@@ -221,7 +247,7 @@ def _chunks_body(
     jtab_slow, jtab_fast,
     ei_slow, ei_fast, ie_slow, ie_fast, ii_slow, ii_fast,
     plastic, f, dt, neg_alpha, beta, zero, thx, lo, hi, bounded, mant_bits,
-    acc_slow, acc_fast, events, max_events, n_ev,
+    acc_slow, acc_fast, events, max_events, n_ev, f_row, cross,
 ):  # noqa: ANN001, ANN202
     """Run `_step_synapses` on each chunk of presynaptic neurons (in parallel when compiled so).
 
@@ -238,7 +264,7 @@ def _chunks_body(
             ei_rowptr, ei_split, ei_post, ie_rowptr, ie_split, ie_post, ii_rowptr, ii_split, ii_post,
             jtab_slow, jtab_fast, ei_slow, ei_fast, ie_slow, ie_fast, ii_slow, ii_fast,
             plastic, f, dt, neg_alpha, beta, zero, thx, lo, hi, bounded, mant_bits,
-            acc_slow[c], acc_fast[c], events[c], max_events,
+            acc_slow[c], acc_fast[c], events[c], max_events, f_row[c], cross[c],
         )
 
 
@@ -332,6 +358,11 @@ class SparseEngine:
         self._n_ev = np.zeros(chunks, dtype=np.int64)
         self._acc_slow = np.zeros((chunks, net.n), dtype=np_dtype)
         self._acc_fast = np.zeros((chunks, net.n), dtype=np_dtype)
+        # Scratch rows of the Hebbian pass (see _ee_plastic_range), one per chunk.
+        ee_rows = conn.projections["E->E"].row_lengths()
+        longest = max(1, int(ee_rows.max())) if ee_rows.numel() else 1
+        self._f_row = np.zeros((chunks, longest), dtype=np_dtype)
+        self._cross = np.zeros((chunks, longest), dtype=np.int32)
         self._parallel = chunks > 1 and conn.n_synapses() >= PARALLEL_MIN_SYNAPSES
         self._step_chunks = _step_chunks_parallel if self._parallel else _step_chunks_serial
         if self._parallel:
@@ -345,7 +376,7 @@ class SparseEngine:
             self._bounds, self.k, sigma.numpy() != 0, st.x.numpy(), n_e,
             *self._ee, self._pot, self._L, self._last,
             *self._static, *self._eff, self._plastic, f.numpy(), *self._pl,
-            self._acc_slow, self._acc_fast, self._events, self.MAX_EVENTS, self._n_ev,
+            self._acc_slow, self._acc_fast, self._events, self.MAX_EVENTS, self._n_ev, self._f_row, self._cross,
         )
         for c in range(self._n_ev.size):
             self._record_events(int(self._n_ev[c]), self._events[c])

@@ -19,12 +19,32 @@ from typing import Any
 
 import numba
 import numpy as np
+from numba.core import types
+from numba.extending import intrinsic
 import torch
 
 from wmnet.connectivity import Connectivity, SynapseState
 from wmnet.dynamics import NeuronState, advance, hebbian_factor, released
 from wmnet.engines.base import SwitchLog, load_state, neuron_tensors, state_of
 from wmnet.network import Network
+
+
+@intrinsic
+def _bits(typingctx, x):  # noqa: ANN001, ANN202
+    """The IEEE bit pattern of a float64, as int64 (a register bitcast)."""
+    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
+        return builder.bitcast(args[0], context.get_value_type(types.int64))
+
+    return types.int64(types.float64), codegen
+
+
+@intrinsic
+def _float(typingctx, bits):  # noqa: ANN001, ANN202
+    """The float64 whose IEEE bit pattern is `bits` (int64)."""
+    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
+        return builder.bitcast(args[0], context.get_value_type(types.float64))
+
+    return types.float64(types.int64), codegen
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -39,22 +59,25 @@ def _grid_jump(L, inc, budget, lo, hi, bounded, mant_bits):  # noqa: ANN001, ANN
     steps. Returns (steps, L as float64); steps = 0 means take one ordinary step.
     """
     x = float(L)
-    if x == 0.0:
+    ex_b = (_bits(x) >> 52) & 0x7FF  # biased exponent: |x| = 1.m·2^(ex_b − 1023)
+    if x == 0.0 or ex_b <= mant_bits or ex_b == 0x7FF:
         return 0, x
     sign = 1.0 if x > 0.0 else -1.0  # rounding to nearest is symmetric: work on |x|
     ax, ainc = abs(x), sign * float(inc)
-    mant, ex = math.frexp(ax)  # ax = mant·2^ex, mant in [0.5, 1)
-    lo_b = math.ldexp(1.0, ex - 1)
-    u = math.ldexp(1.0, ex - 1 - mant_bits)
-    q = ainc / u
+    # Powers of two straight from their bits (no libm calls): the binade's start 2^e, its
+    # spacing u = 2^(e − mant) and 1/u, by which scaling is exact.
+    lo_b = _float((ex_b) << 52)
+    u = _float((ex_b - mant_bits) << 52)
+    inv_u = _float((2046 + mant_bits - ex_b) << 52)
+    q = ainc * inv_u
     fl = math.floor(q)
     if q - fl == 0.5:
         return 0, x
     r = fl if q - fl < 0.5 else fl + 1.0
     if r == 0.0:
         return budget, x  # the increment rounds away: L never moves again
-    i0 = (ax - lo_b) / u
-    top = math.ldexp(1.0, mant_bits) - 1.0  # keep 1 ≤ i ≤ 2^p − 1: exact sums stay inside
+    i0 = (ax - lo_b) * inv_u
+    top = _float((1023 + mant_bits) << 52) - 1.0  # keep 1 ≤ i ≤ 2^p − 1: exact sums stay inside
     k = math.floor((top - i0) / r) if r > 0 else math.floor((i0 - 1.0) / -r)
     if bounded:
         room = (float(hi) - x) if inc > 0 else (x - float(lo))

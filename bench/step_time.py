@@ -21,9 +21,11 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--warmup", type=int, default=300)
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override, repeatable")
     args = ap.parse_args()
     for extra in ([], ["plasticity.enabled=false"]):
-        cfg = load_config(None, extra + [f"device={args.device}", "dtype=float32"])
+        cfg = load_config(None, args.sets + extra + [f"device={args.device}", "dtype=float32"])
         net = Network.build(cfg)
         stim = make_stimulus(cfg, net.device, net.dtype)
         eng = make_engine("sparse", net)

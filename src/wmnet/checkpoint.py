@@ -6,6 +6,8 @@ checkpoint.pt (torch.save of a dict, written atomically) holds:
 - `positions`: how many spike rows (per population) and trace samples (per variable) the
   SONATA files held when it was written; a resumed run truncates them there, so whatever
   was written after the checkpoint is dropped, never duplicated;
+- `monitors`: the same for rates.h5 and synapses.h5 (`rows`), plus what the files do not
+  hold: the partial rate bin's onset counts and the switch counts at the last synapse sample;
 - `k_start`: the folder's first step; the run ends at k_start + config duration;
 - `count`, `sigma_sum`, `steps_done`: the summary's running sums;
 - `config` and `seed`.
@@ -28,7 +30,7 @@ if TYPE_CHECKING:
     from wmnet.simulation import RunResult
 
 CHECKPOINT = "checkpoint.pt"
-VERSION = 1
+VERSION = 2  # 2: monitor positions (rates, synapses)
 
 
 def save_checkpoint(path: Path, data: dict[str, Any]) -> None:

@@ -157,6 +157,52 @@ class Traces(_Strict):
     every: int = Field(10, gt=0, description="record every k-th step")
 
 
+class IndexRange(_Strict):
+    """Global neuron indices start, start+1, …, stop−1."""
+
+    start: int = Field(ge=0, description="first global neuron index")
+    stop: int = Field(description="one past the last global neuron index")
+
+    @model_validator(mode="after")
+    def _nonempty(self) -> IndexRange:
+        if self.stop <= self.start:
+            raise ValueError(f"stop = {self.stop} must exceed start = {self.start}")
+        return self
+
+
+class Rates(_Strict):
+    """Population rates (Hz) binned from pulse onsets, written to rates.h5."""
+
+    bin: PositiveMs = Field(10.0, description="bin width (ms), a multiple of dt")
+    groups: dict[str, list[int] | IndexRange] = Field(
+        default_factory=dict,
+        description="extra named groups of global neuron indices (a list or {start, stop}); "
+        "the populations E and I are always recorded",
+    )
+
+    @field_validator("groups", mode="before")
+    @classmethod
+    def _ranges(cls, groups: Any) -> Any:
+        # Check {start, stop} here: the union's own error would list both alternatives.
+        for name, g in groups.items() if isinstance(groups, dict) else ():
+            if isinstance(g, dict):
+                try:
+                    IndexRange.model_validate(g)
+                except ValidationError as e:
+                    raise ValueError(f"{name}: {e.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+        return groups
+
+
+class SynapseStats(_Strict):
+    """E→E synapse statistics sampled every `every` ms, written to synapses.h5."""
+
+    every: PositiveMs | None = Field(10.0, description="sampling period (ms), a multiple of dt; null = off")
+    groups: list[tuple[str, str]] = Field(
+        default_factory=lambda: [("E", "E")],
+        description="[pre, post] pairs of rate groups or populations, all E neurons",
+    )
+
+
 class Record(_Strict):
     """What a run records."""
 
@@ -168,6 +214,45 @@ class Record(_Strict):
         description="write checkpoint.pt (state to resume from) every this many ms, a multiple of dt; "
         "null: only when a run is interrupted",
     )
+    rates: Rates | None = Field(default_factory=Rates, description="population rates (rates.h5); null = off")
+    synapses: SynapseStats | None = Field(
+        default_factory=SynapseStats, description="E→E synapse statistics (synapses.h5); null = off"
+    )
+
+    def groups(self, n_e: int, n: int) -> dict[str, tuple[int, int] | list[int]]:
+        """Rate groups: E, I and the configured ones, as (start, stop) or sorted unique indices."""
+        out: dict[str, tuple[int, int] | list[int]] = {"E": (0, n_e), "I": (n_e, n)}
+        for name, g in (self.rates.groups if self.rates else {}).items():
+            where = f"record.rates.groups.{name}"
+            if name in out or not name or "/" in name:
+                raise ValueError(f"{where}: invalid name (E and I are the populations; no '/' or empty names)")
+            lo, hi = (g.start, g.stop) if isinstance(g, IndexRange) else (min(g, default=0), max(g, default=-1) + 1)
+            if isinstance(g, list) and not g:
+                raise ValueError(f"{where}: empty group")
+            if lo < 0 or hi > n:
+                raise ValueError(f"{where}: indices must lie in 0..{n - 1}")
+            out[name] = (g.start, g.stop) if isinstance(g, IndexRange) else sorted(set(g))
+        return out
+
+    def check(self, dt: float, n_e: int, n: int) -> None:
+        """Raise ValueError naming the field if a period is off the dt grid or a group is unknown."""
+        for what, ms in (("record.checkpoint_every", self.checkpoint_every),
+                         ("record.rates.bin", self.rates.bin if self.rates else None),
+                         ("record.synapses.every", self.synapses.every if self.synapses else None)):
+            if ms is not None:
+                try:
+                    steps_in(ms, dt, "")
+                except ValueError:
+                    raise ValueError(f"{what}: {ms} ms is not a whole multiple of dt = {dt} ms") from None
+        groups = self.groups(n_e, n)
+        for pair in self.synapses.groups if self.synapses and self.synapses.every else []:
+            for name in pair:
+                g = groups.get(name)
+                if g is None:
+                    raise ValueError(f"record.synapses.groups: unknown group {name!r} (known: {', '.join(groups)})")
+                if (max(g) + 1 if isinstance(g, list) else g[1]) > n_e:
+                    raise ValueError(f"record.synapses.groups: group {name!r} holds I neurons; "
+                                     "E→E statistics need groups of E neurons")
 
 
 class Config(_Strict):
@@ -208,14 +293,7 @@ class Config(_Strict):
                 f"dt, duration: dt = {self.dt} ms does not divide duration = {self.duration} ms "
                 "(expected duration to be a whole number of steps)"
             ) from None
-        if self.record.checkpoint_every is not None:
-            try:
-                steps_in(self.record.checkpoint_every, self.dt, "")
-            except ValueError:
-                raise ValueError(
-                    f"record.checkpoint_every: {self.record.checkpoint_every} ms is not a whole multiple "
-                    f"of dt = {self.dt} ms"
-                ) from None
+        self.record.check(self.dt, self.populations.E.size, self.n_neurons)
         return self
 
     @property

@@ -31,9 +31,10 @@ from wmnet.engines import Engine, make_engine, resolve_engine
 from wmnet.engines.base import TraceRequest, run_block_stepwise
 from wmnet.errors import WmnetError
 from wmnet.io.runinfo import write_json
+from wmnet.io.series import SeriesWriter
 from wmnet.io.sonata import PopulationRange, ReportWriter, SpikeWriter
 from wmnet.memory import footprint
-from wmnet.monitors import SpikeMonitor, StateMonitor
+from wmnet.monitors import RateMonitor, SpikeMonitor, StateMonitor, SynapseMonitor, group_ids
 from wmnet.network import Network
 from wmnet.stimuli import Stimulus, make_stimulus
 
@@ -120,6 +121,8 @@ class RunResult:
     engine: Engine
     out: Path | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    rates: RateMonitor | None = None  # result.rates["E"] (Hz per bin), result.rates.t (bin starts, ms)
+    synapse_stats: SynapseMonitor | None = None  # result.synapse_stats["synapses/E->E/mean_L"], .t (ms)
 
 
 class Simulation:
@@ -183,6 +186,30 @@ class Simulation:
         return spike_writer, {v: ReportWriter(out / "reports" / f"{v}.h5", v, pops, neurons, t0, step_ms, append)
                               for v in rec.traces.variables}
 
+    def _learning_monitors(self, k0: int, flush_steps: int, out: Path | None, keep: bool, append: bool
+                           ) -> tuple[RateMonitor | None, SynapseMonitor | None]:
+        """Rate and synapse-statistics monitors whose grids start at step k0 (writers if `out`)."""
+        cfg, rec, net = self.config, self.config.record, self.network
+        groups = rec.groups(cfg.populations.E.size, cfg.n_neurons)
+        rates = syn = None
+        if rec.rates is not None:
+            b = steps_in(rec.rates.bin, cfg.dt, "record.rates.bin")
+            writer = None if out is None else SeriesWriter(
+                out / "rates.h5", {f"rates/{g}/rate_hz": (np.float32, "Hz") for g in groups},
+                {f"rates/{g}/node_ids": group_ids(ids).astype(np.uint64) for g, ids in groups.items()},
+                k0 * cfg.dt, b * cfg.dt, append)
+            rates = RateMonitor(groups, b, cfg.dt, k0, net.device, flush_steps, writer, keep)
+        if rec.synapses is not None and rec.synapses.every is not None:
+            s = steps_in(rec.synapses.every, cfg.dt, "record.synapses.every")
+            ee = cfg.projections.EE
+            syn = SynapseMonitor(list(rec.synapses.groups), groups, net.connectivity, ee.J_p, ee.J_d, s, cfg.dt, k0,
+                                 max(1, flush_steps // s), None, keep,
+                                 last_switches=(self.engine.switches.n_up, self.engine.switches.n_down))
+            if out is not None:
+                syn.writer = SeriesWriter(out / "synapses.h5", syn.series(), syn.constants(), k0 * cfg.dt,
+                                          s * cfg.dt, append)
+        return rates, syn
+
     def _run(self, n_steps: int, out: Path | None, progress: bool, keep: bool, info: dict[str, Any] | None,
              resumed: dict[str, Any] | None) -> RunResult:
         cfg, net, eng = self.config, self.network, self.engine
@@ -194,16 +221,22 @@ class Simulation:
         traces = StateMonitor(list(rec.traces.variables), neurons, rec.traces.every, cfg.dt, net.device,
                               max(1, block // rec.traces.every), report_writers, keep)
         sigma_sum = torch.zeros(2, dtype=torch.int64, device=net.device)
-        k_start, steps_before, checkpoint_k = eng.k, 0, None
+        k_start, steps_before, checkpoint_k = eng.k if resumed is None else int(resumed["k_start"]), 0, None
+        rates, syn_stats = self._learning_monitors(k_start, block, out, keep, resumed is not None)
         if resumed is not None:
             # Drop what was written after the checkpoint; carry its running sums on.
             if spike_writer is not None:
                 spike_writer.truncate(resumed["positions"]["spikes"])
             for v, w in report_writers.items():
                 w.truncate(resumed["positions"]["reports"][v])
+            for mon, key in ((rates, "rates"), (syn_stats, "synapses")):
+                if mon is not None:
+                    if mon.writer is not None:
+                        mon.writer.truncate(resumed["monitors"][key]["rows"])
+                    mon.load(resumed["monitors"][key], eng.k)
             spikes.count += resumed["count"].to(net.device)
             sigma_sum += resumed["sigma_sum"].to(net.device)
-            k_start, steps_before, checkpoint_k = int(resumed["k_start"]), int(resumed["steps_done"]), eng.k
+            steps_before, checkpoint_k = int(resumed["steps_done"]), eng.k
         info = dict(info or {})
         base = self._run_info(info)
         if resumed is not None:
@@ -218,8 +251,11 @@ class Simulation:
             traces.flush()
             positions = {"spikes": spike_writer.positions() if spike_writer is not None else {},
                          "reports": {v: w.positions() for v, w in report_writers.items()}}
+            # Their state() flushes too; it adds what is not in the files (the partial rate bin).
+            monitors = {key: mon.state() for key, mon in (("rates", rates), ("synapses", syn_stats))
+                        if mon is not None}
             save_checkpoint(out / CHECKPOINT, {
-                "engine": eng.state_dict(), "positions": positions, "k_start": k_start,
+                "engine": eng.state_dict(), "positions": positions, "monitors": monitors, "k_start": k_start,
                 "steps_done": steps_before + done, "count": spikes.count.cpu(), "sigma_sum": sigma_sum.cpu(),
                 "config": cfg.to_dict(), "seed": cfg.seed})
             return eng.k
@@ -240,6 +276,8 @@ class Simulation:
         # captured graph for every full block.
         every = rec.traces.every
         per_block = every * max(1, BLOCK_STEPS // every) if trace is not None else BLOCK_STEPS
+        if syn_stats is not None and syn_stats.due(eng.k):
+            syn_stats.sample(eng)  # the sample at the grid's first step (t = 0 of a fresh run)
         # False while a block is half done (engine stepped, monitors not yet): no checkpoint then.
         consistent = True
         try:
@@ -248,11 +286,20 @@ class Simulation:
                     while done < n_steps and not stop.requested:
                         k = eng.k
                         m = min(per_block, n_steps - done)
+                        if syn_stats is not None:
+                            # Blocks end at every sampling step: the samples are at k0 + j·every
+                            # whatever the block grid (a resumed run's may be shifted).
+                            m = min(m, syn_stats.every_steps - (k - k_start) % syn_stats.every_steps)
                         i_ext = self.stimulus.block(k, m)
                         consistent = False
                         flags, steps, samples = run_block(i_ext, trace)
                         traces.record_samples(steps, samples)
-                        spikes.record_block(k, (flags >> 1).bool())
+                        onsets = (flags >> 1).bool()
+                        spikes.record_block(k, onsets)
+                        if rates is not None:
+                            rates.record_block(k, onsets)
+                        if syn_stats is not None and syn_stats.due(eng.k):
+                            syn_stats.sample(eng)
                         sigma = flags & 1
                         sigma_sum[0] += sigma[:, :n_e].sum()
                         sigma_sum[1] += sigma[:, n_e:].sum()
@@ -275,7 +322,10 @@ class Simulation:
             bar.close()
             spikes.flush()
             traces.flush()
-            for w in [spike_writer, *report_writers.values()]:
+            for mon in (rates, syn_stats):
+                if mon is not None:
+                    mon.flush()
+            for w in [spike_writer, *report_writers.values(), *(m.writer for m in (rates, syn_stats) if m)]:
                 if w is not None:
                     w.close()
         sim_seconds = time.perf_counter() - t_start
@@ -288,7 +338,7 @@ class Simulation:
                 "summary": summary}
         if out is not None:
             write_json(out / "run.json", info)
-        result = RunResult(cfg, spikes, traces, summary, eng, out, info)
+        result = RunResult(cfg, spikes, traces, summary, eng, out, info, rates, syn_stats)
         if status == "interrupted":
             raise KeyboardInterrupt(result)
         return result

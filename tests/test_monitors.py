@@ -19,7 +19,7 @@ from wmnet.simulation import RunResult, Simulation
 
 C_IDS = list(range(0, 800, 3))  # an explicit E group for the synapse statistics
 SETS = ["populations.E.size=800", "populations.I.size=200", "dtype=float32", "engine=sparse", "device=cpu",
-        "seed=7", "duration=60", "record.checkpoint_every=20",
+        "seed=7", "duration=60", "record.checkpoint_every=20", "record.synapses.every=10",
         # 7 ms bins: 8 whole bins in 60 ms, and the checkpoints at 20 and 40 ms fall inside a bin.
         "record.rates.bin=7",
         f"record.rates.groups={{A: [3, 1, 799, 500, 950, 3], B: {{start: 100, stop: 300}}, C: {C_IDS}}}",

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from wmnet.checkpoint import CHECKPOINT, save_checkpoint
 from wmnet.config import Config, steps_in
+from wmnet.dynamics import VARIABLES, NeuronState
 from wmnet.engines import Engine, make_engine, resolve_engine
 from wmnet.engines.base import TraceRequest, run_block_stepwise
 from wmnet.errors import WmnetError
@@ -108,6 +109,21 @@ def stop_on_signals() -> Iterator[StopRequest]:
     finally:
         for sig, h in old.items():
             signal.signal(sig, h if h is not None else signal.SIG_DFL)
+
+
+def _first_non_finite(state: NeuronState, k: int, block: int, dt: float) -> str | None:
+    """None if every neuron's state is finite at step k; else a message naming the variable,
+    the neuron and the step. Checked on the device once per block (one reduction, one sync)."""
+    tensors = [state[v] for v in VARIABLES]
+    if bool(torch.stack([t.isfinite().all() for t in tensors]).all()):
+        return None
+    for var, t in zip(VARIABLES, tensors):
+        bad = (~t.isfinite()).nonzero()
+        if bad.numel():
+            i = int(bad[0, 0])
+            return (f"numerical blow-up: {var} of neuron {i} is {float(t[i])} at step {k} (t = {k * dt:g} ms; "
+                    f"the state is checked every block, it was finite at step {k - block})")
+    return None
 
 
 @dataclass
@@ -262,6 +278,7 @@ class Simulation:
 
         n_e = net.n_E
         status = "complete"
+        blow_up: str | None = None
         t_start = time.perf_counter()
         bar = tqdm(total=round(n_steps * cfg.dt, 6), unit="ms", disable=not progress,
                    bar_format="{percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} ms simulated [{elapsed}<{remaining}{postfix}]",
@@ -305,18 +322,23 @@ class Simulation:
                         sigma_sum[1] += sigma[:, n_e:].sum()
                         done += m
                         consistent = True
+                        blow_up = _first_non_finite(eng.neurons, eng.k, m, cfg.dt)
+                        if blow_up is not None:
+                            status = "failed"
+                            break
                         if out is not None and ck_steps and (k + m) // ck_steps > k // ck_steps:
                             checkpoint_k = checkpoint()
                         wall = time.perf_counter() - t_start
                         bar.update(round(done * cfg.dt - bar.n, 6))
                         bar.set_postfix_str(f"{(done * cfg.dt / 1000) / wall:.3g} sim s per wall s", refresh=False)
-                    if done < n_steps:
+                    if done < n_steps and status != "failed":
                         status = "interrupted"
             except KeyboardInterrupt:
                 status = "interrupted"
             # Also at the end of a run that has one (periodic or resumed from): never left stale.
             wanted = status == "interrupted" or ck_steps or checkpoint_k is not None
-            if out is not None and consistent and wanted and checkpoint_k != eng.k:
+            # A blown-up state is not worth resuming from: the last good checkpoint stands.
+            if out is not None and consistent and wanted and checkpoint_k != eng.k and status != "failed":
                 checkpoint_k = checkpoint()
         finally:
             bar.close()
@@ -336,11 +358,16 @@ class Simulation:
                 "wall_seconds": {"build": net.build_seconds, "simulate": sim_seconds},
                 "wall_s_per_sim_s": sim_seconds / (done * cfg.dt / 1000) if done else float("nan"),
                 "summary": summary}
+        if status == "failed":
+            info["error"] = blow_up
         if out is not None:
             write_json(out / "run.json", info)
         result = RunResult(cfg, spikes, traces, summary, eng, out, info, rates, syn_stats)
         if status == "interrupted":
             raise KeyboardInterrupt(result)
+        if status == "failed":
+            kept = f"; the data up to then is in {out}" if out is not None else ""
+            raise WmnetError(f"{blow_up}{kept}")
         return result
 
     def _run_info(self, extra: dict[str, Any]) -> dict[str, Any]:

@@ -221,6 +221,11 @@ class Record(_Strict):
     synapses: SynapseStats | None = Field(
         default_factory=SynapseStats, description="E→E synapse statistics (synapses.h5); null = off"
     )
+    snapshots: list[float] = Field(
+        default_factory=list,
+        description="times (ms from the run's start, multiples of dt) at which to save the whole connectivity "
+        "with the E→E state as snapshots/connectivity_<t>ms.npz, loadable with --connectivity",
+    )
 
     def groups(self, n_e: int, n: int) -> dict[str, tuple[int, int] | list[int]]:
         """Rate groups: E, I and the configured ones, as (start, stop) or sorted unique indices."""
@@ -241,7 +246,8 @@ class Record(_Strict):
         """Raise ValueError naming the field if a period is off the dt grid or a group is unknown."""
         for what, ms in (("record.checkpoint_every", self.checkpoint_every),
                          ("record.rates.bin", self.rates.bin if self.rates else None),
-                         ("record.synapses.every", self.synapses.every if self.synapses else None)):
+                         ("record.synapses.every", self.synapses.every if self.synapses else None),
+                         *(("record.snapshots", t) for t in self.snapshots)):
             if ms is not None:
                 try:
                     steps_in(ms, dt, "")

@@ -504,3 +504,73 @@ def load_dense(path: str | Path, cfg: Config, device: torch.device, dtype: torch
         torch.from_numpy(is_p.astype(np.uint8)).to(device), torch.from_numpy(L).to(device, dtype)
     )
     return Connectivity(n_e, n_i, projections, initial, str(path))
+
+
+# ---------------------------------------------------------------------------------------------
+# Snapshots: the whole connectivity with the E→E state, sparse, as compressed .npz
+
+SNAPSHOT_FORMAT = "wmnet-connectivity-1"
+_KEYS = {"E->E": "EE", "E->I": "EI", "I->E": "IE", "I->I": "II"}
+
+
+def save_snapshot(path: Path, conn: Connectivity, state: SynapseState, meta: dict[str, float | int]) -> None:
+    """Write every projection's CSR (rowptr, split, post) and the E→E state (potentiated, L),
+    compressed, atomically (temporary file, then rename). `meta` (t_ms, step, seed) goes in too."""
+    arrays: dict[str, np.ndarray] = {"format": np.array(SNAPSHOT_FORMAT), "n_E": np.array(conn.n_E),
+                                     "n_I": np.array(conn.n_I)}
+    arrays.update({k: np.array(v) for k, v in meta.items()})
+    for name, key in _KEYS.items():
+        p = conn.projections[name]
+        arrays[f"{key}_rowptr"] = p.rowptr.cpu().numpy()
+        arrays[f"{key}_split"] = p.split.cpu().numpy()
+        arrays[f"{key}_post"] = p.post_idx.cpu().numpy()
+    arrays["EE_potentiated"] = state.potentiated.cpu().numpy()
+    arrays["EE_L"] = state.L.cpu().numpy()
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
+    tmp.replace(path)
+
+
+def load_connectivity(path: str | Path, cfg: Config, device: torch.device, dtype: torch.dtype) -> Connectivity:
+    """A snapshot written by a run (`record.snapshots`) or dense post×pre matrices (`load_dense`)."""
+    path = Path(path)
+    try:
+        with np.load(path) as data:
+            is_snapshot = "format" in data.files
+    except (OSError, ValueError) as e:
+        raise WmnetError(f"{path}: cannot read connectivity ({e})") from None
+    return _load_snapshot(path, cfg, device, dtype) if is_snapshot else load_dense(path, cfg, device, dtype)
+
+
+def _load_snapshot(path: Path, cfg: Config, device: torch.device, dtype: torch.dtype) -> Connectivity:
+    with np.load(path) as data:
+        d = {k: data[k] for k in data.files}
+    if str(d["format"]) != SNAPSHOT_FORMAT:
+        raise WmnetError(f"{path}: unknown snapshot format {str(d['format'])!r} (expected {SNAPSHOT_FORMAT})")
+    n_e, n_i = cfg.populations.E.size, cfg.populations.I.size
+    if (int(d["n_E"]), int(d["n_I"])) != (n_e, n_i):
+        raise WmnetError(f"{path}: snapshot of {int(d['n_E'])} E + {int(d['n_I'])} I neurons, "
+                         f"but the config has {n_e} E + {n_i} I")
+    size = {"E": n_e, "I": n_i}
+    projections: dict[str, Projection] = {}
+    for name, attr, pre_pop, post_pop in PROJECTIONS:
+        key = _KEYS[name]
+        rowptr, split, post = d[f"{key}_rowptr"], d[f"{key}_split"], d[f"{key}_post"]
+        n_pre, n_post = size[pre_pop], size[post_pop]
+        ok = (rowptr.shape == (n_pre + 1,) and split.shape == (n_pre,) and rowptr[0] == 0
+              and rowptr[-1] == post.size and (np.diff(rowptr) >= 0).all()
+              and (split >= rowptr[:-1]).all() and (split <= rowptr[1:]).all()
+              and (post.size == 0 or (post.min() >= 0 and post.max() < n_post)))
+        if not ok:
+            raise WmnetError(f"{path}: projection {name} is not a valid CSR of {n_pre} × {n_post} neurons")
+        projections[name] = Projection(name, pre_pop, post_pop, n_pre, n_post,
+                                       torch.from_numpy(rowptr.astype(np.int64)).to(device),
+                                       torch.from_numpy(split.astype(np.int64)).to(device),
+                                       torch.from_numpy(post.astype(np.int32)).to(device))
+    pot, L = d["EE_potentiated"], d["EE_L"]
+    n_ee = projections["E->E"].n_synapses
+    if pot.shape != (n_ee,) or L.shape != (n_ee,) or not np.isin(pot, (0, 1)).all() or not np.isfinite(L).all():
+        raise WmnetError(f"{path}: the E->E state must hold {n_ee} potentiated bits (0/1) and finite L values")
+    state = SynapseState(torch.from_numpy(pot.astype(np.uint8)).to(device), torch.from_numpy(L).to(device, dtype))
+    return Connectivity(n_e, n_i, projections, state, str(path))

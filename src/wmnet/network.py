@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from wmnet.config import Config
-from wmnet.connectivity import Connectivity, generate, load_dense
+from wmnet.connectivity import Connectivity, generate, load_connectivity
 from wmnet.dynamics import NeuronParams
 from wmnet.errors import WmnetError
 
@@ -63,7 +63,7 @@ class Network:
     ) -> Network:
         """Build on `device` (default: config.device) in `dtype` (default: config.dtype).
 
-        `connectivity` may be a prebuilt Connectivity or an .npz file of dense matrices;
+        `connectivity` may be a prebuilt Connectivity, a run's snapshot .npz, or an .npz of dense matrices;
         by default it is generated from the config's seed.
         """
         dev = resolve_device(config.device if device is None else str(device))
@@ -76,7 +76,7 @@ class Network:
                 raise WmnetError("connectivity: population sizes differ from the config")
             conn = connectivity.to(dev, dt)
         else:
-            conn = load_dense(connectivity, config, dev, dt)
+            conn = load_connectivity(connectivity, config, dev, dt)
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         seconds = time.perf_counter() - t0

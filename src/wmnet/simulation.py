@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from wmnet.checkpoint import CHECKPOINT, save_checkpoint
 from wmnet.config import Config, steps_in
+from wmnet.connectivity import save_snapshot
 from wmnet.dynamics import VARIABLES, NeuronState
 from wmnet.engines import Engine, make_engine, resolve_engine
 from wmnet.engines.base import TraceRequest, run_block_stepwise
@@ -277,6 +278,8 @@ class Simulation:
             return eng.k
 
         n_e = net.n_E
+        # Snapshot steps, counted from the run folder's first step (as the config's times are).
+        snap_steps = sorted({k_start + steps_in(t, cfg.dt, "record.snapshots") for t in rec.snapshots})
         status = "complete"
         blow_up: str | None = None
         t_start = time.perf_counter()
@@ -307,6 +310,9 @@ class Simulation:
                             # Blocks end at every sampling step: the samples are at k0 + j·every
                             # whatever the block grid (a resumed run's may be shifted).
                             m = min(m, syn_stats.every_steps - (k - k_start) % syn_stats.every_steps)
+                        later = [t for t in snap_steps if t > k]
+                        if later:  # blocks end at snapshot steps too
+                            m = min(m, later[0] - k)
                         i_ext = self.stimulus.block(k, m)
                         consistent = False
                         flags, steps, samples = run_block(i_ext, trace)
@@ -322,6 +328,8 @@ class Simulation:
                         sigma_sum[1] += sigma[:, n_e:].sum()
                         done += m
                         consistent = True
+                        if out is not None and eng.k in snap_steps:
+                            self._snapshot(out, eng, eng.k - k_start)
                         blow_up = _first_non_finite(eng.neurons, eng.k, m, cfg.dt)
                         if blow_up is not None:
                             status = "failed"
@@ -369,6 +377,14 @@ class Simulation:
             kept = f"; the data up to then is in {out}" if out is not None else ""
             raise WmnetError(f"{blow_up}{kept}")
         return result
+
+    def _snapshot(self, out: Path, eng: Engine, steps: int) -> None:
+        """snapshots/connectivity_<t>ms.npz: every projection and the E→E state at this step."""
+        t_ms = steps * self.config.dt
+        folder = out / "snapshots"
+        folder.mkdir(exist_ok=True)
+        save_snapshot(folder / f"connectivity_{t_ms:g}ms.npz", self.network.connectivity, eng.synapses(),
+                      {"t_ms": t_ms, "step": eng.k, "seed": self.config.seed})
 
     def _run_info(self, extra: dict[str, Any]) -> dict[str, Any]:
         net = self.network

@@ -142,15 +142,21 @@ def test_partial_run_resumes_to_the_config_duration(whole: Whole, tmp_path: Path
     assert_same_state(whole.result, result)
 
 
-def test_sigterm_stops_at_a_block_and_wmnet_resume_finishes(whole: Whole, tmp_path: Path) -> None:
-    """A real `wmnet run` process, sent SIGTERM once it has checkpointed: exit ≠ 0 with one line
-    saying how to resume; `wmnet resume` then gives spikes.h5 identical to the whole run's."""
-    out = tmp_path / "cli"
+def start_cli_run(out: Path) -> tuple[list[str], subprocess.Popen]:
+    """`wmnet run` of the SMALL network into `out` as a real process, checkpointing every 10 ms."""
     sets = [a for s in SMALL for a in ("--set", s)]
     cmd = [sys.executable, "-m", "wmnet.cli"]
     proc = subprocess.Popen([*cmd, "run", "--out", str(out), "--no-plot", "--quiet", *sets,
                              "--set", "record.checkpoint_every=10"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return cmd, proc
+
+
+def test_sigterm_stops_at_a_block_and_wmnet_resume_finishes(whole: Whole, tmp_path: Path) -> None:
+    """A real `wmnet run` process, sent SIGTERM once it has checkpointed: exit ≠ 0 with one line
+    saying how to resume; `wmnet resume` then gives spikes.h5 identical to the whole run's."""
+    out = tmp_path / "cli"
+    cmd, proc = start_cli_run(out)
     deadline = time.monotonic() + 240
     while not (out / CHECKPOINT).is_file():
         assert proc.poll() is None, proc.communicate()
@@ -265,3 +271,33 @@ def test_resume_reuses_the_connectivity_and_input_files(tmp_path: Path) -> None:
     assert result.info["connectivity"] == paths["connectivity"] and result.info["input"] == paths["input"]
     assert_same_files(tmp_path / "whole", out)
     assert_same_state(whole, result)
+
+
+@pytest.mark.parametrize("after_checkpoints", [1, 2])
+def test_kill_9_leaves_readable_files_and_resume_completes_bitwise(whole: Whole, tmp_path: Path,
+                                                                   after_checkpoints: int) -> None:
+    """A real `wmnet run` process killed with SIGKILL at several moments (after its 1st and 2nd
+    checkpoint, at whatever point of the next block it then is): every file opens and reads, run.json
+    says "running", and `wmnet resume` completes to the same bytes as the uninterrupted run."""
+    out = tmp_path / "killed"
+    cmd, proc = start_cli_run(out)
+    deadline, seen, last = time.monotonic() + 240, 0, None
+    while seen < after_checkpoints:
+        assert time.monotonic() < deadline, "too few checkpoints within 240 s"
+        if proc.poll() is not None:
+            pytest.skip("the run finished before SIGKILL (machine too fast for this timing)")
+        ck = out / CHECKPOINT
+        stamp = ck.stat().st_mtime_ns if ck.is_file() else None
+        if stamp is not None and stamp != last:
+            seen, last = seen + 1, stamp
+        time.sleep(0.01)
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert json.loads((out / "run.json").read_text())["status"] == "running"
+    for f in [out / "spikes.h5", *sorted((out / "reports").glob("*.h5")), out / "rates.h5", out / "synapses.h5"]:
+        datasets(f)  # opens and reads every dataset
+    done = subprocess.run([*cmd, "resume", str(out), "--no-plot", "--quiet"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "run.json").read_text())["status"] == "complete"
+    assert_same_files(whole.out, out)

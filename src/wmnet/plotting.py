@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 
 from wmnet.errors import WmnetError  # noqa: E402
@@ -83,6 +84,68 @@ def plot_traces(run_dir: Path, dest: Path) -> Path | None:
     return dest
 
 
+def _series_times(f: h5py.File, n: int) -> np.ndarray:
+    """Sample times (ms) of a series file's `time` = [start, stop, step]."""
+    start, _, step = (float(v) for v in f["time"][()])
+    return start + step * np.arange(n)
+
+
+def plot_rates(run_dir: Path, dest: Path) -> Path | None:
+    """Population and group rates over time, from rates.h5."""
+    path = run_dir / "rates.h5"
+    if not path.exists():
+        return None
+    fig, ax = plt.subplots(figsize=(10, 3.6))
+    with h5py.File(path, "r") as f:
+        for name, grp in f["rates"].items():
+            rate = grp["rate_hz"][()]
+            t = _series_times(f, rate.size)
+            ax.step(t, rate, where="post", color=COLORS.get(name), lw=1.2 if name in COLORS else 0.9,
+                    label=f"{name} ({grp['node_ids'].shape[0]} neurons)")
+        bin_ms = float(f["time"][2])
+    ax.set_xlabel("time (ms)")
+    ax.set_ylabel(f"rate (Hz, {bin_ms:g} ms bins)")
+    ax.set_title("Population and group rates")
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(dest, dpi=120)
+    plt.close(fig)
+    return dest
+
+
+def plot_learning(run_dir: Path, dest: Path) -> Path | None:
+    """Learning dynamics from synapses.h5: potentiated fraction and mean L per synapse group,
+    and the switch rate (whole network)."""
+    path = run_dir / "synapses.h5"
+    if not path.exists():
+        return None
+    with h5py.File(path, "r") as f:
+        groups = {name: {k: grp[k][()] for k in ("potentiated_fraction", "mean_L")} for name, grp in f["synapses"].items()}
+        up, down = f["switches/up"][()], f["switches/down"][()]
+        n = up.size
+        if n < 2:
+            return None
+        t = _series_times(f, n)
+    fig, (ax_p, ax_l, ax_s) = plt.subplots(3, 1, figsize=(10, 7.5), sharex=True)
+    for name, g in groups.items():
+        ax_p.plot(t, g["potentiated_fraction"], marker=".", ms=3, label=name)
+        ax_l.plot(t, g["mean_L"], marker=".", ms=3, label=name)
+    period_s = (t[1] - t[0]) / 1000
+    ax_s.step(t[1:], up[1:] / period_s, where="pre", color="tab:green", label="up (potentiation)")
+    ax_s.step(t[1:], down[1:] / period_s, where="pre", color="tab:purple", label="down (depression)")
+    ax_p.set_ylabel("fraction potentiated")
+    ax_p.set_title("Learning dynamics: E→E synapse groups (pre→post)")
+    ax_l.set_ylabel("mean L")
+    ax_s.set_ylabel("switches per s (network)")
+    ax_s.set_xlabel("time (ms)")
+    for ax in (ax_p, ax_l, ax_s):
+        ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(dest, dpi=120)
+    plt.close(fig)
+    return dest
+
+
 def plot_run(run_dir: str | Path) -> list[Path]:
     """Draw every figure of a run into DIR/figures/. Returns the files written."""
     run_dir = Path(run_dir)
@@ -93,7 +156,8 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     fig_dir = run_dir / "figures"
     fig_dir.mkdir(exist_ok=True)
     out = [plot_raster(run_dir, fig_dir / "raster.png")]
-    traces = plot_traces(run_dir, fig_dir / "traces.png")
-    if traces is not None:
-        out.append(traces)
+    for draw, name in ((plot_traces, "traces.png"), (plot_rates, "rates.png"), (plot_learning, "learning.png")):
+        fig = draw(run_dir, fig_dir / name)
+        if fig is not None:
+            out.append(fig)
     return out

@@ -20,6 +20,13 @@ LABELS = {"v": "v (mV)", "i_s": "i_s (mV/ms)", "i_f": "i_f (mV/ms)", "x": "x", "
 MAX_RASTER_NEURONS = {"E": 800, "I": 200}
 
 
+def _save(fig: plt.Figure, dest: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(dest, dpi=120)
+    plt.close(fig)
+    return dest
+
+
 def plot_raster(run_dir: Path, dest: Path, bin_ms: float = 5.0) -> Path:
     """Raster (E and I in two colours) over population rates in `bin_ms` bins."""
     info = read_json(run_dir / "run.json")
@@ -50,10 +57,7 @@ def plot_raster(run_dir: Path, dest: Path, bin_ms: float = 5.0) -> Path:
     ax_p.set_xlabel("time (ms)")
     ax_p.set_xlim(0, t_end)
     ax_p.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(dest, dpi=120)
-    plt.close(fig)
-    return dest
+    return _save(fig, dest)
 
 
 def plot_traces(run_dir: Path, dest: Path) -> Path | None:
@@ -78,10 +82,7 @@ def plot_traces(run_dir: Path, dest: Path) -> Path | None:
     axes[0, 0].legend(loc="upper right", fontsize=7, ncol=4)
     axes[0, 0].set_title(f"State traces (every {cfg['record']['traces']['every']} steps)")
     axes[-1, 0].set_xlabel("time (ms)")
-    fig.tight_layout()
-    fig.savefig(dest, dpi=120)
-    plt.close(fig)
-    return dest
+    return _save(fig, dest)
 
 
 def _series_times(f: h5py.File, n: int) -> np.ndarray:
@@ -107,10 +108,7 @@ def plot_rates(run_dir: Path, dest: Path) -> Path | None:
     ax.set_ylabel(f"rate (Hz, {bin_ms:g} ms bins)")
     ax.set_title("Population and group rates")
     ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(dest, dpi=120)
-    plt.close(fig)
-    return dest
+    return _save(fig, dest)
 
 
 def plot_learning(run_dir: Path, dest: Path) -> Path | None:
@@ -140,10 +138,7 @@ def plot_learning(run_dir: Path, dest: Path) -> Path | None:
     ax_s.set_xlabel("time (ms)")
     for ax in (ax_p, ax_l, ax_s):
         ax.legend(loc="upper right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(dest, dpi=120)
-    plt.close(fig)
-    return dest
+    return _save(fig, dest)
 
 
 def plot_run(run_dir: str | Path) -> list[Path]:

@@ -130,9 +130,12 @@ def run(config: str | None, out: str | None, duration: float | None, seed: int |
     sim = Simulation(net, stimulus=stim)
     # Validate record.traces.neurons now: Simulation.run checks it only after the folder exists.
     trace_neurons(cfg)
-    if path.exists():
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
+    try:
+        if path.exists():
+            shutil.rmtree(path)
+        path.mkdir(parents=True)
+    except OSError as e:
+        raise WmnetError(f"--out {path}: cannot create the output folder ({e.strerror or e})") from None
     (path / "config.yaml").write_text(cfg.to_yaml())
     extra = {"input": input_path}
     _finish(path, lambda: sim.run(out=path, progress=not quiet, info=extra), no_plot)

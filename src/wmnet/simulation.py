@@ -112,6 +112,15 @@ def stop_on_signals() -> Iterator[StopRequest]:
             signal.signal(sig, h if h is not None else signal.SIG_DFL)
 
 
+def _write_error(err: OSError, out: Path | None, checkpoint_k: int | None, dt: float) -> str:
+    """One line for a failed write, saying what can still be resumed from."""
+    what = f"cannot write the outputs in {out} ({err.strerror or err})"
+    if checkpoint_k is None:
+        return f"{what}; no checkpoint was written, so the run must start again"
+    return (f"{what}; checkpoint.pt from step {checkpoint_k} (t = {checkpoint_k * dt:g} ms) is intact: "
+            f"`wmnet resume {out}` once the problem is fixed")
+
+
 def _first_non_finite(state: NeuronState, k: int, block: int, dt: float) -> str | None:
     """None if every neuron's state is finite at step k; else a message naming the variable,
     the neuron and the step. Checked on the device once per block (one reduction, one sync)."""
@@ -343,6 +352,8 @@ class Simulation:
                         status = "interrupted"
             except KeyboardInterrupt:
                 status = "interrupted"
+            except OSError as e:  # a full disk, a folder gone or read-only: stop cleanly
+                status, blow_up = "failed", _write_error(e, out, checkpoint_k, cfg.dt)
             # Also at the end of a run that has one (periodic or resumed from): never left stale.
             wanted = status == "interrupted" or ck_steps or checkpoint_k is not None
             # A blown-up state is not worth resuming from: the last good checkpoint stands.
@@ -350,14 +361,21 @@ class Simulation:
                 checkpoint_k = checkpoint()
         finally:
             bar.close()
-            spikes.flush()
-            traces.flush()
-            for mon in (rates, syn_stats):
-                if mon is not None:
-                    mon.flush()
+            try:
+                spikes.flush()
+                traces.flush()
+                for mon in (rates, syn_stats):
+                    if mon is not None:
+                        mon.flush()
+            except OSError as e:
+                if status != "failed":  # keep the first error: it is the cause
+                    status, blow_up = "failed", _write_error(e, out, checkpoint_k, cfg.dt)
             for w in [spike_writer, *report_writers.values(), *(m.writer for m in (rates, syn_stats) if m)]:
                 if w is not None:
-                    w.close()
+                    try:
+                        w.close()
+                    except OSError:
+                        pass  # already reported; the file holds what its last flush wrote
         sim_seconds = time.perf_counter() - t_start
         total = steps_before + done
         summary = self._summary(spikes, sigma_sum, total)
@@ -369,12 +387,16 @@ class Simulation:
         if status == "failed":
             info["error"] = blow_up
         if out is not None:
-            write_json(out / "run.json", info)
+            try:
+                write_json(out / "run.json", info)
+            except OSError:
+                if status != "failed":
+                    raise
         result = RunResult(cfg, spikes, traces, summary, eng, out, info, rates, syn_stats)
         if status == "interrupted":
             raise KeyboardInterrupt(result)
         if status == "failed":
-            kept = f"; the data up to then is in {out}" if out is not None else ""
+            kept = f"; the data up to then is in {out}" if out is not None and "checkpoint" not in blow_up else ""
             raise WmnetError(f"{blow_up}{kept}")
         return result
 

@@ -58,7 +58,7 @@ def peak_memory(device: torch.device) -> dict[str, float]:
 
 def measure(overrides: list[str], device: str, engine: str, duration: float, warmup: float) -> dict[str, Any]:
     cfg = load_config(None, overrides + [f"device={device}", "dtype=float32", f"engine={engine}",
-                                         "record.traces.variables=[]"])
+                                         "record.traces.variables=[]", "record.synapses=null"])
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()

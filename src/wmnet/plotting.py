@@ -141,6 +141,64 @@ def plot_learning(run_dir: Path, dest: Path) -> Path | None:
     return _save(fig, dest)
 
 
+def _e_blocks(cfg: dict, n_e: int) -> dict[str, np.ndarray]:
+    """Neuron groups for the block matrix: the configured rate groups of E neurons, and the rest
+    of E; without groups, ten equal index blocks of E."""
+    groups: dict[str, np.ndarray] = {}
+    rates = cfg.get("record", {}).get("rates") or {}
+    for name, g in (rates.get("groups") or {}).items():
+        ids = np.arange(g["start"], g["stop"]) if isinstance(g, dict) else np.unique(np.asarray(g))
+        if ids.size and ids.max() < n_e:
+            groups[name] = ids
+    if groups:
+        rest = np.setdiff1d(np.arange(n_e), np.concatenate(list(groups.values())))
+        if rest.size:
+            groups["rest of E"] = rest
+        return groups
+    edges = np.linspace(0, n_e, 11).astype(int)
+    return {f"{a}–{b - 1}": np.arange(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a}
+
+
+def plot_efficacy_blocks(run_dir: Path, dest: Path) -> Path | None:
+    """Mean E→E efficacy (mV/ms) between neuron groups (post × pre) at each snapshot."""
+    snaps = sorted((run_dir / "snapshots").glob("connectivity_*ms.npz"),
+                   key=lambda p: float(p.stem.removeprefix("connectivity_").removesuffix("ms")))
+    if not snaps:
+        return None
+    cfg = read_json(run_dir / "run.json")["config"]
+    ee = cfg["projections"]["E->E"]
+    n_e = cfg["populations"]["E"]["size"]
+    groups = _e_blocks(cfg, n_e)
+    label = np.full(n_e, -1)
+    for g, ids in enumerate(groups.values()):
+        label[ids] = g
+    n_g = len(groups)
+    fig, axes = plt.subplots(1, len(snaps), figsize=(3.6 * len(snaps) + 1.2, 3.8), squeeze=False)
+    image = None
+    for ax, path in zip(axes[0], snaps):
+        with np.load(path) as d:
+            rowptr, post, pot = d["EE_rowptr"], d["EE_post"], d["EE_potentiated"]
+            t_ms = float(d["t_ms"])
+        pre = np.repeat(np.arange(n_e), np.diff(rowptr))
+        J = np.where(pot != 0, ee["J_p"], ee["J_d"])
+        gi, gj = label[post], label[pre]
+        ok = (gi >= 0) & (gj >= 0)
+        total = np.bincount(gi[ok] * n_g + gj[ok], weights=J[ok], minlength=n_g * n_g)
+        count = np.bincount(gi[ok] * n_g + gj[ok], minlength=n_g * n_g)
+        mean = np.divide(total, count, out=np.full(n_g * n_g, np.nan), where=count > 0).reshape(n_g, n_g)
+        image = ax.imshow(mean, vmin=ee["J_d"], vmax=ee["J_p"], cmap="viridis")
+        ax.set_title(f"t = {t_ms:g} ms", fontsize=9)
+        ax.set_xticks(range(n_g), list(groups), rotation=90, fontsize=6)
+        ax.set_yticks(range(n_g), list(groups), fontsize=6)
+        ax.set_xlabel("pre group")
+    axes[0, 0].set_ylabel("post group")
+    fig.colorbar(image, ax=axes[0].tolist(), label="mean E→E efficacy (mV/ms)", shrink=0.8)
+    fig.suptitle("E→E efficacy between neuron groups at each snapshot")
+    fig.savefig(dest, dpi=120)
+    plt.close(fig)
+    return dest
+
+
 def plot_run(run_dir: str | Path) -> list[Path]:
     """Draw every figure of a run into DIR/figures/. Returns the files written."""
     run_dir = Path(run_dir)
@@ -151,7 +209,8 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     fig_dir = run_dir / "figures"
     fig_dir.mkdir(exist_ok=True)
     out = [plot_raster(run_dir, fig_dir / "raster.png")]
-    for draw, name in ((plot_traces, "traces.png"), (plot_rates, "rates.png"), (plot_learning, "learning.png")):
+    for draw, name in ((plot_traces, "traces.png"), (plot_rates, "rates.png"), (plot_learning, "learning.png"),
+                       (plot_efficacy_blocks, "efficacy_blocks.png")):
         fig = draw(run_dir, fig_dir / name)
         if fig is not None:
             out.append(fig)

@@ -58,11 +58,18 @@ def drift_check() -> None:
                 print(f"   {t0.elapsed_time(t1) / 20 * 1000:.1f} µs per launch", flush=True)
 
 
-def push_check() -> None:
+def _networks() -> tuple:
+    """The 1000-neuron float64 network on the CPU, the same connectivity on CUDA, its stimulus."""
     over = ["populations.E.size=800", "populations.I.size=200", "dtype=float64"]
     cfg = load_config(None, over + ["device=cpu"])
     net = Network.build(cfg)
-    stim = make_stimulus(cfg, net.device, net.dtype)
+    net_gpu = Network.build(load_config(None, over + ["device=cuda"]),
+                            connectivity=net.connectivity.to(torch.device("cuda"), torch.float64))
+    return cfg, net, net_gpu, make_stimulus(cfg, net.device, net.dtype)
+
+
+def push_check() -> None:
+    cfg, net, net_gpu, stim = _networks()
     cpu = make_engine("sparse", net)
     ref = make_engine("reference", net)
     for k in range(30):
@@ -73,8 +80,6 @@ def push_check() -> None:
     s = st.x * sigma
     want_slow, want_fast = ref.J_slow @ s, ref.J_fast @ s
     print(f"push: {int(sigma.sum())} active", flush=True)
-    net_gpu = Network.build(load_config(None, over + ["device=cuda"]),
-                            connectivity=net.connectivity.to(torch.device("cuda"), torch.float64))
     for plastic in (True, False):
         for det in (False, True):
             for nw in (4, 1):
@@ -82,13 +87,8 @@ def push_check() -> None:
                     eng = GpuSparseEngine(net_gpu, st, cpu.synapses(), deterministic=det)
                     eng._const["PLASTIC"] = plastic
                     eng._kbuf.fill_(gap)
-                    kn, c, p, n = eng._kn, eng._const, net_gpu.params, net_gpu.n
-                    kn.synapse_step[(n,)](
-                        eng._kbuf, eng._v, eng._x, p.theta, eng._f, eng._prm, eng._acc,
-                        *eng._proj["E->E"], eng._pot, eng._L, eng._last,
-                        *eng._proj["E->I"], *eng._proj["I->E"], *eng._proj["I->I"],
-                        eng._events, eng._cnt, eng._events.shape[0], eng._onset_cnt, net_gpu.n_E, n,
-                        BLOCK=256, enable_fp_fusion=False, num_warps=nw, **c)
+                    eng._synapse_step(num_warps=nw)
+                    n = net_gpu.n
                     acc = eng._acc.double().cpu()
                     if det:
                         acc = acc / 2.0**44
@@ -102,12 +102,7 @@ def push_check() -> None:
 def sequence_check() -> None:
     """Step fresh GPU engines (event log on/off, float/fixed sums, with/without neuron kernel
     reading acc) next to the CPU engine; report the first step whose i_f differs."""
-    over = ["populations.E.size=800", "populations.I.size=200", "dtype=float64"]
-    cfg = load_config(None, over + ["device=cpu"])
-    net = Network.build(cfg)
-    stim = make_stimulus(cfg, net.device, net.dtype)
-    net_gpu = Network.build(load_config(None, over + ["device=cuda"]),
-                            connectivity=net.connectivity.to(torch.device("cuda"), torch.float64))
+    cfg, net, net_gpu, stim = _networks()
     for keep in (False, True):
         for det in (False, True):
             cpu = make_engine("sparse", net)
@@ -130,25 +125,15 @@ def hybrid_check() -> None:
     """The GPU synapse kernel with torch's `advance` in place of the neuron kernel."""
     from wmnet.dynamics import NeuronState, advance, hebbian_factor, released
 
-    over = ["populations.E.size=800", "populations.I.size=200", "dtype=float64"]
-    cfg = load_config(None, over + ["device=cpu"])
-    net = Network.build(cfg)
-    stim = make_stimulus(cfg, net.device, net.dtype)
-    net_gpu = Network.build(load_config(None, over + ["device=cuda"]),
-                            connectivity=net.connectivity.to(torch.device("cuda"), torch.float64))
+    cfg, net, net_gpu, stim = _networks()
     cpu = make_engine("sparse", net)
     eng = GpuSparseEngine(net_gpu, cpu.neurons, net.connectivity.initial.clone())
-    kn, c, p, n, n_e = eng._kn, eng._const, net_gpu.params, net_gpu.n, net_gpu.n_E
+    p, n, n_e = net_gpu.params, net_gpu.n, net_gpu.n_E
     first, worst = None, 0.0
     for k in range(60):
         i = stim(k)
         cpu.step(i)
-        kn.synapse_step[(n,)](
-            eng._kbuf, eng._v, eng._x, p.theta, eng._f, eng._prm, eng._acc,
-            *eng._proj["E->E"], eng._pot, eng._L, eng._last,
-            *eng._proj["E->I"], *eng._proj["I->E"], *eng._proj["I->I"],
-            eng._events, eng._cnt, eng._events.shape[0], eng._onset_cnt, n_e, n,
-            BLOCK=256, enable_fp_fusion=False, **c)
+        eng._synapse_step()
         st = NeuronState(eng._v.clone(), eng._i_s.clone(), eng._i_f.clone(), eng._x.clone(), eng._a.clone())
         sigma, s = released(st, p)
         new = advance(st, sigma, s, eng._acc[:n].clone(), eng._acc[n:].clone(), i.cuda(), p)

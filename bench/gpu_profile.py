@@ -84,24 +84,14 @@ def timing(extra: list[str], label: str) -> None:
     t_graph = _time(lambda: eng.run_block(i_blk), 5) / blk
     flags = torch.empty(blk, net.n, dtype=torch.uint8, device=net.device)
     t_eager = _time(lambda: eng._issue(i_blk[:50], flags, (), None, None), 2) / 50
-    kn, c, p = eng._kn, eng._const, net.params
-
-    def syn() -> None:
-        kn.synapse_step[(net.n,)](
-            eng._kbuf, eng._v, eng._x, p.theta, eng._f, eng._prm, eng._acc,
-            *eng._proj["E->E"], eng._pot, eng._L, eng._last,
-            *eng._proj["E->I"], *eng._proj["I->E"], *eng._proj["I->I"],
-            eng._events, eng._cnt, eng._events.shape[0], eng._onset_cnt, net.n_E, net.n,
-            BLOCK=256, enable_fp_fusion=False, **c)
-
     # The state does not advance here (same σ each launch); L keeps learning, which is fine.
     g = torch.cuda.CUDAGraph()
     with torch.cuda.graph(g):
         for _ in range(20):
-            syn()
+            eng._synapse_step()
     t_syn = _time(g.replay, 10) / 20
     eng._acc.zero_()
-    sigma = (eng._v >= p.theta).float().mean().item()
+    sigma = (eng._v >= net.params.theta).float().mean().item()
     print(f"{label:8s} σ={sigma:.3f}  graph {t_graph * 1e6:8.1f} µs/step  eager {t_eager * 1e6:8.1f} µs/step  "
           f"synapse kernel alone {t_syn * 1e6:8.1f} µs", flush=True)
 

@@ -290,7 +290,7 @@ class Simulation:
         # Snapshot steps, counted from the run folder's first step (as the config's times are).
         snap_steps = sorted({k_start + steps_in(t, cfg.dt, "record.snapshots") for t in rec.snapshots})
         status = "complete"
-        blow_up: str | None = None
+        failure: str | None = None  # why the run stopped, when it failed
         t_start = time.perf_counter()
         bar = tqdm(total=round(n_steps * cfg.dt, 6), unit="ms", disable=not progress,
                    bar_format="{percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} ms simulated [{elapsed}<{remaining}{postfix}]",
@@ -339,9 +339,11 @@ class Simulation:
                         consistent = True
                         if out is not None and eng.k in snap_steps:
                             self._snapshot(out, eng, eng.k - k_start)
-                        blow_up = _first_non_finite(eng.neurons, eng.k, m, cfg.dt)
-                        if blow_up is not None:
+                        failure = _first_non_finite(eng.neurons, eng.k, m, cfg.dt)
+                        if failure is not None:
                             status = "failed"
+                            if out is not None:
+                                failure += f"; the data up to then is in {out}"
                             break
                         if out is not None and ck_steps and (k + m) // ck_steps > k // ck_steps:
                             checkpoint_k = checkpoint()
@@ -353,7 +355,7 @@ class Simulation:
             except KeyboardInterrupt:
                 status = "interrupted"
             except OSError as e:  # a full disk, a folder gone or read-only: stop cleanly
-                status, blow_up = "failed", _write_error(e, out, checkpoint_k, cfg.dt)
+                status, failure = "failed", _write_error(e, out, checkpoint_k, cfg.dt)
             # Also at the end of a run that has one (periodic or resumed from): never left stale.
             wanted = status == "interrupted" or ck_steps or checkpoint_k is not None
             # A blown-up state is not worth resuming from: the last good checkpoint stands.
@@ -369,7 +371,7 @@ class Simulation:
                         mon.flush()
             except OSError as e:
                 if status != "failed":  # keep the first error: it is the cause
-                    status, blow_up = "failed", _write_error(e, out, checkpoint_k, cfg.dt)
+                    status, failure = "failed", _write_error(e, out, checkpoint_k, cfg.dt)
             for w in [spike_writer, *report_writers.values(), *(m.writer for m in (rates, syn_stats) if m)]:
                 if w is not None:
                     try:
@@ -385,7 +387,7 @@ class Simulation:
                 "wall_s_per_sim_s": sim_seconds / (done * cfg.dt / 1000) if done else float("nan"),
                 "summary": summary}
         if status == "failed":
-            info["error"] = blow_up
+            info["error"] = failure
         if out is not None:
             try:
                 write_json(out / "run.json", info)
@@ -396,8 +398,7 @@ class Simulation:
         if status == "interrupted":
             raise KeyboardInterrupt(result)
         if status == "failed":
-            kept = f"; the data up to then is in {out}" if out is not None and "checkpoint" not in blow_up else ""
-            raise WmnetError(f"{blow_up}{kept}")
+            raise WmnetError(str(failure))
         return result
 
     def _snapshot(self, out: Path, eng: Engine, steps: int) -> None:

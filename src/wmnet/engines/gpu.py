@@ -160,18 +160,23 @@ class GpuSparseEngine:
             FROM_LIST=from_list, NPROG=self._nprog, BOUNDED=c["BOUNDED"], MANT=c["MANT"], KEEP=c["KEEP"],
             BLOCK=BLOCK_CATCH_UP, num_warps=8, enable_fp_fusion=False)
 
+    def _synapse_step(self, **launch: Any) -> None:
+        """The synapse kernel of step k (launch options such as num_warps may be overridden)."""
+        n, p = self.net.n, self.net.params
+        self._kn.synapse_step[(n,)](
+            self._kbuf, self._v, self._x, p.theta, self._f, self._prm, self._acc,
+            *self._proj["E->E"], self._pot, self._L, self._last,
+            *self._proj["E->I"], *self._proj["I->E"], *self._proj["I->I"],
+            self._events, self._cnt, self._events.shape[0], self._onset_cnt, self.net.n_E, n,
+            **{"BLOCK": BLOCK_SYN, "enable_fp_fusion": False, **self._const, **launch})
+
     def _launch(self, i_ext: torch.Tensor, flags: torch.Tensor) -> None:
         """Step k → k+1: catch-up, synapse and neuron kernels (k itself lives in self._kbuf)."""
         kn, c, n, n_e = self._kn, self._const, self.net.n, self.net.n_E
         p = self.net.params
         if c["PLASTIC"]:
             self._catch_up(from_list=True)
-        kn.synapse_step[(n,)](
-            self._kbuf, self._v, self._x, p.theta, self._f, self._prm, self._acc,
-            *self._proj["E->E"], self._pot, self._L, self._last,
-            *self._proj["E->I"], *self._proj["I->E"], *self._proj["I->I"],
-            self._events, self._cnt, self._events.shape[0], self._onset_cnt, n_e, n,
-            BLOCK=BLOCK_SYN, enable_fp_fusion=False, **c)
+        self._synapse_step()
         kn.neuron_step[((n + BLOCK_NEURON - 1) // BLOCK_NEURON,)](
             self._kbuf, self._v, self._i_s, self._i_f, self._x, self._a, self._f,
             p.theta, p.v_reset, p.tau_m, p.dt_tau_s, p.pulse_inc,

@@ -183,24 +183,16 @@ def _ee_plastic_range(
     n = q1 - q0
     Ls = ee_L[q0:q1]
     crossed = 0
-    if bounded:
-        for t in range(n):
-            L = Ls[t]
-            R = (neg_alpha if L <= thx else zero) + (beta if L >= thx else zero)
-            L_new = min(max(L + dt * (R + f_row[t]), lo), hi)
-            c = np.int32((L <= thx) and (thx < L_new)) | (np.int32((L >= thx) and (thx > L_new)) << 1)
-            cross[t] = c
-            crossed |= c
-            Ls[t] = L_new
-    else:
-        for t in range(n):
-            L = Ls[t]
-            R = (neg_alpha if L <= thx else zero) + (beta if L >= thx else zero)
-            L_new = L + dt * (R + f_row[t])
-            c = np.int32((L <= thx) and (thx < L_new)) | (np.int32((L >= thx) and (thx > L_new)) << 1)
-            cross[t] = c
-            crossed |= c
-            Ls[t] = L_new
+    for t in range(n):  # `bounded` is loop-invariant: LLVM unswitches it and still vectorises
+        L = Ls[t]
+        R = (neg_alpha if L <= thx else zero) + (beta if L >= thx else zero)
+        L_new = L + dt * (R + f_row[t])
+        if bounded:
+            L_new = min(max(L_new, lo), hi)
+        c = np.int32((L <= thx) and (thx < L_new)) | (np.int32((L >= thx) and (thx > L_new)) << 1)
+        cross[t] = c
+        crossed |= c
+        Ls[t] = L_new
     if crossed:
         for t in range(n):
             c = cross[t]

@@ -2,8 +2,9 @@
 
 Every series of a file has one row per sample; `/time` = [start, stop, step] (ms, stop
 exclusive) gives their times, start + j·step. Constant datasets (node ids) sit beside them.
-Like the SONATA writers, each append is flushed, and a resumed run reopens the file and
-truncates it to a checkpoint's position.
+Like the SONATA writers, each append is flushed, the file is opened without HDF5 file locking
+(other processes may read it during the run), and a resumed run reopens the file and truncates
+it to a checkpoint's position. `read_series` reads one, also while a run writes it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from wmnet.io.sonata import _append, _appendable, _truncate
+from wmnet.io.sonata import _append, _appendable, _truncate, open_for_writing, read_live
 
 
 class SeriesWriter:
@@ -22,7 +23,7 @@ class SeriesWriter:
     def __init__(self, path: Path, series: dict[str, tuple[type, str]], constants: dict[str, np.ndarray],
                  t_start: float, t_step: float, append: bool = False):
         self.path = path
-        self.file = h5py.File(path, "r+" if append else "w")
+        self.file = open_for_writing(path, append)
         if append:
             self._time = self.file["time"]
             self._ds = {name: self.file[name] for name in series}
@@ -59,3 +60,25 @@ class SeriesWriter:
 
     def close(self) -> None:
         self.file.close()
+
+
+def read_series(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(times_ms, {path: values}) of every dataset of a series file (constants at full length,
+    series cut to the rows that all of them and `/time` hold: consistent while a run writes)."""
+
+    def read(f: h5py.File) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        start, stop, step = (float(v) for v in f["time"][()])
+        values: dict[str, np.ndarray] = {}
+        appendable: set[str] = set()  # the series (the rest are constants)
+
+        def visit(name: str, obj: h5py.Group | h5py.Dataset) -> None:
+            if isinstance(obj, h5py.Dataset) and name != "time":
+                values[name] = obj[()]
+                if obj.ndim and obj.maxshape[0] is None:
+                    appendable.add(name)
+
+        f.visititems(visit)
+        n = min([round((stop - start) / step), *(values[k].shape[0] for k in appendable)])
+        return start + step * np.arange(n), {k: v[:n] if k in appendable else v for k, v in values.items()}
+
+    return read_live(path, read)

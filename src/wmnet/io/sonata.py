@@ -7,12 +7,26 @@ Reports:  /report/<population>/data (time × recorded neurons), with
 
 Files are flushed after every append, so they stay readable if the process dies. A resumed
 run reopens them (`append=True`) and truncates them to a checkpoint's positions (`truncate`).
+
+Reading while a run writes: the writers open their files without HDF5's file locking
+(`locking=False`), so another process can open them, with a plain `h5py.File(path, "r")` too
+(a writer that held HDF5's lock would make that fail with "unable to lock file"; the
+environment variable HDF5_USE_FILE_LOCKING=TRUE or BEST_EFFORT overrides `locking=False` and
+brings that back, for the writer's and for a reader's own process alike). HDF5 gives
+such a reader no isolation from the writer (that would take SWMR, whose files a plain reader
+cannot open after a crash and a resumed run cannot reopen): a read that overlaps a flush can
+fail ("addr overflow") or see one dataset a flush ahead of its sibling. `read_spikes` and
+`read_report` therefore retry failed reads and return the consistent prefix (equal lengths,
+the rows that `mapping/time` covers); other readers should do the same, or retry.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import h5py
 import numpy as np
@@ -20,6 +34,37 @@ import numpy as np
 from wmnet.errors import WmnetError
 
 UNITS = {"v": "mV", "i_s": "mV/ms", "i_f": "mV/ms", "x": "1", "a": "1"}
+T = TypeVar("T")
+
+
+def open_for_writing(path: Path, append: bool) -> h5py.File:
+    """A new file ("w") or an existing one ("r+"), without HDF5 file locking: readers in other
+    processes may open it while the run writes (see the module's docstring)."""
+    return h5py.File(path, "r+" if append else "w", locking=False)
+
+
+def read_live(path: Path, read: Callable[[h5py.File], T], ok: Callable[[T], bool] = lambda _: True,
+              tries: int = 8) -> T:
+    """read(file) of a file that a run may be writing: opened without taking HDF5's lock (so a
+    writer holding it does not block this), retried while the read fails with an HDF5 error or
+    its result is not `ok` (a read that overlapped the writer's flush). A missing file, or one
+    that still fails after `tries` attempts (about 1.3 s of waits), raises; a result still not
+    `ok` is returned."""
+    for attempt in range(tries):
+        last = attempt == tries - 1
+        try:
+            with h5py.File(path, "r", locking=False) as f:
+                out = read(f)
+        except FileNotFoundError:
+            raise
+        except (OSError, KeyError):  # KeyError: an object whose header was half written
+            if last:
+                raise
+        else:
+            if last or ok(out):
+                return out
+        time.sleep(0.01 * 2 ** min(attempt, 6))
+    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)
@@ -53,7 +98,7 @@ class SpikeWriter:
 
     def __init__(self, path: Path, populations: list[PopulationRange], append: bool = False):
         self.path, self.populations = path, populations
-        self.file = h5py.File(path, "r+" if append else "w")
+        self.file = open_for_writing(path, append)
         self._ds: dict[str, tuple[h5py.Dataset, h5py.Dataset]] = {}
         if append:
             for pop in populations:
@@ -102,7 +147,7 @@ class ReportWriter:
     def __init__(self, path: Path, variable: str, populations: list[PopulationRange],
                  neurons: np.ndarray, t_start: float, t_step: float, append: bool = False):
         self.path, self.variable = path, variable
-        self.file = h5py.File(path, "r+" if append else "w")
+        self.file = open_for_writing(path, append)
         self._cols: list[tuple[h5py.Dataset, h5py.Dataset, np.ndarray]] = []
         for pop in populations:
             cols = np.nonzero((neurons >= pop.offset) & (neurons < pop.offset + pop.size))[0]
@@ -148,21 +193,37 @@ class ReportWriter:
 
 
 def read_spikes(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """{population: (timestamps_ms, local node_ids)} from a SONATA spike file."""
-    out = {}
-    with h5py.File(path, "r") as f:
+    """{population: (timestamps_ms, local node_ids)} from a SONATA spike file (also while a run
+    writes it: each population's spikes up to the last complete flush that the read saw)."""
+
+    def read(f: h5py.File) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        out = {}
         for name, g in f["spikes"].items():
-            out[name] = (g["timestamps"][()], g["node_ids"][()])
-    return out
+            ts, ids = g["timestamps"][()], g["node_ids"][()]
+            n = min(ts.shape[0], ids.shape[0])
+            out[name] = (ts[:n], ids[:n])
+        return out
+
+    def ok(out: dict[str, tuple[np.ndarray, np.ndarray]]) -> bool:
+        # Sorted by time, as written: a tail read from chunks not yet indexed would not be.
+        return all(bool(np.all(np.diff(ts) >= 0)) for ts, _ in out.values())
+
+    return read_live(path, read, ok)
 
 
 def read_report(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """{population: (times_ms, local node_ids, data[time, neuron])} from a SONATA report."""
-    out = {}
-    with h5py.File(path, "r") as f:
+    """{population: (times_ms, local node_ids, data[time, neuron])} from a SONATA report (also
+    while a run writes it: the samples that every population and `mapping/time` hold)."""
+
+    def read(f: h5py.File) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        parts = {}
         for name, g in f["report"].items():
+            start, stop, step = (float(v) for v in g["mapping/time"][()])
             data = g["data"][()]
-            start, _, step = g["mapping/time"][()]
-            times = start + step * np.arange(data.shape[0])
-            out[name] = (times, g["mapping/node_ids"][()], data)
-    return out
+            parts[name] = (start, step, min(data.shape[0], round((stop - start) / step)), g["mapping/node_ids"][()],
+                           data)
+        n = min((p[2] for p in parts.values()), default=0)
+        return {name: (start + step * np.arange(n), ids, data[:n])
+                for name, (start, step, _, ids, data) in parts.items()}
+
+    return read_live(path, read)

@@ -22,7 +22,7 @@ SETS = ["populations.E.size=800", "populations.I.size=200", "dtype=float32", "en
         "seed=7", "duration=60", "record.checkpoint_every=20", "record.synapses.every=10",
         # 7 ms bins: 8 whole bins in 60 ms, and the checkpoints at 20 and 40 ms fall inside a bin.
         "record.rates.bin=7",
-        f"record.rates.groups={{A: [3, 1, 799, 500, 950, 3], B: {{start: 100, stop: 300}}, C: {C_IDS}}}",
+        f"groups.sets={{A: [3, 1, 799, 500, 950, 3], B: {{start: 100, stop: 300}}, C: {C_IDS}}}", "groups.overlap=true",
         "record.synapses.groups=[[E, E], [B, C]]"]
 GROUPS = {"E": np.arange(800), "I": np.arange(800, 1000), "A": np.array([1, 3, 500, 799, 950]),
           "B": np.arange(100, 300), "C": np.array(C_IDS)}
@@ -129,10 +129,11 @@ def test_monitors_can_be_switched_off(tmp_path: Path) -> None:
     ("record.rates.bin=0.25", r"record\.rates\.bin: 0\.25 ms is not a whole multiple of dt = 0\.1 ms"),
     ("record.synapses.every=1.05", r"record\.synapses\.every: 1\.05 ms is not a whole multiple of dt"),
     ("record.synapses.groups=[[E, X]]", r"record\.synapses\.groups: unknown group 'X' \(known: E, I\)"),
-    ("record.synapses.groups=[[I, E]]", r"record\.synapses\.groups: group 'I' holds I neurons"),
-    ("record.rates.groups={A: [0, 1000]}", r"record\.rates\.groups\.A: indices must lie in 0\.\.999"),
-    ("record.rates.groups={A: {start: 5, stop: 5}}", r"record\.rates\.groups: A: stop = 5 must exceed start = 5"),
-    ("record.rates.groups={E: [1]}", r"record\.rates\.groups\.E: invalid name"),
+    ("record.synapses.groups=[[I, E]]", r"record\.synapses\.groups: group 'I' has no E neurons"),
+    ("groups.sets={A: [0, 1000]}", r"groups\.sets\.A: indices must lie in 0\.\.999"),
+    ("groups.sets={A: {start: 5, stop: 5}}", r"groups\.sets: A: stop = 5 must exceed start = 5"),
+    ("groups.sets={E: [1]}", r"groups\.sets\.E: invalid or repeated name"),
+    ("groups.sets={A: [1, 2], B: {start: 2, stop: 4}}", r"groups\.sets\.B: shares neuron 2 with another group"),
 ])
 def test_bad_monitor_config_is_one_clear_line(setting: str, message: str) -> None:
     with pytest.raises(WmnetError, match=message) as exc:

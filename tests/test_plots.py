@@ -12,7 +12,7 @@ from wmnet.simulation import Simulation
 
 def test_every_figure_is_drawn_from_the_files(tmp_path: Path) -> None:
     cfg = load_config(None, ["populations.E.size=400", "populations.I.size=100", "device=cpu", "duration=40",
-                             "record.synapses.every=10", "record.rates.groups={A: {start: 0, stop: 50}}",
+                             "record.synapses.every=10", "groups.sets={A: {start: 0, stop: 50}}",
                              "record.synapses.groups=[[E, E], [A, A]]", "record.snapshots=[20, 40]"])
     Simulation(Network.build(cfg)).run(out=tmp_path / "run", progress=False)
     files = plot_run(tmp_path / "run")

@@ -11,10 +11,13 @@ import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator,
+                      model_validator)
 
 from wmnet.errors import WmnetError
+from wmnet.rng import stream_seed
 
 PositiveMs = Annotated[float, Field(gt=0)]
 Probability = Annotated[float, Field(ge=0, le=1)]
@@ -56,6 +59,12 @@ class _Connector(_Strict):
         None, ge=0, description="fixed in-degree per post neuron; replaces p when set"
     )
     slow_fraction: Probability = Field(description="fraction r of connections that are slow (NMDA-like)")
+    slow_scale: float = Field(
+        1.0, ge=0, description="multiplies every slow-channel (NMDA-like) efficacy of the projection; a protocol "
+        "epoch may set its own value")
+    fast_scale: float = Field(
+        1.0, ge=0, description="multiplies every fast-channel (AMPA/GABA-like) efficacy of the projection; a "
+        "protocol epoch may set its own value")
 
 
 class StaticProjection(_Connector):
@@ -123,6 +132,19 @@ class Plasticity(_Strict):
         return b
 
 
+class IndexRange(_Strict):
+    """Global neuron indices start, start+1, …, stop−1."""
+
+    start: int = Field(ge=0, description="first global neuron index")
+    stop: int = Field(description="one past the last global neuron index")
+
+    @model_validator(mode="after")
+    def _nonempty(self) -> IndexRange:
+        if self.stop <= self.start:
+            raise ValueError(f"stop = {self.stop} must exceed start = {self.start}")
+        return self
+
+
 class Sinusoid(_Strict):
     """The seed's stimulus: I_n(t) = A_n sin(t/F_n + φ_n) + A_n, per neuron."""
 
@@ -141,7 +163,145 @@ class Constant(_Strict):
     I: float = Field(0.0, description="current into every I neuron (mV/ms)")  # noqa: E741
 
 
-Stimulus = Annotated[Sinusoid | Constant, Field(discriminator="kind")]
+class Background(_Strict):
+    """The background input: per population, its mean plus Gaussian noise redrawn every `grain` ms.
+
+    I_n(t) = c_n·mean_pop(n) + std_pop(n)·z_n(g), z ~ N(0, 1) drawn from the run's seed for each
+    grain g = ⌊t / grain⌋ (the same realisation whatever the epoch); c_n is a selective stimulus's
+    contrast (1 elsewhere).
+    """
+
+    kind: Literal["background"] = Field("background", description="stimulus type")
+
+
+class Selective(_Strict):
+    """The background, with the mean of one group's E and I neurons multiplied by contrasts.
+
+    With `noise` > 0, a noisy prototype: for each presentation (epoch), every neuron of the group
+    drops out, and every neuron outside it joins, with probability `noise`, drawn from the seed.
+    """
+
+    kind: Literal["selective"] = Field("selective", description="stimulus type")
+    group: str = Field(description="neuron group (see `groups`); in a protocol block also $group, $A or $B")
+    contrast_E: float = Field(1.0, ge=0, description="multiplies the background mean of the group's E neurons")
+    contrast_I: float = Field(1.0, ge=0, description="multiplies the background mean of the group's I neurons")
+    noise: Probability = Field(0.0, description="probability that a neuron's membership flips, per presentation")
+
+
+class ArrayInput(_Strict):
+    """Currents from a .npy array of shape (N, steps) (mV/ms): element [n, k] drives neuron n in
+    step k, counted from the start of the epoch (or of the run, outside a protocol)."""
+
+    kind: Literal["array"] = Field("array", description="stimulus type")
+    path: str = Field(description=".npy file (N × steps); extra steps are ignored")
+
+
+class Sum(_Strict):
+    """The sum of several stimuli."""
+
+    kind: Literal["sum"] = Field("sum", description="stimulus type")
+    terms: list[Stimulus] = Field(min_length=1, description="the stimuli to add")
+
+
+Stimulus = Annotated[Sinusoid | Constant | Background | Selective | ArrayInput | Sum, Field(discriminator="kind")]
+Sum.model_rebuild()
+
+
+class PopulationNoise(_Strict):
+    """Background input into one population."""
+
+    mean: float = Field(0.0, description="mean current (mV/ms)")
+    std: float = Field(0.0, ge=0, description="standard deviation of the noise (mV/ms)")
+
+
+class BackgroundInput(_Strict):
+    """Parameters of the `background` and `selective` stimuli."""
+
+    E: PopulationNoise = Field(default_factory=PopulationNoise, description="into each E neuron")
+    I: PopulationNoise = Field(default_factory=PopulationNoise, description="into each I neuron")  # noqa: E741
+    grain: PositiveMs = Field(1.0, description="the noise is piecewise constant over this many ms (a multiple of dt)")
+
+
+class Prototypes(_Strict):
+    """P random "prototype" groups named <prefix>1 … <prefix>P, drawn from the run's seed."""
+
+    count: int = Field(gt=0, description="number of groups P")
+    fraction: float = Field(gt=0, le=1, description="E neurons per group, as a fraction f of N_E")
+    fraction_I: Probability = Field(0.0, description="I neurons per group, as a fraction of N_I (0: none)")
+    prefix: str = Field("P", min_length=1, description="group names are the prefix and 1 … P")
+
+
+class Groups(_Strict):
+    """Named neuron sets, for stimuli and monitors. E and I (the populations) always exist; with
+    prototypes, `nonselective` holds the E neurons in no prototype group."""
+
+    prototypes: Prototypes | None = Field(None, description="random prototype groups")
+    sets: dict[str, list[int] | IndexRange] = Field(
+        default_factory=dict, description="explicit groups: global neuron indices, as a list or {start, stop}")
+    overlap: bool = Field(False, description="allow groups to share neurons (prototypes are then drawn independently)")
+
+    @field_validator("sets", mode="before")
+    @classmethod
+    def _ranges(cls, sets: Any) -> Any:
+        # Check {start, stop} here: the union's own error would list both alternatives.
+        for name, g in sets.items() if isinstance(sets, dict) else ():
+            if isinstance(g, dict):
+                try:
+                    IndexRange.model_validate(g)
+                except ValidationError as e:
+                    raise ValueError(f"{name}: {e.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+        return sets
+
+    def names(self) -> list[str]:
+        """Every group name, in order: E, I, prototypes, nonselective, sets."""
+        out = ["E", "I"]
+        if self.prototypes is not None:
+            out += [f"{self.prototypes.prefix}{i + 1}" for i in range(self.prototypes.count)] + ["nonselective"]
+        return out + list(self.sets)
+
+    def resolve(self, seed: int, n_e: int, n_i: int) -> dict[str, tuple[int, int] | list[int]]:
+        """Every group as (start, stop) or sorted unique global indices. ValueError on bad groups."""
+        n = n_e + n_i
+        out: dict[str, tuple[int, int] | list[int]] = {"E": (0, n_e), "I": (n_e, n)}
+        taken = np.zeros(n, dtype=bool)  # neurons already in a group (overlap checks)
+        if self.prototypes is not None:
+            pr = self.prototypes
+            size_e, size_i = round(pr.fraction * n_e), round(pr.fraction_I * n_i)
+            if size_e == 0:
+                raise ValueError(f"groups.prototypes.fraction: {pr.fraction} × {n_e} E neurons rounds to 0")
+            if not self.overlap and (pr.count * size_e > n_e or pr.count * size_i > n_i):
+                raise ValueError(f"groups.prototypes: {pr.count} disjoint groups of {size_e} E and {size_i} I "
+                                 f"neurons do not fit in {n_e} E and {n_i} I (set groups.overlap: true)")
+            rng = np.random.default_rng(stream_seed(seed, "groups"))
+            perm_e, perm_i = rng.permutation(n_e), rng.permutation(n_i)
+            for i in range(pr.count):
+                if self.overlap:  # independent draws: groups share neurons by chance
+                    e, inh = rng.permutation(n_e)[:size_e], rng.permutation(n_i)[:size_i]
+                else:
+                    e, inh = perm_e[i * size_e:(i + 1) * size_e], perm_i[i * size_i:(i + 1) * size_i]
+                ids = np.concatenate([e, inh + n_e])
+                taken[ids] = True
+                out[f"{pr.prefix}{i + 1}"] = sorted(int(j) for j in ids)
+            rest = np.flatnonzero(~taken[:n_e])
+            if rest.size:
+                out["nonselective"] = rest.tolist()
+        for name, g in self.sets.items():
+            where = f"groups.sets.{name}"
+            if name in out or name in ("E", "I", "nonselective") or not name or "/" in name or name.startswith("$"):
+                raise ValueError(f"{where}: invalid or repeated name (E, I and nonselective are reserved; "
+                                 "no '/', no leading '$', not empty)")
+            if isinstance(g, list) and not g:
+                raise ValueError(f"{where}: empty group")
+            lo, hi = (g.start, g.stop) if isinstance(g, IndexRange) else (min(g), max(g) + 1)
+            if lo < 0 or hi > n:
+                raise ValueError(f"{where}: indices must lie in 0..{n - 1}")
+            ids = np.arange(lo, hi) if isinstance(g, IndexRange) else np.unique(np.asarray(g))
+            if not self.overlap and taken[ids].any():
+                raise ValueError(f"{where}: shares neuron {int(ids[taken[ids]][0])} with another group "
+                                 "(set groups.overlap: true to allow that)")
+            taken[ids] = True
+            out[name] = (g.start, g.stop) if isinstance(g, IndexRange) else ids.tolist()
+        return out
 
 
 class Traces(_Strict):
@@ -157,40 +317,11 @@ class Traces(_Strict):
     every: int = Field(10, gt=0, description="record every k-th step")
 
 
-class IndexRange(_Strict):
-    """Global neuron indices start, start+1, …, stop−1."""
-
-    start: int = Field(ge=0, description="first global neuron index")
-    stop: int = Field(description="one past the last global neuron index")
-
-    @model_validator(mode="after")
-    def _nonempty(self) -> IndexRange:
-        if self.stop <= self.start:
-            raise ValueError(f"stop = {self.stop} must exceed start = {self.start}")
-        return self
-
-
 class Rates(_Strict):
-    """Population rates (Hz) binned from pulse onsets, written to rates.h5."""
+    """Rates (Hz) of the populations and of every neuron group (`groups`), binned from pulse
+    onsets and written to rates.h5."""
 
     bin: PositiveMs = Field(10.0, description="bin width (ms), a multiple of dt")
-    groups: dict[str, list[int] | IndexRange] = Field(
-        default_factory=dict,
-        description="extra named groups of global neuron indices (a list or {start, stop}); "
-        "the populations E and I are always recorded",
-    )
-
-    @field_validator("groups", mode="before")
-    @classmethod
-    def _ranges(cls, groups: Any) -> Any:
-        # Check {start, stop} here: the union's own error would list both alternatives.
-        for name, g in groups.items() if isinstance(groups, dict) else ():
-            if isinstance(g, dict):
-                try:
-                    IndexRange.model_validate(g)
-                except ValidationError as e:
-                    raise ValueError(f"{name}: {e.errors()[0]['msg'].removeprefix('Value error, ')}") from None
-        return groups
 
 
 class SynapseStats(_Strict):
@@ -202,7 +333,7 @@ class SynapseStats(_Strict):
     )
     groups: list[tuple[str, str]] = Field(
         default_factory=lambda: [("E", "E")],
-        description="[pre, post] pairs of rate groups or populations, all E neurons",
+        description="[pre, post] pairs of neuron groups (`groups`); their E neurons are used",
     )
 
 
@@ -227,22 +358,7 @@ class Record(_Strict):
         "with the E→E state as snapshots/connectivity_<t>ms.npz, loadable with --connectivity",
     )
 
-    def groups(self, n_e: int, n: int) -> dict[str, tuple[int, int] | list[int]]:
-        """Rate groups: E, I and the configured ones, as (start, stop) or sorted unique indices."""
-        out: dict[str, tuple[int, int] | list[int]] = {"E": (0, n_e), "I": (n_e, n)}
-        for name, g in (self.rates.groups if self.rates else {}).items():
-            where = f"record.rates.groups.{name}"
-            if name in out or not name or "/" in name:
-                raise ValueError(f"{where}: invalid name (E and I are the populations; no '/' or empty names)")
-            lo, hi = (g.start, g.stop) if isinstance(g, IndexRange) else (min(g, default=0), max(g, default=-1) + 1)
-            if isinstance(g, list) and not g:
-                raise ValueError(f"{where}: empty group")
-            if lo < 0 or hi > n:
-                raise ValueError(f"{where}: indices must lie in 0..{n - 1}")
-            out[name] = (g.start, g.stop) if isinstance(g, IndexRange) else sorted(set(g))
-        return out
-
-    def check(self, dt: float, n_e: int, n: int) -> None:
+    def check(self, dt: float, groups: list[str]) -> None:
         """Raise ValueError naming the field if a period is off the dt grid or a group is unknown."""
         for what, ms in (("record.checkpoint_every", self.checkpoint_every),
                          ("record.rates.bin", self.rates.bin if self.rates else None),
@@ -253,15 +369,63 @@ class Record(_Strict):
                     steps_in(ms, dt, "")
                 except ValueError:
                     raise ValueError(f"{what}: {ms} ms is not a whole multiple of dt = {dt} ms") from None
-        groups = self.groups(n_e, n)
         for pair in self.synapses.groups if self.synapses and self.synapses.every else []:
             for name in pair:
-                g = groups.get(name)
-                if g is None:
+                if name not in groups:
                     raise ValueError(f"record.synapses.groups: unknown group {name!r} (known: {', '.join(groups)})")
-                if (max(g) + 1 if isinstance(g, list) else g[1]) > n_e:
-                    raise ValueError(f"record.synapses.groups: group {name!r} holds I neurons; "
-                                     "E→E statistics need groups of E neurons")
+
+
+ProjectionName = Literal["E->E", "E->I", "I->E", "I->I"]
+
+
+class ScaleOverride(_Strict):
+    """Receptor scales of one projection during an epoch; unset ones keep the projection's value."""
+
+    slow_scale: float | None = Field(None, ge=0, description="multiplies the slow-channel efficacies")
+    fast_scale: float | None = Field(None, ge=0, description="multiplies the fast-channel efficacies")
+
+
+class Epoch(_Strict):
+    """A stretch of the protocol with one stimulus (and, optionally, its own receptor scales)."""
+
+    name: str = Field(min_length=1, description="epoch name, written to events.tsv (e.g. cue, delay)")
+    duration: PositiveMs = Field(description="length (ms), a multiple of dt")
+    stimulus: Stimulus | None = Field(None, description="input during the epoch; null: the config's `stimulus`")
+    projections: dict[ProjectionName, ScaleOverride] = Field(
+        default_factory=dict, description="receptor scales during this epoch, e.g. {E->E: {slow_scale: 0.5}}")
+
+
+class Block(_Strict):
+    """Epochs repeated `repeat` times. With `groups`, each repetition runs the epochs once per
+    group ($group in a stimulus names it); with `pairs`, once per pair ($A then $B)."""
+
+    block: str = Field(min_length=1, description="block name, written to events.tsv")
+    repeat: int = Field(1, ge=1, description="number of repetitions")
+    shuffle: bool = Field(False, description="a new random order of the groups or pairs in each repetition")
+    groups: list[str] | None = Field(None, min_length=1, description="groups substituted for $group")
+    pairs: list[tuple[str, str]] | None = Field(
+        None, min_length=1, description="pair association: [A, B] groups substituted for $A and $B")
+    epochs: list[Epoch] = Field(min_length=1, description="the epochs of one trial")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Block:
+        if self.groups is not None and self.pairs is not None:
+            raise ValueError(f"block {self.block}: give groups or pairs, not both")
+        return self
+
+
+def _item_kind(v: Any) -> str:
+    return "block" if (isinstance(v, dict) and "block" in v) or isinstance(v, Block) else "epoch"
+
+
+ProtocolItem = Annotated[Annotated[Epoch, Tag("epoch")] | Annotated[Block, Tag("block")], Discriminator(_item_kind)]
+
+
+class Protocol(_Strict):
+    """An ordered list of epochs and blocks; the run's duration is its total length."""
+
+    initial_rest: float = Field(0.0, ge=0, description="rest (ms) before the first epoch, with the config's `stimulus`")
+    epochs: list[ProtocolItem] = Field(min_length=1, description="epochs and blocks, in order")
 
 
 class Config(_Strict):
@@ -269,7 +433,8 @@ class Config(_Strict):
 
     seed: int = Field(0, ge=0, description="master seed: connectivity, initial state and stimulus")
     dt: PositiveMs = Field(0.1, description="Euler time step (ms)")
-    duration: PositiveMs = Field(1000.0, description="simulated time (ms)")
+    duration: PositiveMs | None = Field(
+        None, description="simulated time (ms); default 1000 ms, or with a protocol its total length")
     dtype: Literal["float16", "float32", "float64"] = Field("float32", description="working dtype")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     engine: Literal["auto", "reference", "sparse"] = Field("auto", description="simulation engine")
@@ -288,13 +453,25 @@ class Config(_Strict):
     projections: Projections = Field(default_factory=Projections, description="the four projections")
     stp: ShortTermDepression = Field(default_factory=ShortTermDepression, description="short-term depression")
     plasticity: Plasticity = Field(default_factory=Plasticity, description="long-term E→E plasticity")
-    stimulus: Stimulus = Field(default_factory=Sinusoid, description="external input")
+    stimulus: Stimulus = Field(
+        default_factory=Sinusoid, description="external input (outside a protocol's epochs that set their own)")
+    background: BackgroundInput = Field(
+        default_factory=BackgroundInput, description="parameters of the background and selective stimuli")
+    groups: Groups = Field(default_factory=Groups, description="named neuron groups")
+    protocol: Protocol | None = Field(None, description="stimulus protocol; sets the duration")
     record: Record = Field(default_factory=Record, description="what is recorded")
 
     @model_validator(mode="after")
-    def _dt_divides_duration(self) -> Config:
-        # A model-level error has no field location, so name both fields in the message
+    def _consistent(self) -> Config:
+        # A model-level error has no field location, so each message names its fields
         # (otherwise the CLI would report the field as `<root>`).
+        total = self._check_protocol() if self.protocol is not None else None
+        if self.duration is None:
+            # Filled in place (an assignment would validate the model again).
+            self.__dict__["duration"] = total * self.dt if total is not None else 1000.0
+        elif total is not None and round(self.duration / self.dt) != total:
+            raise ValueError(f"duration: {self.duration} ms differs from the protocol's length {total * self.dt:g} ms "
+                             "(leave duration out: the protocol sets it)")
         try:
             self.n_steps
         except ValueError:
@@ -302,8 +479,70 @@ class Config(_Strict):
                 f"dt, duration: dt = {self.dt} ms does not divide duration = {self.duration} ms "
                 "(expected duration to be a whole number of steps)"
             ) from None
-        self.record.check(self.dt, self.populations.E.size, self.n_neurons)
+        try:
+            steps_in(self.background.grain, self.dt, "")
+        except ValueError:
+            raise ValueError(f"background.grain: {self.background.grain} ms is not a whole multiple of "
+                             f"dt = {self.dt} ms") from None
+        groups = self.resolve_groups()
+        self.record.check(self.dt, list(groups))
+        for pair in self.record.synapses.groups if self.record.synapses and self.record.synapses.every else []:
+            for name in pair:
+                g = groups[name]
+                if g[0] >= self.populations.E.size:  # (start, stop) or sorted indices
+                    raise ValueError(f"record.synapses.groups: group {name!r} has no E neurons; "
+                                     "E→E statistics need them")
+        self._check_stimulus(self.stimulus, "stimulus", {})
         return self
+
+    def resolve_groups(self) -> dict[str, tuple[int, int] | list[int]]:
+        """Every neuron group (groups.resolve with this run's seed and sizes)."""
+        return self.groups.resolve(self.seed, self.populations.E.size, self.populations.I.size)
+
+    def _check_stimulus(self, stim: Any, where: str, placeholders: dict[str, str]) -> None:
+        """Unknown groups and placeholders are errors; `placeholders` maps $names to a group."""
+        if isinstance(stim, Sum):
+            for i, term in enumerate(stim.terms):
+                self._check_stimulus(term, f"{where}.terms.{i}", placeholders)
+        elif isinstance(stim, Selective):
+            name = placeholders.get(stim.group, stim.group)
+            if name.startswith("$"):
+                raise ValueError(f"{where}.group: {name} is only defined in a block with "
+                                 f"{'groups' if name == '$group' else 'pairs'}")
+            known = self.groups.names()
+            if name not in known:
+                raise ValueError(f"{where}.group: unknown group {name!r} (known: {', '.join(known)})")
+
+    def _check_protocol(self) -> int:
+        """Check every epoch; return the protocol's length in steps."""
+        assert self.protocol is not None
+        known = self.groups.names()
+
+        def steps(ms: float, where: str) -> int:
+            try:
+                return steps_in(ms, self.dt, "")
+            except ValueError:
+                raise ValueError(f"{where}: {ms} ms is not a whole multiple of dt = {self.dt} ms") from None
+
+        total = steps(self.protocol.initial_rest, "protocol.initial_rest") if self.protocol.initial_rest else 0
+        for i, item in enumerate(self.protocol.epochs):
+            where = f"protocol.epochs.{i}"
+            if isinstance(item, Epoch):
+                total += steps(item.duration, f"{where}.duration")
+                self._check_stimulus(item.stimulus, f"{where}.stimulus", {})
+                continue
+            cases: list[dict[str, str]] = (
+                [{"$group": g} for g in item.groups] if item.groups is not None
+                else [{"$A": a, "$B": b} for a, b in item.pairs] if item.pairs is not None else [{}])
+            for case in cases:
+                for name in case.values():
+                    if name not in known:
+                        raise ValueError(f"{where}: unknown group {name!r} (known: {', '.join(known)})")
+                for j, ep in enumerate(item.epochs):
+                    self._check_stimulus(ep.stimulus, f"{where}.epochs.{j}.stimulus", case)
+            trial = sum(steps(ep.duration, f"{where}.epochs.{j}.duration") for j, ep in enumerate(item.epochs))
+            total += item.repeat * len(cases) * trial
+        return total
 
     @property
     def n_steps(self) -> int:
@@ -406,12 +645,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not isinstance(loaded, dict):
             raise WmnetError(f"{path}: expected a mapping of config keys at the top level")
         data = loaded
+    base = Config().to_dict()
+    base.pop("duration")  # unset unless given: a protocol sets it
     if overrides:
         data = json.loads(json.dumps(data))  # private copy
         for assignment in overrides:
             apply_override(data, assignment)
         source += " (with --set)" if path is not None else " --set"
     try:
-        return Config.model_validate(_merge(Config().to_dict(), data))
+        return Config.model_validate(_merge(base, data))
     except ValidationError as e:
         raise WmnetError(_format_validation_error(e, source)) from None

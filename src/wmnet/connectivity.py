@@ -18,6 +18,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -131,9 +132,13 @@ class Connectivity:
         return ee.post_idx.long(), ee.pre_idx()
 
     def to_dense(
-        self, cfg: Config, dtype: torch.dtype, state: SynapseState | None = None
+        self, cfg: Config, dtype: torch.dtype, state: SynapseState | None = None,
+        efficacies: dict[str, tuple[Any, Any]] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Dense post×pre (J_slow, J_fast), N×N. For small networks and the reference engine."""
+        """Dense post×pre (J_slow, J_fast), N×N. For small networks and the reference engine.
+
+        `efficacies`: per projection its (slow, fast) efficacy ((J_d, J_p) pairs for E->E), as
+        from engines.base.channel_efficacies; default: the config's, unscaled."""
         state = self.initial if state is None else state
         dev = self.initial.L.device
         j = {ch: torch.zeros(self.n, self.n, dtype=dtype, device=dev) for ch in ("slow", "fast")}
@@ -142,17 +147,20 @@ class Connectivity:
             spec = getattr(cfg.projections, attr)
             rows = proj.post_idx.long() + self.offset(post)
             cols = proj.pre_idx() + self.offset(pre)
-            if isinstance(spec, PlasticProjection):
-                values = torch.where(
-                    state.potentiated.bool(),
-                    torch.tensor(spec.J_p, dtype=dtype, device=dev),
-                    torch.tensor(spec.J_d, dtype=dtype, device=dev),
-                )
-            else:
-                values = torch.full((proj.n_synapses,), spec.efficacy, dtype=dtype, device=dev)
             slow = proj.is_slow()
-            j["slow"][rows[slow], cols[slow]] = values[slow]
-            j["fast"][rows[~slow], cols[~slow]] = values[~slow]
+            if efficacies is not None:
+                per_channel = efficacies[name]
+            elif isinstance(spec, PlasticProjection):
+                per_channel = ((spec.J_d, spec.J_p),) * 2
+            else:
+                per_channel = (spec.efficacy,) * 2
+            for ch, mask, eff in (("slow", slow, per_channel[0]), ("fast", ~slow, per_channel[1])):
+                if isinstance(spec, PlasticProjection):
+                    jd, jp = (torch.tensor(e, dtype=dtype, device=dev) for e in eff)
+                    values = torch.where(state.potentiated.bool()[mask], jp, jd)
+                else:
+                    values = torch.full((int(mask.sum()),), eff, dtype=dtype, device=dev)
+                j[ch][rows[mask], cols[mask]] = values
         return j["slow"], j["fast"]
 
 

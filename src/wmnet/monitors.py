@@ -192,8 +192,11 @@ class RateMonitor:
 
     def __post_init__(self) -> None:
         self._k = self.k0
-        self._sel = [slice(*g) if isinstance(g, tuple) else torch.as_tensor(g, dtype=torch.long, device=self.device)
-                     for g in self.groups.values()]
+        n = max((g[1] if isinstance(g, tuple) else max(g) + 1) for g in self.groups.values())
+        # Membership (neuron × group), so that one gather counts the onsets of every group.
+        self._member = torch.zeros(n, len(self.groups), dtype=torch.int32, device=self.device)
+        for j, g in enumerate(self.groups.values()):
+            self._member[slice(*g) if isinstance(g, tuple) else torch.as_tensor(g, device=self.device), j] = 1
         self._size = np.array([group_ids(g).size for g in self.groups.values()], dtype=np.float64)
         self._pending = torch.zeros(1, len(self.groups), dtype=torch.int64, device=self.device)
 
@@ -201,9 +204,11 @@ class RateMonitor:
         """Onsets (n, N) bool of steps k0..k0+n−1 (continuing from the last block)."""
         m = onsets.shape[0]
         assert k0 == self._k, (k0, self._k)
-        # count_nonzero: torch's integer sum of bools is many times slower on the CPU.
-        per_step = torch.stack([torch.count_nonzero(onsets[:, s] if isinstance(s, slice) else onsets.index_select(1, s),
-                                                    dim=1) for s in self._sel], dim=1)
+        # From the few onsets, not the whole (steps × N) block: reductions along a dimension
+        # of a bool block are slow on the CPU.
+        steps, neurons = onsets.nonzero(as_tuple=True)
+        per_step = torch.zeros(m, len(self.groups), dtype=torch.int64, device=self.device)
+        per_step.index_add_(0, steps, self._member[neurons].to(torch.int64))
         rel = k0 - self.k0 - self.bins_done * self.bin_steps
         need = (rel + m - 1) // self.bin_steps + 1
         if need > self._pending.shape[0]:
@@ -301,7 +306,8 @@ class SynapseMonitor:
                     post, pre = self.conn.ee_indices()
                 inside = [torch.zeros(self.conn.n_E, dtype=torch.bool, device=slow.device) for _ in "ab"]
                 for flag, name in zip(inside, (a, b)):
-                    flag[torch.as_tensor(group_ids(self.groups[name]), device=slow.device)] = True
+                    ids = group_ids(self.groups[name])
+                    flag[torch.as_tensor(ids[ids < self.conn.n_E], device=slow.device)] = True  # its E neurons
                 m = inside[0][pre] & inside[1][post]
             ms = slow if m is None else m & slow
             self._masks.append((m, ms))

@@ -12,12 +12,36 @@ import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 
 from wmnet.errors import WmnetError  # noqa: E402
+from wmnet.io.nodesets import read_groups  # noqa: E402
 from wmnet.io.runinfo import read_json  # noqa: E402
+from wmnet.protocol import read_events  # noqa: E402
 from wmnet.io.sonata import read_report, read_spikes  # noqa: E402
 
 COLORS = {"E": "tab:blue", "I": "tab:red"}
 LABELS = {"v": "v (mV)", "i_s": "i_s (mV/ms)", "i_f": "i_f (mV/ms)", "x": "x", "a": "a"}
 MAX_RASTER_NEURONS = {"E": 800, "I": 200}
+
+
+def _group_color(name: str, names: list[str]) -> str:
+    """E and I keep their colours; other groups take tab10 colours in a fixed order."""
+    if name in COLORS:
+        return COLORS[name]
+    others = [n for n in names if n not in COLORS]
+    return f"C{(others.index(name) + 2) % 10}" if name in others else "0.5"
+
+
+def _shade_epochs(ax: plt.Axes, run_dir: Path) -> None:
+    """Shade the protocol's selective-stimulus epochs in the group's colour, from events.tsv."""
+    path = run_dir / "events.tsv"
+    if not path.exists():
+        return
+    sets = run_dir / "node_sets.json"
+    names = [n for n in read_json(sets) if ":" not in n] if sets.exists() else []
+    for row in read_events(path):
+        selective = [part.split(":", 1)[1] for part in row["stimulus"].split("+") if part.startswith("selective:")]
+        if selective:
+            t0, dur = float(row["onset"]) * 1000, float(row["duration"]) * 1000
+            ax.axvspan(t0, t0 + dur, color=_group_color(selective[0], names), alpha=0.15, lw=0)
 
 
 def _save(fig: plt.Figure, dest: Path) -> Path:
@@ -98,12 +122,14 @@ def plot_rates(run_dir: Path, dest: Path) -> Path | None:
         return None
     fig, ax = plt.subplots(figsize=(10, 3.6))
     with h5py.File(path, "r") as f:
+        names = list(f["rates"])
         for name, grp in f["rates"].items():
             rate = grp["rate_hz"][()]
             t = _series_times(f, rate.size)
-            ax.step(t, rate, where="post", color=COLORS.get(name), lw=1.2 if name in COLORS else 0.9,
+            ax.step(t, rate, where="post", color=_group_color(name, names), lw=1.2 if name in COLORS else 0.9,
                     label=f"{name} ({grp['node_ids'].shape[0]} neurons)")
         bin_ms = float(f["time"][2])
+    _shade_epochs(ax, run_dir)
     ax.set_xlabel("time (ms)")
     ax.set_ylabel(f"rate (Hz, {bin_ms:g} ms bins)")
     ax.set_title("Population and group rates")
@@ -138,17 +164,18 @@ def plot_learning(run_dir: Path, dest: Path) -> Path | None:
     ax_s.set_xlabel("time (ms)")
     for ax in (ax_p, ax_l, ax_s):
         ax.legend(loc="upper right", fontsize=8)
+        _shade_epochs(ax, run_dir)
     return _save(fig, dest)
 
 
-def _e_blocks(cfg: dict, n_e: int) -> dict[str, np.ndarray]:
-    """Neuron groups for the block matrix: the configured rate groups of E neurons, and the rest
-    of E; without groups, ten equal index blocks of E."""
+def _e_blocks(run_dir: Path, n_e: int, n: int) -> dict[str, np.ndarray]:
+    """Neuron groups for the block matrix: the run's groups (node_sets.json) restricted to E
+    neurons, and the rest of E; without groups, ten equal index blocks of E."""
     groups: dict[str, np.ndarray] = {}
-    rates = cfg.get("record", {}).get("rates") or {}
-    for name, g in (rates.get("groups") or {}).items():
-        ids = np.arange(g["start"], g["stop"]) if isinstance(g, dict) else np.unique(np.asarray(g))
-        if ids.size and ids.max() < n_e:
+    path = run_dir / "node_sets.json"
+    for name, ids in (read_groups(path, n_e, n).items() if path.exists() else ()):
+        ids = ids[ids < n_e]
+        if name not in ("E", "I", "nonselective") and ids.size:
             groups[name] = ids
     if groups:
         rest = np.setdiff1d(np.arange(n_e), np.concatenate(list(groups.values())))
@@ -168,7 +195,7 @@ def plot_efficacy_blocks(run_dir: Path, dest: Path) -> Path | None:
     cfg = read_json(run_dir / "run.json")["config"]
     ee = cfg["projections"]["E->E"]
     n_e = cfg["populations"]["E"]["size"]
-    groups = _e_blocks(cfg, n_e)
+    groups = _e_blocks(run_dir, n_e, n_e + cfg["populations"]["I"]["size"])
     label = np.full(n_e, -1)
     for g, ids in enumerate(groups.values()):
         label[ids] = g

@@ -34,10 +34,12 @@ from wmnet.engines.base import TraceRequest, run_block_stepwise
 from wmnet.errors import WmnetError
 from wmnet.io.runinfo import write_json
 from wmnet.io.series import SeriesWriter
+from wmnet.io.nodesets import write_node_sets
 from wmnet.io.sonata import PopulationRange, ReportWriter, SpikeWriter
 from wmnet.memory import footprint
 from wmnet.monitors import RateMonitor, SpikeMonitor, StateMonitor, SynapseMonitor, group_ids
 from wmnet.network import Network
+from wmnet.protocol import Schedule, base_scales
 from wmnet.stimuli import Stimulus, make_stimulus
 
 PACKAGES = ("wmnet", "torch", "numpy", "numba", "triton", "h5py", "pydantic")
@@ -168,6 +170,7 @@ class Simulation:
         self.engine_name = resolve_engine(engine or cfg.engine, network)
         self.engine = make_engine(self.engine_name, network, keep_switch_events=keep_switch_events)
         self.initial_potentiated = potentiated_fraction(network.connectivity.initial.potentiated)
+        self.schedule = Schedule.from_config(cfg) if cfg.protocol is not None else None
 
     def run(
         self,
@@ -216,7 +219,7 @@ class Simulation:
                            ) -> tuple[RateMonitor | None, SynapseMonitor | None]:
         """Rate and synapse-statistics monitors whose grids start at step k0 (writers if `out`)."""
         cfg, rec, net = self.config, self.config.record, self.network
-        groups = rec.groups(cfg.populations.E.size, cfg.n_neurons)
+        groups = cfg.resolve_groups()
         rates = syn = None
         if rec.rates is not None:
             b = steps_in(rec.rates.bin, cfg.dt, "record.rates.bin")
@@ -269,6 +272,11 @@ class Simulation:
             base["resumed_at_ms"] = eng.k * cfg.dt
         if out is not None:
             write_json(out / "run.json", {**base, "status": "running"})
+            write_node_sets(out / "node_sets.json", cfg.resolve_groups(), net.n_E)
+            if self.schedule is not None:
+                self.schedule.write_events(out / "events.tsv")
+        # The engine's scales may be a loaded checkpoint's epoch's: set them from the schedule.
+        eng.set_scales(base_scales(cfg))
         ck_steps = steps_in(rec.checkpoint_every, cfg.dt, "record.checkpoint_every") if rec.checkpoint_every else 0
 
         def checkpoint() -> int:
@@ -322,6 +330,12 @@ class Simulation:
                         later = [t for t in snap_steps if t > k]
                         if later:  # blocks end at snapshot steps too
                             m = min(m, later[0] - k)
+                        epoch = self.schedule.at(k - k_start) if self.schedule is not None else None
+                        if epoch is not None:  # and at epoch boundaries, where receptor scales may change
+                            m = min(m, epoch.stop - (k - k_start))
+                        scales = epoch.scales if epoch is not None else base_scales(cfg)
+                        if scales != eng.scales:
+                            eng.set_scales(scales)
                         i_ext = self.stimulus.block(k, m)
                         consistent = False
                         flags, steps, samples = run_block(i_ext, trace)
@@ -333,8 +347,9 @@ class Simulation:
                         if syn_stats is not None and syn_stats.due(eng.k):
                             syn_stats.sample(eng)
                         sigma = flags & 1
-                        sigma_sum[0] += sigma[:, :n_e].sum()
-                        sigma_sum[1] += sigma[:, n_e:].sum()
+                        # count_nonzero over a whole block: a plain sum of uint8 is many times slower.
+                        sigma_sum[0] += torch.count_nonzero(sigma[:, :n_e])
+                        sigma_sum[1] += torch.count_nonzero(sigma[:, n_e:])
                         done += m
                         consistent = True
                         if out is not None and eng.k in snap_steps:

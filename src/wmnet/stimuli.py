@@ -8,9 +8,10 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from wmnet.config import Config, Constant, Sinusoid
+from wmnet.config import ArrayInput, Background, BackgroundInput, Config, Constant, Selective, Sinusoid, Sum, steps_in
 from wmnet.errors import WmnetError
-from wmnet.rng import generator
+from wmnet.protocol import EpochRun, Schedule
+from wmnet.rng import generator, stream_seed
 
 
 class Stimulus(Protocol):
@@ -78,7 +79,9 @@ class ArrayStimulus:
 
     BLOCK = 1000
 
-    def __init__(self, path: str | Path, n: int, n_steps: int, device: torch.device, dtype: torch.dtype):
+    def __init__(self, path: str | Path, n: int, n_steps: int, device: torch.device, dtype: torch.dtype,
+                 offset: int = 0):
+        """Column c drives step offset + c (`offset`: the first step of the epoch it is for)."""
         path = Path(path)
         try:
             arr = np.load(path, mmap_mode="r")
@@ -97,10 +100,11 @@ class ArrayStimulus:
                 row, col = (int(i) for i in np.argwhere(bad)[0])
                 raise WmnetError(f"{path}: input holds NaN or infinite values (first at neuron {row}, "
                                  f"step {start + col}); expected finite currents in mV/ms")
-        self.array, self.device, self.dtype = arr, device, dtype
+        self.array, self.device, self.dtype, self.offset = arr, device, dtype, offset
         self._start, self._block = -1, torch.empty(0)
 
     def __call__(self, k: int) -> torch.Tensor:
+        k -= self.offset
         if not (0 <= k - self._start < self._block.shape[0]):
             self._start = k
             blk = np.ascontiguousarray(self.array[:, k:k + self.BLOCK].T)  # (steps, N)
@@ -111,12 +115,153 @@ class ArrayStimulus:
         return torch.stack([self(k) for k in range(k0, k0 + n_steps)])
 
 
+class BackgroundStimulus:
+    """Per neuron n: c_n·mean_pop(n) + std_pop(n)·z_n(g), with z redrawn every grain g.
+
+    z for grain g (= ⌊k / grain steps⌋) comes from its own stream of the run's seed, so any
+    block, a resumed run and every device see the same numbers; it is computed in float64 and
+    rounded once to the working dtype. `contrast` (c, default 1) makes it a selective stimulus.
+    """
+
+    def __init__(self, spec: BackgroundInput, n_e: int, n_i: int, seed: int, dt: float, device: torch.device,
+                 dtype: torch.dtype, contrast: np.ndarray | None = None):
+        mean = np.concatenate([np.full(n_e, spec.E.mean), np.full(n_i, spec.I.mean)])
+        self.mean = mean * contrast if contrast is not None else mean
+        self.std = np.concatenate([np.full(n_e, spec.E.std), np.full(n_i, spec.I.std)])
+        self.noisy = bool(spec.E.std or spec.I.std)
+        self.grain = steps_in(spec.grain, dt, "background.grain")
+        self.seed, self.device, self.dtype = seed, device, dtype
+        self._cache: dict[int, np.ndarray] = {}  # grain → its row (a block spans a few grains)
+
+    def _row(self, g: int) -> np.ndarray:
+        row = self._cache.get(g)
+        if row is None:
+            if len(self._cache) > 64:
+                self._cache.clear()
+            z = np.random.default_rng([stream_seed(self.seed, "background"), g]).standard_normal(self.mean.size)
+            row = self._cache[g] = self.mean + self.std * z
+        return row
+
+    def __call__(self, k: int) -> torch.Tensor:
+        return self.block(k, 1)[0]
+
+    def block(self, k0: int, n_steps: int) -> torch.Tensor:
+        if not self.noisy:
+            return torch.from_numpy(self.mean).to(self.device, self.dtype).expand(n_steps, -1)
+        g = np.arange(k0, k0 + n_steps) // self.grain
+        rows = np.stack([self._row(int(i)) for i in range(g[0], g[-1] + 1)])
+        return torch.from_numpy(rows[g - g[0]]).to(self.device, self.dtype)
+
+
+def selective_contrast(spec: Selective, ids: np.ndarray, n_e: int, n: int, seed: int, presentation: int
+                       ) -> np.ndarray:
+    """Contrast per neuron: contrast_E / contrast_I on the (possibly noisy) group, 1 elsewhere.
+
+    With noise q, each neuron's membership flips with probability q (members drop out, others
+    join), drawn anew for each presentation from the run's seed.
+    """
+    member = np.zeros(n, dtype=bool)
+    member[ids] = True
+    if spec.noise > 0:
+        rng = np.random.default_rng([stream_seed(seed, "presentation"), presentation])
+        member ^= rng.random(n) < spec.noise
+    c = np.ones(n)
+    c[:n_e][member[:n_e]] = spec.contrast_E
+    c[n_e:][member[n_e:]] = spec.contrast_I
+    return c
+
+
+class SumStimulus:
+    """The sum of several stimuli, step by step."""
+
+    def __init__(self, terms: list[Stimulus]):
+        self.terms = terms
+
+    def __call__(self, k: int) -> torch.Tensor:
+        return self.block(k, 1)[0]
+
+    def block(self, k0: int, n_steps: int) -> torch.Tensor:
+        out = self.terms[0].block(k0, n_steps).clone()
+        for t in self.terms[1:]:
+            out += t.block(k0, n_steps)
+        return out
+
+
+def build_stimulus(spec: object, cfg: Config, device: torch.device, dtype: torch.dtype, start: int = 0,
+                   presentation: int = 0, length: int | None = None) -> Stimulus:
+    """The stimulus for a config spec; `start` is the first step of its epoch (array columns
+    count from it), `length` its steps (default: to the run's end) and `presentation` the
+    epoch's index (noisy prototypes draw from it)."""
+    length = cfg.n_steps - start if length is None else length
+    n_e, n_i, n = cfg.populations.E.size, cfg.populations.I.size, cfg.n_neurons
+    if isinstance(spec, Sinusoid):
+        return SinusoidStimulus(spec, n, cfg.seed, cfg.dt, device, dtype)
+    if isinstance(spec, Constant):
+        return ConstantStimulus(spec, n_e, n_i, device, dtype)
+    if isinstance(spec, Background):
+        return BackgroundStimulus(cfg.background, n_e, n_i, cfg.seed, cfg.dt, device, dtype)
+    if isinstance(spec, Selective):
+        g = cfg.resolve_groups()[spec.group]
+        ids = np.arange(*g) if isinstance(g, tuple) else np.asarray(g, dtype=np.int64)
+        c = selective_contrast(spec, ids, n_e, n, cfg.seed, presentation)
+        return BackgroundStimulus(cfg.background, n_e, n_i, cfg.seed, cfg.dt, device, dtype, c)
+    if isinstance(spec, ArrayInput):
+        return ArrayStimulus(spec.path, n, length, device, dtype, offset=start)
+    if isinstance(spec, Sum):
+        return SumStimulus([build_stimulus(t, cfg, device, dtype, start, presentation, length) for t in spec.terms])
+    raise TypeError(f"unknown stimulus spec {spec!r}")
+
+
+def _has_array(spec: object) -> bool:
+    return isinstance(spec, ArrayInput) or (isinstance(spec, Sum) and any(_has_array(t) for t in spec.terms))
+
+
+class ProtocolStimulus:
+    """The input of a protocol run: each epoch's stimulus over its steps; past the protocol's
+    end (an extended run), the config's `stimulus`."""
+
+    def __init__(self, cfg: Config, schedule: Schedule, device: torch.device, dtype: torch.dtype):
+        self.cfg, self.schedule, self.device, self.dtype = cfg, schedule, device, dtype
+        self.default = build_stimulus(cfg.stimulus, cfg, device, dtype)
+        self._current: tuple[int, Stimulus] | None = None  # (epoch index, its stimulus)
+        for ep in schedule.epochs:  # read every input file now: a bad one fails before the run
+            if _has_array(ep.stimulus):
+                self._build(ep)
+
+    def _build(self, ep: EpochRun) -> Stimulus:
+        # Sized to the epoch: an array input must cover it, not the whole run.
+        return build_stimulus(ep.stimulus, self.cfg, self.device, self.dtype, ep.start, ep.index, ep.stop - ep.start)
+
+    def _for_epoch(self, k: int) -> tuple[Stimulus, int]:
+        """The stimulus at step k and the first step after its stretch."""
+        ep = self.schedule.at(k)
+        if ep is None:
+            return self.default, k + (1 << 62)
+        if ep.stimulus is None:
+            return self.default, ep.stop
+        if self._current is None or self._current[0] != ep.index:
+            self._current = (ep.index, self._build(ep))
+        return self._current[1], ep.stop
+
+    def __call__(self, k: int) -> torch.Tensor:
+        return self.block(k, 1)[0]
+
+    def block(self, k0: int, n_steps: int) -> torch.Tensor:
+        parts, k, end = [], k0, k0 + n_steps
+        while k < end:
+            stim, stop = self._for_epoch(k)
+            m = min(stop, end) - k
+            parts.append(stim.block(k, m))
+            k += m
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
 def make_stimulus(
     cfg: Config, device: torch.device, dtype: torch.dtype, input_path: str | Path | None = None
 ) -> Stimulus:
+    """The run's input: `input_path` (an .npy array) if given, else the protocol, else `stimulus`."""
     if input_path is not None:
         return ArrayStimulus(input_path, cfg.n_neurons, cfg.n_steps, device, dtype)
-    spec = cfg.stimulus
-    if isinstance(spec, Sinusoid):
-        return SinusoidStimulus(spec, cfg.n_neurons, cfg.seed, cfg.dt, device, dtype)
-    return ConstantStimulus(spec, cfg.populations.E.size, cfg.populations.I.size, device, dtype)
+    if cfg.protocol is not None:
+        return ProtocolStimulus(cfg, Schedule.from_config(cfg), device, dtype)
+    return build_stimulus(cfg.stimulus, cfg, device, dtype)

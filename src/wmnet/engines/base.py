@@ -8,11 +8,26 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from wmnet.config import Config
 from wmnet.connectivity import SynapseState
 from wmnet.dynamics import NeuronState
 from wmnet.errors import WmnetError
+from wmnet.protocol import Scales
 
 NEURON_FIELDS = ("v", "i_s", "i_f", "x", "a")
+
+
+def channel_efficacies(cfg: Config, scales: Scales) -> dict[str, tuple[Any, Any]]:
+    """Per projection, its (slow, fast) efficacies (mV/ms) with the receptor scales applied, as
+    Python floats (each engine rounds them once to its dtype); E->E gives (J_d, J_p) pairs."""
+    pr = cfg.projections
+    ee_slow, ee_fast = scales["E->E"]
+    out: dict[str, tuple[Any, Any]] = {
+        "E->E": ((ee_slow * pr.EE.J_d, ee_slow * pr.EE.J_p), (ee_fast * pr.EE.J_d, ee_fast * pr.EE.J_p))}
+    for name, spec in (("E->I", pr.EI), ("I->E", pr.IE), ("I->I", pr.II)):
+        slow, fast = scales[name]
+        out[name] = (slow * spec.efficacy, fast * spec.efficacy)
+    return out
 
 
 @dataclass
@@ -119,6 +134,11 @@ class Engine(Protocol):
     neurons: NeuronState  # state at t_k, k = self.k
     k: int  # index of the next step to run
     switches: SwitchLog
+    scales: Scales  # receptor scales in force: (slow, fast) multiplier per projection
+
+    def set_scales(self, scales: Scales) -> None:
+        """Use these receptor scales from the next step on."""
+        ...
 
     def step(self, i_ext: torch.Tensor) -> torch.Tensor:
         """Run step k → k+1 with external current i_ext; return σ at t_k (bool, one per neuron)."""

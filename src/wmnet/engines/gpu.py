@@ -18,8 +18,9 @@ import torch
 
 from wmnet.connectivity import SynapseState
 from wmnet.dynamics import NeuronState, hebbian_factor
-from wmnet.engines.base import SwitchLog, TraceRequest, load_state, state_of
+from wmnet.engines.base import SwitchLog, TraceRequest, channel_efficacies, load_state, state_of
 from wmnet.network import Network
+from wmnet.protocol import Scales, base_scales
 
 BLOCK_SYN = 256  # synapses per vector step of a synapse program
 BLOCK_CATCH_UP = 1024  # wider: a drift replay's loop runs as long as its slowest synapse's
@@ -102,15 +103,13 @@ class GpuSparseEngine:
         P = conn.projections
         self._proj = {name: (_nonempty(P[name].rowptr), _nonempty(P[name].split), _nonempty(P[name].post_idx))
                       for name in ("E->E", "E->I", "I->E", "I->I")}
-        pr, pl = cfg.projections, cfg.plasticity
+        pl = cfg.plasticity
         lo, hi = pl.bounds if pl.bounds is not None else (0.0, 0.0)
-        values = {"dt": cfg.dt, "neg_alpha": -pl.alpha, "beta": pl.beta, "zero": 0.0, "theta_X": pl.theta_X,
-                  "L_min": lo, "L_max": hi, "a_H": pl.a_H, "b_H": pl.b_H, "theta_LTP": pl.theta_LTP,
-                  "theta_LTD": pl.theta_LTD, "J_d": pr.EE.J_d, "J_p": pr.EE.J_p, "E->I": pr.EI.efficacy,
-                  "I->E": pr.IE.efficacy, "I->I": pr.II.efficacy, "U": cfg.stp.U, "tau_rec": cfg.stp.tau_rec}
-        prm = [values[name] for name in kernels.PARAMS]
-        # Each constant rounded once to the working dtype, as torch rounds Python scalars.
-        self._prm = torch.tensor(prm, dtype=torch.float64).to(dev, dtype)
+        self._values = {"dt": cfg.dt, "neg_alpha": -pl.alpha, "beta": pl.beta, "zero": 0.0, "theta_X": pl.theta_X,
+                        "L_min": lo, "L_max": hi, "a_H": pl.a_H, "b_H": pl.b_H, "theta_LTP": pl.theta_LTP,
+                        "theta_LTD": pl.theta_LTD, "U": cfg.stp.U, "tau_rec": cfg.stp.tau_rec}
+        self._prm = torch.zeros(len(kernels.PARAMS), dtype=dtype, device=dev)
+        self.set_scales(base_scales(cfg))
         cap = self.EVENT_CAPACITY if keep_switch_events else 1
         self._events = torch.zeros(cap, 4, dtype=torch.int64, device=dev)
         self._cnt = torch.zeros(3, dtype=torch.int64, device=dev)  # slots used, ups, downs
@@ -121,6 +120,20 @@ class GpuSparseEngine:
         )
         self._graphs: dict[tuple, tuple] = {}
         self._compiled = False
+
+    def set_scales(self, scales: Scales) -> None:
+        """Receptor scales from the next step on: (slow, fast) multipliers per projection.
+
+        Written in place into the parameter vector that captured graphs read."""
+        eff = channel_efficacies(self.cfg, scales)
+        (jd_s, jp_s), (jd_f, jp_f) = eff["E->E"]
+        values = {**self._values, "J_d_slow": jd_s, "J_p_slow": jp_s, "J_d_fast": jd_f, "J_p_fast": jp_f,
+                  **{f"{name}_{ch}": eff[name][i] for name in ("E->I", "I->E", "I->I")
+                     for i, ch in enumerate(("slow", "fast"))}}
+        # Each constant rounded once to the working dtype, as torch rounds Python scalars.
+        prm = torch.tensor([values[name] for name in self._kn.PARAMS], dtype=torch.float64)
+        self._prm.copy_(prm.to(self._prm.device, self._prm.dtype))
+        self.scales = dict(scales)
 
     # --- state ---------------------------------------------------------------------------
 

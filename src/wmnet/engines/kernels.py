@@ -27,9 +27,15 @@ import triton.language as tl
 # Parameter vector layout (working dtype), written by gpu.py from PARAMS. Kernels may read
 # only constexpr globals, hence the P_* twins of the names.
 PARAMS = ("dt", "neg_alpha", "beta", "zero", "theta_X", "L_min", "L_max", "a_H", "b_H", "theta_LTP",
-          "theta_LTD", "J_d", "J_p", "E->I", "I->E", "I->I", "U", "tau_rec")
+          "theta_LTD", "J_d_slow", "J_p_slow", "J_d_fast", "J_p_fast", "E->I_slow", "E->I_fast",
+          "I->E_slow", "I->E_fast", "I->I_slow", "I->I_fast", "U", "tau_rec")
 P_DT, P_NEG_ALPHA, P_BETA, P_ZERO, P_THX, P_LO, P_HI = (tl.constexpr(i) for i in range(7))
-P_AH, P_BH, P_TH_LTP, P_TH_LTD, P_JD, P_JP, P_EI, P_IE, P_II, P_U, P_TAU_REC = (tl.constexpr(i) for i in range(7, 18))
+P_AH, P_BH, P_TH_LTP, P_TH_LTD = (tl.constexpr(i) for i in range(7, 11))
+# Efficacies per channel (receptor scales applied): J_d, J_p of the slow then the fast channel;
+# each static projection's slow then fast efficacy.
+P_JD_S, P_JP_S, P_JD_F, P_JP_F = (tl.constexpr(i) for i in range(11, 15))
+P_EI, P_IE, P_II = tl.constexpr(15), tl.constexpr(17), tl.constexpr(19)  # slow; fast is the next index
+P_U, P_TAU_REC = tl.constexpr(21), tl.constexpr(22)
 
 
 @triton.jit
@@ -42,18 +48,21 @@ def _deposit(acc_ptr, idx, w, mask, DET: tl.constexpr):
 
 
 @triton.jit
-def _push_static(rowptr, split, post, row, post_off, n, eff, s, acc_ptr, DET: tl.constexpr, BLOCK: tl.constexpr):
-    """Add eff·s to acc[channel·n + post_off + post] for every synapse of `row`."""
+def _push_static(rowptr, split, post, row, post_off, n, eff_ptr, s, acc_ptr, DET: tl.constexpr, BLOCK: tl.constexpr):
+    """Add eff·s to acc[channel·n + post_off + post] for every synapse of `row`; eff_ptr points
+    at the projection's (slow, fast) efficacies."""
     q0 = tl.load(rowptr + row)
     q1 = tl.load(rowptr + row + 1)
     qs = tl.load(split + row)
-    w = tl.zeros([BLOCK], dtype=s.dtype) + eff * s
+    w_slow = tl.load(eff_ptr) * s
+    w_fast = tl.load(eff_ptr + 1) * s
     for start in range(q0, q1, BLOCK):
         q = start + tl.arange(0, BLOCK)
         m = q < q1
         i = tl.load(post + q, mask=m, other=0).to(tl.int64)
-        idx = i + post_off + tl.where(q >= qs, n, 0)
-        _deposit(acc_ptr, idx, w, m, DET)
+        fast = q >= qs
+        idx = i + post_off + tl.where(fast, n, 0)
+        _deposit(acc_ptr, idx, tl.where(fast, w_fast, w_slow), m, DET)
 
 
 @triton.jit
@@ -218,13 +227,15 @@ def synapse_step(
     if v_j >= tl.load(theta_ptr + j):  # σ_j = 1; silent neurons do nothing
         s = tl.load(x_ptr + j)  # s_j = x_j σ_j
         if j < n_e:
-            _push_static(ei_rowptr, ei_split, ei_post, j, n_e, n, tl.load(prm_ptr + P_EI), s, acc_ptr, DET, BLOCK)
+            _push_static(ei_rowptr, ei_split, ei_post, j, n_e, n, prm_ptr + P_EI, s, acc_ptr, DET, BLOCK)
             k = tl.load(k_ptr)
             q0 = tl.load(ee_rowptr + j)
             q1 = tl.load(ee_rowptr + j + 1)
             qs = tl.load(ee_split + j)
-            jd = tl.load(prm_ptr + P_JD)
-            jp = tl.load(prm_ptr + P_JP)
+            jd_s = tl.load(prm_ptr + P_JD_S)
+            jp_s = tl.load(prm_ptr + P_JP_S)
+            jd_f = tl.load(prm_ptr + P_JD_F)
+            jp_f = tl.load(prm_ptr + P_JP_F)
             if PLASTIC:  # L is at t_k already: `catch_up` ran first
                 dt = tl.load(prm_ptr + P_DT)
                 neg_alpha = tl.load(prm_ptr + P_NEG_ALPHA)
@@ -235,8 +246,9 @@ def synapse_step(
                 hi = tl.load(prm_ptr + P_HI)
                 for start in range(q0, q1, BLOCK):
                     q, m, i, L, b = _ee_block(start, q1, ee_post, L_ptr, pot_ptr, BLOCK)
-                    w = tl.where(b != 0, jp, jd) * s  # J(t_k)·s_j
-                    _deposit(acc_ptr, i.to(tl.int64) + tl.where(q >= qs, n, 0), w, m, DET)
+                    fast = q >= qs
+                    w = tl.where(b != 0, tl.where(fast, jp_f, jp_s), tl.where(fast, jd_f, jd_s)) * s  # J(t_k)·s_j
+                    _deposit(acc_ptr, i.to(tl.int64) + tl.where(fast, n, 0), w, m, DET)
                     f = tl.load(f_ptr + i, mask=m, other=0.0)
                     R = tl.where(L <= thx, neg_alpha, zero) + tl.where(L >= thx, beta, zero)
                     L_new = L + dt * (R + f)
@@ -255,12 +267,13 @@ def synapse_step(
                     m = q < q1
                     i = tl.load(ee_post + q, mask=m, other=0)
                     b = tl.load(pot_ptr + q, mask=m, other=0)
-                    w = tl.where(b != 0, jp, jd) * s
-                    _deposit(acc_ptr, i.to(tl.int64) + tl.where(q >= qs, n, 0), w, m, DET)
+                    fast = q >= qs
+                    w = tl.where(b != 0, tl.where(fast, jp_f, jp_s), tl.where(fast, jd_f, jd_s)) * s
+                    _deposit(acc_ptr, i.to(tl.int64) + tl.where(fast, n, 0), w, m, DET)
         else:
             jj = j - n_e
-            _push_static(ie_rowptr, ie_split, ie_post, jj, 0, n, tl.load(prm_ptr + P_IE), s, acc_ptr, DET, BLOCK)
-            _push_static(ii_rowptr, ii_split, ii_post, jj, n_e, n, tl.load(prm_ptr + P_II), s, acc_ptr, DET, BLOCK)
+            _push_static(ie_rowptr, ie_split, ie_post, jj, 0, n, prm_ptr + P_IE, s, acc_ptr, DET, BLOCK)
+            _push_static(ii_rowptr, ii_split, ii_post, jj, n_e, n, prm_ptr + P_II, s, acc_ptr, DET, BLOCK)
 
 
 @triton.jit

@@ -13,8 +13,9 @@ import torch
 
 from wmnet.connectivity import SynapseState
 from wmnet.dynamics import NeuronState, advance, drift, hebbian_factor, released
-from wmnet.engines.base import SwitchLog, load_state, neuron_tensors, state_of
+from wmnet.engines.base import SwitchLog, channel_efficacies, load_state, neuron_tensors, state_of
 from wmnet.network import Network
+from wmnet.protocol import Scales, base_scales
 
 
 class ReferenceEngine:
@@ -26,7 +27,7 @@ class ReferenceEngine:
         self.neurons = neurons
         self.switches = SwitchLog(keep_switch_events)
         n_e, dtype, dev = net.n_E, net.dtype, net.device
-        self.J_slow, self.J_fast = conn.to_dense(cfg, dtype, synapses)  # post × pre
+        self.J_slow, self.J_fast = conn.to_dense(cfg, dtype, synapses, channel_efficacies(cfg, base_scales(cfg)))
         post, pre = conn.ee_indices()
         self._ee_post, self._ee_pre = post, pre
         self.ee_exists = torch.zeros(n_e, n_e, dtype=dtype, device=dev)  # W: E→E mask
@@ -37,9 +38,22 @@ class ReferenceEngine:
         self.L[post, pre] = synapses.L.to(dtype)
         self.pot = torch.zeros(n_e, n_e, dtype=torch.bool, device=dev)
         self.pot[post, pre] = synapses.potentiated.bool()
-        ee = cfg.projections.EE
-        self.J_p = torch.tensor(ee.J_p, dtype=dtype, device=dev)
-        self.J_d = torch.tensor(ee.J_d, dtype=dtype, device=dev)
+        self.scales = base_scales(cfg)
+        self._set_switch_values()
+
+    def _set_switch_values(self) -> None:
+        """The values a switching E→E synapse takes: (J_d, J_p) of its channel, scaled."""
+        slow, fast = channel_efficacies(self.cfg, self.scales)["E->E"]
+        dev, dtype = self.J_slow.device, self.J_slow.dtype
+        self.J_d_slow, self.J_p_slow, self.J_d_fast, self.J_p_fast = (
+            torch.tensor(v, dtype=dtype, device=dev) for v in (*slow, *fast))
+
+    def set_scales(self, scales: Scales) -> None:
+        """Receptor scales from the next step on: the dense matrices are rebuilt with them."""
+        self.scales = dict(scales)
+        self.J_slow, self.J_fast = self.net.connectivity.to_dense(
+            self.cfg, self.J_slow.dtype, self.synapses(), channel_efficacies(self.cfg, self.scales))
+        self._set_switch_values()
 
     def step(self, i_ext: torch.Tensor) -> torch.Tensor:
         cfg, p, st = self.cfg, self.net.params, self.neurons
@@ -70,10 +84,11 @@ class ReferenceEngine:
         changed = new_pot != self.pot
         if changed.any():
             self._log(changed, new_pot)
-            j_new = torch.where(new_pot, self.J_p, self.J_d)
             js, jf = self.J_slow[:n_e, :n_e], self.J_fast[:n_e, :n_e]
-            js[changed & self.ee_slow] = j_new[changed & self.ee_slow]
-            jf[changed & ~self.ee_slow] = j_new[changed & ~self.ee_slow]
+            m = changed & self.ee_slow
+            js[m] = torch.where(new_pot[m], self.J_p_slow, self.J_d_slow)
+            m = changed & ~self.ee_slow
+            jf[m] = torch.where(new_pot[m], self.J_p_fast, self.J_d_fast)
         self.pot, self.L = new_pot, L_new
 
     def _log(self, changed: torch.Tensor, new_pot: torch.Tensor) -> None:

@@ -25,8 +25,9 @@ import torch
 
 from wmnet.connectivity import Connectivity, SynapseState
 from wmnet.dynamics import NeuronState, advance, hebbian_factor, released
-from wmnet.engines.base import SwitchLog, load_state, neuron_tensors, state_of
+from wmnet.engines.base import SwitchLog, channel_efficacies, load_state, neuron_tensors, state_of
 from wmnet.network import Network
+from wmnet.protocol import Scales, base_scales
 
 
 @intrinsic
@@ -354,12 +355,9 @@ class SparseEngine:
             arrays += [p.rowptr.numpy(), p.split.numpy(), p.post_idx.numpy()]
         self._ee = arrays[:3]
         self._static = arrays[3:]
-        pr = cfg.projections
         pl = cfg.plasticity
-        jtab = np.array([pr.EE.J_d, pr.EE.J_p], dtype=np_dtype)  # indexed by the potentiated bit
-        self._eff = [jtab, jtab.copy(),
-                     c(pr.EI.efficacy), c(pr.EI.efficacy), c(pr.IE.efficacy), c(pr.IE.efficacy),
-                     c(pr.II.efficacy), c(pr.II.efficacy)]
+        self._np_dtype = np_dtype
+        self.set_scales(base_scales(cfg))
         lo, hi = pl.bounds if pl.bounds is not None else (0.0, 0.0)
         dt = c(cfg.dt)
         self._plastic = bool(pl.enabled)
@@ -382,6 +380,14 @@ class SparseEngine:
         self._step_chunks = _step_chunks_parallel if self._parallel else _step_chunks_serial
         if self._parallel:
             numba.set_num_threads(max(1, min(chunks, numba.config.NUMBA_NUM_THREADS)))
+
+    def set_scales(self, scales: Scales) -> None:
+        """Receptor scales from the next step on: (slow, fast) multipliers per projection."""
+        eff, c = channel_efficacies(self.cfg, scales), self._np_dtype
+        # E→E: [J_d, J_p] of each channel, indexed by the potentiated bit; then (slow, fast) per projection.
+        self._eff = [np.array(eff["E->E"][0], dtype=c), np.array(eff["E->E"][1], dtype=c),
+                     *(c(e) for name in ("E->I", "I->E", "I->I") for e in eff[name])]
+        self.scales = dict(scales)
 
     def step(self, i_ext: torch.Tensor) -> torch.Tensor:
         st, p, n_e = self.neurons, self.net.params, self.net.n_E

@@ -39,8 +39,15 @@ T = TypeVar("T")
 
 def open_for_writing(path: Path, append: bool) -> h5py.File:
     """A new file ("w") or an existing one ("r+"), without HDF5 file locking: readers in other
-    processes may open it while the run writes (see the module's docstring)."""
-    return h5py.File(path, "r+" if append else "w", locking=False)
+    processes may open it while the run writes (see the module's docstring).
+
+    No chunk cache (rdcc_nbytes=0): an append goes straight to the file. With HDF5's default
+    chunk cache (8 MiB per dataset in HDF5 2.0, 1 MiB in 1.x) each appendable dataset kept up to
+    8 MiB of chunks it had written in memory, so a run's RSS kept growing for minutes of simulated
+    time (towards 8 MiB × its ~20 datasets), and every flush rewrote each partial chunk whole
+    (about 20 times the bytes in a test of 1000 neurons). The writers only append and never
+    read data back, so the cache bought nothing (docs/performance.md, "Memory over long runs")."""
+    return h5py.File(path, "r+" if append else "w", locking=False, rdcc_nbytes=0)
 
 
 def read_live(path: Path, read: Callable[[h5py.File], T], ok: Callable[[T], bool] = lambda _: True,

@@ -53,7 +53,7 @@ def plain_open(path: Path) -> list[str]:
 
 
 def check(out: Path) -> dict[str, int]:
-    """Open spikes.h5, reports/v.h5 and rates.h5 as they are now; check them; count their rows."""
+    """Open spikes.h5, reports/v.h5, rates.h5 and synapses.h5 as they are now; check them; count rows."""
     names = plain_open(out / "spikes.h5")
     assert {"spikes/E/timestamps", "spikes/E/node_ids", "spikes/I/timestamps", "spikes/I/node_ids"} <= set(names)
     assert "report/E/mapping/time" in plain_open(out / "reports" / "v.h5")
@@ -84,6 +84,10 @@ def check(out: Path) -> dict[str, int]:
         assert rates[f"rates/{pop}/rate_hz"].shape == t_rates.shape
         assert rates[f"rates/{pop}/node_ids"].size == size
         assert np.all(rates[f"rates/{pop}/rate_hz"] >= 0)
+    np.testing.assert_array_equal(rates["time"], [0.0, t_rates.size * 10.0, 10.0])
+
+    t_syn, syn = read_series(out / "synapses.h5")
+    assert all(v.shape == t_syn.shape for k, v in syn.items() if k.startswith("switches/") or k.endswith("mean_L"))
     return {"spikes": sum(t.size for t, _ in spikes.values()), "report": n_samples.pop(), "rates": t_rates.size}
 
 

@@ -63,8 +63,9 @@ class SeriesWriter:
 
 
 def read_series(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """(times_ms, {path: values}) of every dataset of a series file (constants at full length,
-    series cut to the rows that all of them and `/time` hold: consistent while a run writes)."""
+    """(times_ms, {path: values}) of every dataset of a series file: constants whole, series cut
+    to the rows that all of them and `/time` hold (consistent while a run writes), and "time" =
+    [start, stop, step] of those rows."""
 
     def read(f: h5py.File) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         start, stop, step = (float(v) for v in f["time"][()])
@@ -79,6 +80,8 @@ def read_series(path: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
 
         f.visititems(visit)
         n = min([round((stop - start) / step), *(values[k].shape[0] for k in appendable)])
-        return start + step * np.arange(n), {k: v[:n] if k in appendable else v for k, v in values.items()}
+        out = {k: v[:n] if k in appendable else v for k, v in values.items()}
+        out["time"] = np.array([start, start + n * step, step])
+        return start + step * np.arange(n), out
 
     return read_live(path, read)

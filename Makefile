@@ -10,7 +10,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@
 
-.PHONY: setup run test bench
+.PHONY: setup run test bench demo demo-gpu
 setup: $(VENV)/.installed
 
 run: $(VENV)/.installed
@@ -21,3 +21,10 @@ test: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) bench/bench.py $(ARGS)
+
+# The working-memory experiment (docs/tutorial.md): reduced size on a CPU, full size on a GPU.
+demo: $(VENV)/.installed
+	$(VENV)/bin/wmnet run configs/working_memory_cpu.yaml --out runs/working_memory_cpu --overwrite $(ARGS)
+
+demo-gpu: $(VENV)/.installed
+	$(VENV)/bin/wmnet run configs/working_memory.yaml --out runs/working_memory --overwrite $(ARGS)

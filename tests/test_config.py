@@ -346,3 +346,19 @@ def test_wrong_types_name_the_field():
     assert "populations.E.size" in _error(None, ["populations.E.size=many"])
     assert "dtype" in _error(None, ["dtype=float8"])
     assert "engine" in _error(None, ["engine=gpu"])
+
+
+def test_every_shipped_config_loads() -> None:
+    """configs/*.yaml validate; the CPU working-memory config is the full one at a reduced size
+    (same in-degrees), so the two cannot drift apart."""
+    folder = Path(__file__).resolve().parents[1] / "configs"
+    configs = {p.name: load_config(p) for p in sorted(folder.glob("*.yaml"))}
+    assert {"seed.yaml", "working_memory.yaml", "working_memory_cpu.yaml"} <= set(configs)
+    full, cpu = configs["working_memory.yaml"].to_dict(), configs["working_memory_cpu.yaml"].to_dict()
+    for pop in ("E", "I"):
+        assert full["populations"][pop]["size"] == 4 * cpu["populations"][pop]["size"]
+        full["populations"][pop]["size"] = cpu["populations"][pop]["size"]
+    for name, proj in full["projections"].items():
+        assert proj["p"] * 4 == pytest.approx(cpu["projections"][name]["p"])  # the same in-degree
+        proj["p"] = cpu["projections"][name]["p"]
+    assert full == cpu

@@ -359,7 +359,23 @@ def test_protocol_run_through_the_cli(tmp_path: Path) -> None:
     sets = json.loads((out / "node_sets.json").read_text())
     assert sets["P1"] == ["P1:E", "P1:I"] and sets["P1:I"]["population"] == "I"
     figures = {p.name for p in (out / "figures").iterdir()}
-    assert {"raster.png", "rates.png", "learning.png", "efficacy_blocks.png"} <= figures
+    assert {"raster.png", "rates.png", "learning.png", "efficacy_blocks.png", "trials.png"} <= figures
+    # epoch_rates.tsv: each group's rate in each epoch, counted directly from spikes.h5 here.
+    from wmnet.analysis import epoch_rates, trial_psth
+    from wmnet.io.sonata import read_spikes
+
+    t, ids = read_spikes(out / "spikes.h5")["E"]
+    table = read_events(out / "epoch_rates.tsv")
+    assert len(table) == len(rows) == len(epoch_rates(out))
+    for r in table:
+        k0, k1 = int(r["start_step"]), int(r["stop_step"])
+        for g in ("P1", "P2", "nonselective"):
+            e_ids = groups[g][groups[g] < 400]
+            n = np.isin(ids[(np.rint(t * 10) >= k0) & (np.rint(t * 10) < k1)], e_ids).sum()
+            assert float(r[f"rate_hz_{g}"]) == pytest.approx(n / (e_ids.size * (k1 - k0) * 1e-4), rel=1e-3)
+    psth = trial_psth(out)["train"]
+    assert psth["trials"] == 4 and [e[0] for e in psth["epochs"]] == ["cue", "delay"]
+    assert psth["epochs"][0][1:] == (0.0, 15.0) and psth["t"].size == 1  # one whole 20 ms bin in a 25 ms trial
 
 
 def test_protocol_run_stops_and_resumes_bitwise(tmp_path: Path) -> None:

@@ -226,6 +226,32 @@ def plot_efficacy_blocks(run_dir: Path, dest: Path) -> Path | None:
     return dest
 
 
+def plot_trials(run_dir: Path, dest: Path) -> Path | None:
+    """Trial-averaged rate of the stimulated group against the block's other groups, one panel
+    per block of single-group trials (e.g. before and after training): delay activity shows as
+    the cued group staying above the others after its stimulus ends."""
+    if not (run_dir / "events.tsv").exists() or not (run_dir / "node_sets.json").exists():
+        return None
+    from wmnet.analysis import trial_psth, write_epoch_rates
+
+    write_epoch_rates(run_dir)
+    blocks = trial_psth(run_dir)
+    if not blocks:
+        return None
+    fig, axes = plt.subplots(1, len(blocks), figsize=(4.2 * len(blocks) + 0.8, 3.4), squeeze=False, sharey=True)
+    for ax, (name, b) in zip(axes[0], blocks.items()):
+        for ep, t0, t1 in b["epochs"]:
+            if ep == b["epochs"][0][0]:
+                ax.axvspan(t0, t1, color="0.85", lw=0)
+        ax.step(b["t"], b["cued"], where="post", color="tab:orange", label="stimulated group")
+        ax.step(b["t"], b["other"], where="post", color="0.35", label="other groups")
+        ax.set_title(f"{name} ({b['trials']} trials)", fontsize=10)
+        ax.set_xlabel("time from trial start (ms)")
+    axes[0, 0].set_ylabel("E rate (Hz)")
+    axes[0, 0].legend(loc="upper right", fontsize=8)
+    return _save(fig, dest)
+
+
 def plot_run(run_dir: str | Path) -> list[Path]:
     """Draw every figure of a run into DIR/figures/. Returns the files written."""
     run_dir = Path(run_dir)
@@ -237,7 +263,7 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     fig_dir.mkdir(exist_ok=True)
     out = [plot_raster(run_dir, fig_dir / "raster.png")]
     for draw, name in ((plot_traces, "traces.png"), (plot_rates, "rates.png"), (plot_learning, "learning.png"),
-                       (plot_efficacy_blocks, "efficacy_blocks.png")):
+                       (plot_efficacy_blocks, "efficacy_blocks.png"), (plot_trials, "trials.png")):
         fig = draw(run_dir, fig_dir / name)
         if fig is not None:
             out.append(fig)

@@ -301,3 +301,30 @@ def test_kill_9_leaves_readable_files_and_resume_completes_bitwise(whole: Whole,
     assert done.returncode == 0, done.stderr
     assert json.loads((out / "run.json").read_text())["status"] == "complete"
     assert_same_files(whole.out, out)
+
+
+def test_wmnet_extend_continues_a_finished_run_bitwise(whole: Whole, tmp_path: Path) -> None:
+    """A 40 ms run, then `wmnet extend --by 20`: the same files as one 60 ms run (the whole run's
+    config has periodic checkpoints, this one only the final one, which extend needs)."""
+    from click.testing import CliRunner
+
+    from wmnet.cli import cli
+
+    out = tmp_path / "short"
+    cfg = load_config(None, [*SMALL, "duration=40"])
+    start_run(cfg, out).run(out=out, progress=False)
+    assert load_checkpoint(out / CHECKPOINT)["engine"]["k"] == 400  # record.checkpoint_at_end
+    res = CliRunner().invoke(cli, ["extend", str(out), "--by", "20", "--quiet", "--no-plot"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((out / "run.json").read_text())["simulated_ms"] == pytest.approx(60.0)
+    assert load_config(out / "config.yaml").duration == 60.0
+    assert_same_files(whole.out, out)
+    # A run that did not complete cannot be extended (it needs `wmnet resume` first).
+    info = json.loads((out / "run.json").read_text())
+    (out / "run.json").write_text(json.dumps({**info, "status": "interrupted"}))
+    proc = subprocess.run([sys.executable, "-m", "wmnet.cli", "extend", str(out), "--by", "20"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().endswith("only a completed run with its final checkpoint can be extended "
+                                        "(status 'interrupted'; an interrupted run needs `wmnet resume` first)")
+    assert "\n" not in proc.stderr.strip()

@@ -226,8 +226,9 @@ def test_duration_comes_from_the_protocol() -> None:
     proto = "protocol={epochs: [{name: a, duration: 12}]}"
     assert load_config(None, [*SMALL, proto]).duration == 12.0
     assert load_config(None, [*SMALL, proto, "duration=12"]).duration == 12.0
-    with pytest.raises(WmnetError, match=r"duration: 20\.0 ms differs from the protocol's length 12 ms"):
-        load_config(None, [*SMALL, proto, "duration=20"])
+    assert load_config(None, [*SMALL, proto, "duration=20"]).duration == 20.0  # `stimulus` after the protocol
+    with pytest.raises(WmnetError, match=r"duration: 10\.0 ms is shorter than the protocol's length 12 ms"):
+        load_config(None, [*SMALL, proto, "duration=10"])
 
 
 # --- receptor scaling -----------------------------------------------------------------------

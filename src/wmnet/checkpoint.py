@@ -53,8 +53,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return data
 
 
-def resume_run(run_dir: str | Path, progress: bool = True) -> RunResult:
-    """Continue the run in `run_dir` from its checkpoint to its planned end.
+def resume_run(run_dir: str | Path, progress: bool = True, extend_ms: float = 0.0) -> RunResult:
+    """Continue the run in `run_dir` from its checkpoint to its planned end; with `extend_ms`,
+    continue a completed run that many ms beyond its end (`wmnet extend`).
 
     The network is rebuilt from run_dir/config.yaml (same seed, same connectivity; a
     connectivity or input file named in run.json is reused) on the device run.json names.
@@ -65,12 +66,20 @@ def resume_run(run_dir: str | Path, progress: bool = True) -> RunResult:
     d = Path(run_dir)
     for name in (CHECKPOINT, "run.json", "config.yaml"):
         if not (d / name).is_file():
-            raise WmnetError(f"{d}: no {name} to resume from")
+            raise WmnetError(f"{d}: no {name} to continue from")
     info = read_json(d / "run.json")
     cfg = load_config(d / "config.yaml")
     ck = load_checkpoint(d / CHECKPOINT)
     if ck["config"] != cfg.to_dict():
         raise WmnetError(f"{d}: config.yaml differs from the config in {CHECKPOINT}")
+    if extend_ms:
+        if info.get("status") != "complete" or int(ck["engine"]["k"]) != int(ck["k_start"]) + cfg.n_steps:
+            raise WmnetError(f"{d}: only a completed run with its final checkpoint can be extended "
+                             f"(status {info.get('status')!r}; an interrupted run needs `wmnet resume` first)")
+        cfg = load_config(d / "config.yaml", [f"duration={cfg.duration + extend_ms}"])
+        ck["config"] = cfg.to_dict()
+        (d / "config.yaml.tmp").write_text(cfg.to_yaml())
+        os.replace(d / "config.yaml.tmp", d / "config.yaml")
     conn = info.get("connectivity")
     net = Network.build(cfg, device=info.get("device", cfg.device), connectivity=None if conn == "generated" else conn)
     sim = Simulation(net, input_path=info.get("input"))

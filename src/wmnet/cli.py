@@ -152,6 +152,21 @@ def resume(run_dir: str, no_plot: bool, quiet: bool) -> None:
     _finish(Path(run_dir), lambda: resume_run(run_dir, progress=not quiet), no_plot)
 
 
+@cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--by", "by_ms", type=float, required=True, help="Simulated time to add (ms).")
+@click.option("--no-plot", is_flag=True, help="Skip the figures.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def extend(run_dir: str, by_ms: float, no_plot: bool, quiet: bool) -> None:
+    """Continue the completed run in RUN_DIR for --by more ms, appending to its files (learning
+    goes on from the final state; past a protocol's end the config's `stimulus` drives it)."""
+    from wmnet.checkpoint import resume_run
+
+    if not by_ms > 0:
+        raise WmnetError(f"--by {by_ms:g}: expected a positive duration in ms")
+    _finish(Path(run_dir), lambda: resume_run(run_dir, progress=not quiet, extend_ms=by_ms), no_plot)
+
+
 @cli.group(name="config")
 def config_group() -> None:
     """Inspect configurations."""

@@ -346,7 +346,11 @@ class Record(_Strict):
     checkpoint_every: float | None = Field(
         None, gt=0,
         description="write checkpoint.pt (state to resume from) every this many ms, a multiple of dt; "
-        "null: only when a run is interrupted",
+        "null: only when a run is interrupted (and at its end, see checkpoint_at_end)",
+    )
+    checkpoint_at_end: bool = Field(
+        True, description="write checkpoint.pt when a run completes, so that `wmnet extend` can continue it "
+        "(about 9 bytes per E→E synapse: turn off for huge networks)",
     )
     rates: Rates | None = Field(default_factory=Rates, description="population rates (rates.h5); null = off")
     synapses: SynapseStats | None = Field(
@@ -434,7 +438,8 @@ class Config(_Strict):
     seed: int = Field(0, ge=0, description="master seed: connectivity, initial state and stimulus")
     dt: PositiveMs = Field(0.1, description="Euler time step (ms)")
     duration: PositiveMs | None = Field(
-        None, description="simulated time (ms); default 1000 ms, or with a protocol its total length")
+        None, description="simulated time (ms); default 1000 ms, or with a protocol its total length (a longer "
+        "duration continues with `stimulus` after the protocol, as `wmnet extend` does)")
     dtype: Literal["float16", "float32", "float64"] = Field("float32", description="working dtype")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     engine: Literal["auto", "reference", "sparse"] = Field("auto", description="simulation engine")
@@ -469,9 +474,9 @@ class Config(_Strict):
         if self.duration is None:
             # Filled in place (an assignment would validate the model again).
             self.__dict__["duration"] = total * self.dt if total is not None else 1000.0
-        elif total is not None and round(self.duration / self.dt) != total:
-            raise ValueError(f"duration: {self.duration} ms differs from the protocol's length {total * self.dt:g} ms "
-                             "(leave duration out: the protocol sets it)")
+        elif total is not None and round(self.duration / self.dt) < total:
+            raise ValueError(f"duration: {self.duration} ms is shorter than the protocol's length "
+                             f"{total * self.dt:g} ms (leave duration out: the protocol sets it)")
         try:
             self.n_steps
         except ValueError:

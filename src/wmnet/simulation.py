@@ -372,7 +372,8 @@ class Simulation:
             except OSError as e:  # a full disk, a folder gone or read-only: stop cleanly
                 status, failure = "failed", _write_error(e, out, checkpoint_k, cfg.dt)
             # Also at the end of a run that has one (periodic or resumed from): never left stale.
-            wanted = status == "interrupted" or ck_steps or checkpoint_k is not None
+            wanted = (status == "interrupted" or ck_steps or checkpoint_k is not None
+                      or (status == "complete" and rec.checkpoint_at_end))
             # A blown-up state is not worth resuming from: the last good checkpoint stands.
             if out is not None and consistent and wanted and checkpoint_k != eng.k and status != "failed":
                 checkpoint_k = checkpoint()

@@ -31,7 +31,7 @@ def spike_rows(path: Path) -> int:
     try:
         with h5py.File(path, "r", locking=False) as f:
             return sum(g["timestamps"].shape[0] for g in f["spikes"].values())
-    except (OSError, KeyError):
+    except Exception:  # not there yet, or a half-written object
         return 0
 
 
@@ -44,7 +44,7 @@ def plain_open(path: Path) -> list[str]:
                 names: list[str] = []
                 f.visit(names.append)
                 return names
-        except OSError as e:
+        except Exception as e:  # OSError, or RuntimeError, KeyError... from a half-written object
             assert "lock" not in str(e), f"{path.name}: {e}"
             if attempt == 9:
                 raise

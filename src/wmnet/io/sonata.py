@@ -53,8 +53,8 @@ def open_for_writing(path: Path, append: bool) -> h5py.File:
 def read_live(path: Path, read: Callable[[h5py.File], T], ok: Callable[[T], bool] = lambda _: True,
               tries: int = 8) -> T:
     """read(file) of a file that a run may be writing: opened without taking HDF5's lock (so a
-    writer holding it does not block this), retried while the read fails with an HDF5 error or
-    its result is not `ok` (a read that overlapped the writer's flush). A missing file, or one
+    writer holding it does not block this), retried while the read raises or its result is not
+    `ok` (a read that overlapped the writer's flush). A missing file, or one
     that still fails after `tries` attempts (about 1.3 s of waits), raises; a result still not
     `ok` is returned."""
     for attempt in range(tries):
@@ -64,7 +64,7 @@ def read_live(path: Path, read: Callable[[h5py.File], T], ok: Callable[[T], bool
                 out = read(f)
         except FileNotFoundError:
             raise
-        except (OSError, KeyError):  # KeyError: an object whose header was half written
+        except Exception:  # h5py raises OSError, KeyError, RuntimeError... for a half-written object
             if last:
                 raise
         else:

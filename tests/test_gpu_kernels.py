@@ -83,6 +83,9 @@ def _lockstep(net: Network, steps: int, deterministic: bool) -> tuple:
     ("plasticity.bounds=[0, 1]", False),
     ("plasticity.bounds=null", True),
     ("plasticity.enabled=false", False),
+    # receptor scales: each projection's slow and fast efficacies from their own parameters
+    ("projections={E->E: {slow_scale: 0.5, fast_scale: 1.25}, I->E: {fast_scale: 1.5}, "
+     "I->I: {slow_scale: 3, fast_scale: 0.5}}", False),
 ])
 def test_kernels_match_reference_float64(small_config, mode: str, deterministic: bool) -> None:
     cfg = small_config(*TINY, "dtype=float64", "duration=15", mode)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 
 from wmnet.io.series import read_series
 from wmnet.io.sonata import read_report, read_spikes
@@ -122,3 +123,21 @@ def test_files_are_readable_while_the_run_writes_them(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.terminate()
         proc.communicate(timeout=120)
+
+
+def test_a_second_writer_of_the_same_folder_is_refused(tmp_path: Path) -> None:
+    """Two runs writing one folder would interleave their files: the second stops with one line."""
+    from wmnet.config import load_config
+    from wmnet.errors import WmnetError
+    from wmnet.io.runinfo import lock_folder
+    from wmnet.network import Network
+    from wmnet.simulation import Simulation
+
+    out = tmp_path / "run"
+    held = lock_folder(out)  # as a running `wmnet run` holds it
+    sim = Simulation(Network.build(load_config(None, ["populations.E.size=80", "populations.I.size=20",
+                                                      "device=cpu", "duration=5"])))
+    with pytest.raises(WmnetError, match=r"another wmnet process is writing this run folder"):
+        sim.run(out=out, progress=False)
+    held.close()
+    assert sim.run(out=out, progress=False).info["status"] == "complete"

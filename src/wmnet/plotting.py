@@ -8,12 +8,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import h5py  # noqa: E402
 import numpy as np  # noqa: E402
 
 from wmnet.errors import WmnetError  # noqa: E402
 from wmnet.io.nodesets import read_groups  # noqa: E402
 from wmnet.io.runinfo import read_json  # noqa: E402
+from wmnet.io.series import read_series  # noqa: E402
 from wmnet.protocol import read_events  # noqa: E402
 from wmnet.io.sonata import read_report, read_spikes  # noqa: E402
 
@@ -30,13 +30,18 @@ def _group_color(name: str, names: list[str]) -> str:
     return f"C{(others.index(name) + 2) % 10}" if name in others else "0.5"
 
 
+def _group_names(run_dir: Path) -> list[str]:
+    """The run's group names in their defined order (node_sets.json), or [] without one."""
+    sets = run_dir / "node_sets.json"
+    return [n for n in read_json(sets) if ":" not in n] if sets.exists() else []
+
+
 def _shade_epochs(ax: plt.Axes, run_dir: Path) -> None:
     """Shade the protocol's selective-stimulus epochs in the group's colour, from events.tsv."""
     path = run_dir / "events.tsv"
     if not path.exists():
         return
-    sets = run_dir / "node_sets.json"
-    names = [n for n in read_json(sets) if ":" not in n] if sets.exists() else []
+    names = _group_names(run_dir)
     for row in read_events(path):
         selective = [part.split(":", 1)[1] for part in row["stimulus"].split("+") if part.startswith("selective:")]
         if selective:
@@ -109,26 +114,19 @@ def plot_traces(run_dir: Path, dest: Path) -> Path | None:
     return _save(fig, dest)
 
 
-def _series_times(f: h5py.File, n: int) -> np.ndarray:
-    """Sample times (ms) of a series file's `time` = [start, stop, step]."""
-    start, _, step = (float(v) for v in f["time"][()])
-    return start + step * np.arange(n)
-
-
 def plot_rates(run_dir: Path, dest: Path) -> Path | None:
     """Population and group rates over time, from rates.h5."""
     path = run_dir / "rates.h5"
     if not path.exists():
         return None
     fig, ax = plt.subplots(figsize=(10, 3.6))
-    with h5py.File(path, "r") as f:
-        names = list(f["rates"])
-        for name, grp in f["rates"].items():
-            rate = grp["rate_hz"][()]
-            t = _series_times(f, rate.size)
-            ax.step(t, rate, where="post", color=_group_color(name, names), lw=1.2 if name in COLORS else 0.9,
-                    label=f"{name} ({grp['node_ids'].shape[0]} neurons)")
-        bin_ms = float(f["time"][2])
+    t, s = read_series(path)  # consistent even while a run appends to the file
+    found = [k.split("/")[1] for k in s if k.startswith("rates/") and k.endswith("/rate_hz")]
+    names = [n for n in _group_names(run_dir) if n in found] + [n for n in found if n not in _group_names(run_dir)]
+    for name in names:
+        ax.step(t, s[f"rates/{name}/rate_hz"], where="post", color=_group_color(name, names),
+                lw=1.2 if name in COLORS else 0.9, label=f"{name} ({s[f'rates/{name}/node_ids'].size} neurons)")
+    bin_ms = float(s["time"][2])
     _shade_epochs(ax, run_dir)
     ax.set_xlabel("time (ms)")
     ax.set_ylabel(f"rate (Hz, {bin_ms:g} ms bins)")
@@ -143,13 +141,12 @@ def plot_learning(run_dir: Path, dest: Path) -> Path | None:
     path = run_dir / "synapses.h5"
     if not path.exists():
         return None
-    with h5py.File(path, "r") as f:
-        groups = {name: {k: grp[k][()] for k in ("potentiated_fraction", "mean_L")} for name, grp in f["synapses"].items()}
-        up, down = f["switches/up"][()], f["switches/down"][()]
-        n = up.size
-        if n < 2:
-            return None
-        t = _series_times(f, n)
+    t, s = read_series(path)  # consistent even while a run appends to the file
+    up, down = s["switches/up"], s["switches/down"]
+    if up.size < 2:
+        return None
+    groups = {k.split("/")[1]: {"potentiated_fraction": s[k], "mean_L": s[k.replace("potentiated_fraction", "mean_L")]}
+              for k in s if k.startswith("synapses/") and k.endswith("/potentiated_fraction")}
     fig, (ax_p, ax_l, ax_s) = plt.subplots(3, 1, figsize=(10, 7.5), sharex=True)
     for name, g in groups.items():
         ax_p.plot(t, g["potentiated_fraction"], marker=".", ms=3, label=name)

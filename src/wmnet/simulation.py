@@ -32,7 +32,7 @@ from wmnet.dynamics import VARIABLES, NeuronState
 from wmnet.engines import Engine, make_engine, resolve_engine
 from wmnet.engines.base import TraceRequest, run_block_stepwise
 from wmnet.errors import WmnetError
-from wmnet.io.runinfo import write_json
+from wmnet.io.runinfo import lock_folder, write_json
 from wmnet.io.series import SeriesWriter
 from wmnet.io.nodesets import write_node_sets
 from wmnet.io.sonata import PopulationRange, ReportWriter, SpikeWriter
@@ -241,10 +241,19 @@ class Simulation:
 
     def _run(self, n_steps: int, out: Path | None, progress: bool, keep: bool, info: dict[str, Any] | None,
              resumed: dict[str, Any] | None) -> RunResult:
+        neurons = trace_neurons(self.config)
+        lock = lock_folder(out) if out is not None else None  # one writer per folder
+        try:
+            return self._run_locked(n_steps, out, progress, keep, info, resumed, neurons)
+        finally:
+            if lock is not None:
+                lock.close()
+
+    def _run_locked(self, n_steps: int, out: Path | None, progress: bool, keep: bool, info: dict[str, Any] | None,
+                    resumed: dict[str, Any] | None, neurons: np.ndarray) -> RunResult:
         cfg, net, eng = self.config, self.network, self.engine
         rec = cfg.record
         block = max(1, min(round(rec.flush_every / cfg.dt), max(1, (1 << 26) // max(net.n, 1))))
-        neurons = trace_neurons(cfg)
         spike_writer, report_writers = self._writers(out, neurons, resumed is not None) if out else (None, {})
         spikes = SpikeMonitor(net.n, cfg.dt, net.device, block, spike_writer, keep)
         traces = StateMonitor(list(rec.traces.variables), neurons, rec.traces.every, cfg.dt, net.device,

@@ -15,14 +15,15 @@ from wmnet.network import Network
 from wmnet.stimuli import make_stimulus
 
 
-def _run(cfg, parallel: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # noqa: ANN001
+def _run(cfg, parallel: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[torch.Tensor, ...]:  # noqa: ANN001
     monkeypatch.setattr(sparse, "PARALLEL_MIN_SYNAPSES", 0 if parallel else 10**18)
     net = Network.build(cfg)
     eng = make_engine("sparse", net)
     assert eng._parallel is parallel
     stim = make_stimulus(cfg, net.device, net.dtype)
     sig = torch.stack([eng.step(stim(k)) for k in range(cfg.n_steps)])
-    return sig, eng.neurons.v.clone(), eng.synapses().L
+    syn = eng.synapses()  # the full catch-up: in parallel chunks too
+    return sig, eng.neurons.v.clone(), syn.L, syn.potentiated, torch.tensor([eng.switches.n_up, eng.switches.n_down])
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -329,7 +329,7 @@ class SynapseStats(_Strict):
 
     every: PositiveMs | None = Field(
         100.0, description="sampling period (ms), a multiple of dt; null = off. A sample brings every E→E "
-        "synapse up to date, which costs about 15–20 steps on the CPU: 100 ms keeps that near 2%",
+        "synapse up to date, which costs about 20 steps on a 2-core CPU: 100 ms keeps that near 2%",
     )
     groups: list[tuple[str, str]] = Field(
         default_factory=lambda: [("E", "E")],

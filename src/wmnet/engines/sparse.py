@@ -305,11 +305,11 @@ def _balanced_chunks(conn: Connectivity, chunks: int) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def _catch_up_all(k, ee_rowptr, ee_post, ee_pot, ee_L, last, dt, neg_alpha, beta, zero, thx, lo, hi,
-                  bounded, mant_bits, events, max_events):  # noqa: ANN001, ANN202
-    """Bring every E→E synapse to t_k (drift only). Returns the number of switch events."""
+def _catch_up_rows(k, j0, j1, ee_rowptr, ee_post, ee_pot, ee_L, last, dt, neg_alpha, beta, zero, thx, lo, hi,
+                   bounded, mant_bits, events, max_events):  # noqa: ANN001, ANN202
+    """Bring the E→E synapses of pre j0..j1−1 to t_k (drift only). Returns the switch events logged."""
     n_ev = 0
-    for j in range(last.shape[0]):
+    for j in range(j0, j1):
         gap = k - last[j]
         if gap <= 0:
             continue
@@ -318,6 +318,16 @@ def _catch_up_all(k, ee_rowptr, ee_post, ee_pot, ee_L, last, dt, neg_alpha, beta
                              bounded, mant_bits, events, n_ev, max_events)
         last[j] = k
     return n_ev
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _catch_up_chunks(k, rows, ee_rowptr, ee_post, ee_pot, ee_L, last, dt, neg_alpha, beta, zero, thx, lo, hi,
+                     bounded, mant_bits, events, max_events, n_ev):  # noqa: ANN001, ANN202
+    """_catch_up_rows over the chunks rows[c]..rows[c+1], in parallel: rows are independent (a
+    synapse belongs to one pre), and each chunk logs into its own events[c]."""
+    for c in numba.prange(rows.size - 1):
+        n_ev[c] = _catch_up_rows(k, rows[c], rows[c + 1], ee_rowptr, ee_post, ee_pot, ee_L, last, dt, neg_alpha,
+                                 beta, zero, thx, lo, hi, bounded, mant_bits, events[c], max_events)
 
 
 def _sum_rows(a: np.ndarray) -> np.ndarray:
@@ -377,6 +387,11 @@ class SparseEngine:
         self._f_row = np.zeros((chunks, longest), dtype=np_dtype)
         self._cross = np.zeros((chunks, longest), dtype=np.int32)
         self._parallel = chunks > 1 and conn.n_synapses() >= PARALLEL_MIN_SYNAPSES
+        # E rows split into chunks of equal E→E synapse counts, for the full catch-up.
+        cum = np.asarray(self._ee[0])
+        self._ee_rows = np.searchsorted(cum, cum[-1] * np.arange(chunks + 1) / chunks, side="left").astype(np.int64)
+        self._ee_rows[0], self._ee_rows[-1] = 0, net.n_E
+        self._ee_rows = np.maximum.accumulate(self._ee_rows)
         self._step_chunks = _step_chunks_parallel if self._parallel else _step_chunks_serial
         if self._parallel:
             numba.set_num_threads(max(1, min(chunks, numba.config.NUMBA_NUM_THREADS)))
@@ -420,9 +435,16 @@ class SparseEngine:
 
     def synapses(self) -> SynapseState:
         if self.cfg.plasticity.enabled:
-            n_ev = _catch_up_all(self.k, self._ee[0], self._ee[2], self._pot, self._L, self._last,
-                                 *self._pl, self._events[0], self.MAX_EVENTS)
-            self._record_events(n_ev, self._events[0])
+            ee_rowptr, ee_post = self._ee[0], self._ee[2]
+            if self._parallel:
+                _catch_up_chunks(self.k, self._ee_rows, ee_rowptr, ee_post, self._pot, self._L, self._last,
+                                 *self._pl, self._events, self.MAX_EVENTS, self._n_ev)
+                for c in range(self._n_ev.size):
+                    self._record_events(int(self._n_ev[c]), self._events[c])
+            else:
+                n_ev = _catch_up_rows(self.k, 0, self._last.size, ee_rowptr, ee_post, self._pot, self._L,
+                                      self._last, *self._pl, self._events[0], self.MAX_EVENTS)
+                self._record_events(n_ev, self._events[0])
         return self._syn.clone()
 
     def _state_tensors(self) -> dict[str, torch.Tensor]:

@@ -20,6 +20,13 @@ from wmnet.errors import WmnetError
 from wmnet.rng import stream_seed
 
 PositiveMs = Annotated[float, Field(gt=0)]
+Group = tuple[int, int] | list[int]  # global neuron indices: [start, stop) or a sorted list
+
+
+def group_ids(group: Group) -> np.ndarray:
+    """Global neuron indices of a group (int64)."""
+    return np.arange(*group, dtype=np.int64) if isinstance(group, tuple) else np.asarray(group, dtype=np.int64)
+
 Probability = Annotated[float, Field(ge=0, le=1)]
 
 
@@ -259,10 +266,10 @@ class Groups(_Strict):
             out += [f"{self.prototypes.prefix}{i + 1}" for i in range(self.prototypes.count)] + ["nonselective"]
         return out + list(self.sets)
 
-    def resolve(self, seed: int, n_e: int, n_i: int) -> dict[str, tuple[int, int] | list[int]]:
+    def resolve(self, seed: int, n_e: int, n_i: int) -> dict[str, Group]:
         """Every group as (start, stop) or sorted unique global indices. ValueError on bad groups."""
         n = n_e + n_i
-        out: dict[str, tuple[int, int] | list[int]] = {"E": (0, n_e), "I": (n_e, n)}
+        out: dict[str, Group] = {"E": (0, n_e), "I": (n_e, n)}
         taken = np.zeros(n, dtype=bool)  # neurons already in a group (overlap checks)
         if self.prototypes is not None:
             pr = self.prototypes
@@ -411,6 +418,14 @@ class Block(_Strict):
         None, min_length=1, description="pair association: [A, B] groups substituted for $A and $B")
     epochs: list[Epoch] = Field(min_length=1, description="the epochs of one trial")
 
+    def cases(self) -> list[dict[str, str]]:
+        """One substitution ($group, or $A and $B) per trial of a repetition."""
+        if self.groups is not None:
+            return [{"$group": g} for g in self.groups]
+        if self.pairs is not None:
+            return [{"$A": a, "$B": b} for a, b in self.pairs]
+        return [{}]
+
     @model_validator(mode="after")
     def _one_kind(self) -> Block:
         if self.groups is not None and self.pairs is not None:
@@ -500,7 +515,7 @@ class Config(_Strict):
         self._check_stimulus(self.stimulus, "stimulus", {})
         return self
 
-    def resolve_groups(self) -> dict[str, tuple[int, int] | list[int]]:
+    def resolve_groups(self) -> dict[str, Group]:
         """Every neuron group (groups.resolve with this run's seed and sizes)."""
         return self.groups.resolve(self.seed, self.populations.E.size, self.populations.I.size)
 
@@ -536,9 +551,7 @@ class Config(_Strict):
                 total += steps(item.duration, f"{where}.duration")
                 self._check_stimulus(item.stimulus, f"{where}.stimulus", {})
                 continue
-            cases: list[dict[str, str]] = (
-                [{"$group": g} for g in item.groups] if item.groups is not None
-                else [{"$A": a, "$B": b} for a, b in item.pairs] if item.pairs is not None else [{}])
+            cases = item.cases()
             for case in cases:
                 for name in case.values():
                     if name not in known:

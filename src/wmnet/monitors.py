@@ -14,13 +14,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from wmnet.config import Group, group_ids
 from wmnet.connectivity import Connectivity
 from wmnet.dynamics import NeuronState
 from wmnet.engines.base import Engine
 from wmnet.io.series import SeriesWriter
 from wmnet.io.sonata import ReportWriter, SpikeWriter
 
-Group = tuple[int, int] | list[int]  # global neuron indices: [start, stop) or a sorted list
 
 
 @dataclass
@@ -157,11 +157,6 @@ class StateMonitor:
         if var in ("v", "i_s", "i_f", "x", "a"):
             return self[var]
         raise AttributeError(var)
-
-
-def group_ids(group: Group) -> np.ndarray:
-    """Global neuron indices of a group (int64)."""
-    return np.arange(*group, dtype=np.int64) if isinstance(group, tuple) else np.asarray(group, dtype=np.int64)
 
 
 @dataclass

@@ -110,9 +110,7 @@ class Schedule:
                 add(item, item.name, steps_in(item.duration, cfg.dt, "duration"))
                 continue
             assert isinstance(item, Block)
-            cases: list[dict[str, str]] = (
-                [{"$group": g} for g in item.groups] if item.groups is not None
-                else [{"$A": a, "$B": b} for a, b in item.pairs] if item.pairs is not None else [{}])
+            cases = item.cases()
             for rep in range(item.repeat):
                 order = rng.permutation(len(cases)) if item.shuffle else range(len(cases))
                 for c in order:

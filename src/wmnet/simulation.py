@@ -26,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from wmnet.checkpoint import CHECKPOINT, save_checkpoint
-from wmnet.config import Config, steps_in
+from wmnet.config import Config, group_ids, steps_in
 from wmnet.connectivity import save_snapshot
 from wmnet.dynamics import VARIABLES, NeuronState
 from wmnet.engines import Engine, make_engine, resolve_engine
@@ -37,7 +37,7 @@ from wmnet.io.series import SeriesWriter
 from wmnet.io.nodesets import write_node_sets
 from wmnet.io.sonata import PopulationRange, ReportWriter, SpikeWriter
 from wmnet.memory import footprint
-from wmnet.monitors import RateMonitor, SpikeMonitor, StateMonitor, SynapseMonitor, group_ids
+from wmnet.monitors import RateMonitor, SpikeMonitor, StateMonitor, SynapseMonitor
 from wmnet.network import Network
 from wmnet.protocol import Schedule, base_scales
 from wmnet.stimuli import Stimulus, make_stimulus
@@ -171,6 +171,7 @@ class Simulation:
         self.engine = make_engine(self.engine_name, network, keep_switch_events=keep_switch_events)
         self.initial_potentiated = potentiated_fraction(network.connectivity.initial.potentiated)
         self.schedule = Schedule.from_config(cfg) if cfg.protocol is not None else None
+        self.groups = cfg.resolve_groups()  # drawn once: monitors and node_sets.json share them
 
     def run(
         self,
@@ -219,7 +220,7 @@ class Simulation:
                            ) -> tuple[RateMonitor | None, SynapseMonitor | None]:
         """Rate and synapse-statistics monitors whose grids start at step k0 (writers if `out`)."""
         cfg, rec, net = self.config, self.config.record, self.network
-        groups = cfg.resolve_groups()
+        groups = self.groups
         rates = syn = None
         if rec.rates is not None:
             b = steps_in(rec.rates.bin, cfg.dt, "record.rates.bin")
@@ -281,11 +282,12 @@ class Simulation:
             base["resumed_at_ms"] = eng.k * cfg.dt
         if out is not None:
             write_json(out / "run.json", {**base, "status": "running"})
-            write_node_sets(out / "node_sets.json", cfg.resolve_groups(), net.n_E)
+            write_node_sets(out / "node_sets.json", self.groups, net.n_E)
             if self.schedule is not None:
                 self.schedule.write_events(out / "events.tsv")
         # The engine's scales may be a loaded checkpoint's epoch's: set them from the schedule.
-        eng.set_scales(base_scales(cfg))
+        outside = base_scales(cfg)  # the scales outside protocol epochs
+        eng.set_scales(outside)
         ck_steps = steps_in(rec.checkpoint_every, cfg.dt, "record.checkpoint_every") if rec.checkpoint_every else 0
 
         def checkpoint() -> int:
@@ -342,7 +344,7 @@ class Simulation:
                         epoch = self.schedule.at(k - k_start) if self.schedule is not None else None
                         if epoch is not None:  # and at epoch boundaries, where receptor scales may change
                             m = min(m, epoch.stop - (k - k_start))
-                        scales = epoch.scales if epoch is not None else base_scales(cfg)
+                        scales = epoch.scales if epoch is not None else outside
                         if scales != eng.scales:
                             eng.set_scales(scales)
                         i_ext = self.stimulus.block(k, m)

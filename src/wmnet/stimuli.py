@@ -8,7 +8,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from wmnet.config import ArrayInput, Background, BackgroundInput, Config, Constant, Selective, Sinusoid, Sum, steps_in
+from wmnet.config import (ArrayInput, Background, BackgroundInput, Config, Constant, Group, Selective, Sinusoid, Sum,
+                          group_ids, steps_in)
 from wmnet.errors import WmnetError
 from wmnet.protocol import EpochRun, Schedule
 from wmnet.rng import generator, stream_seed
@@ -188,10 +189,11 @@ class SumStimulus:
 
 
 def build_stimulus(spec: object, cfg: Config, device: torch.device, dtype: torch.dtype, start: int = 0,
-                   presentation: int = 0, length: int | None = None) -> Stimulus:
+                   presentation: int = 0, length: int | None = None,
+                   groups: dict[str, Group] | None = None) -> Stimulus:
     """The stimulus for a config spec; `start` is the first step of its epoch (array columns
     count from it), `length` its steps (default: to the run's end) and `presentation` the
-    epoch's index (noisy prototypes draw from it)."""
+    epoch's index (noisy prototypes draw from it); `groups`: cfg.resolve_groups(), if already drawn."""
     length = cfg.n_steps - start if length is None else length
     n_e, n_i, n = cfg.populations.E.size, cfg.populations.I.size, cfg.n_neurons
     if isinstance(spec, Sinusoid):
@@ -201,14 +203,14 @@ def build_stimulus(spec: object, cfg: Config, device: torch.device, dtype: torch
     if isinstance(spec, Background):
         return BackgroundStimulus(cfg.background, n_e, n_i, cfg.seed, cfg.dt, device, dtype)
     if isinstance(spec, Selective):
-        g = cfg.resolve_groups()[spec.group]
-        ids = np.arange(*g) if isinstance(g, tuple) else np.asarray(g, dtype=np.int64)
+        ids = group_ids((cfg.resolve_groups() if groups is None else groups)[spec.group])
         c = selective_contrast(spec, ids, n_e, n, cfg.seed, presentation)
         return BackgroundStimulus(cfg.background, n_e, n_i, cfg.seed, cfg.dt, device, dtype, c)
     if isinstance(spec, ArrayInput):
         return ArrayStimulus(spec.path, n, length, device, dtype, offset=start)
     if isinstance(spec, Sum):
-        return SumStimulus([build_stimulus(t, cfg, device, dtype, start, presentation, length) for t in spec.terms])
+        return SumStimulus([build_stimulus(t, cfg, device, dtype, start, presentation, length, groups)
+                            for t in spec.terms])
     raise TypeError(f"unknown stimulus spec {spec!r}")
 
 
@@ -222,6 +224,7 @@ class ProtocolStimulus:
 
     def __init__(self, cfg: Config, schedule: Schedule, device: torch.device, dtype: torch.dtype):
         self.cfg, self.schedule, self.device, self.dtype = cfg, schedule, device, dtype
+        self.groups = cfg.resolve_groups()  # drawn once, not per epoch
         self.default = build_stimulus(cfg.stimulus, cfg, device, dtype)
         self._current: tuple[int, Stimulus] | None = None  # (epoch index, its stimulus)
         for ep in schedule.epochs:  # read every input file now: a bad one fails before the run
@@ -230,7 +233,8 @@ class ProtocolStimulus:
 
     def _build(self, ep: EpochRun) -> Stimulus:
         # Sized to the epoch: an array input must cover it, not the whole run.
-        return build_stimulus(ep.stimulus, self.cfg, self.device, self.dtype, ep.start, ep.index, ep.stop - ep.start)
+        return build_stimulus(ep.stimulus, self.cfg, self.device, self.dtype, ep.start, ep.index, ep.stop - ep.start,
+                              self.groups)
 
     def _for_epoch(self, k: int) -> tuple[Stimulus, int]:
         """The stimulus at step k and the first step after its stretch."""

@@ -11,16 +11,17 @@ from pathlib import Path
 
 import numpy as np
 
+from wmnet.config import Group, group_ids
 from wmnet.io.runinfo import write_json
 
 
-def node_sets(groups: dict[str, tuple[int, int] | list[int]], n_e: int) -> dict[str, object]:
+def node_sets(groups: dict[str, Group], n_e: int) -> dict[str, object]:
     out: dict[str, object] = {}
     for name, g in groups.items():
         if name in ("E", "I"):  # the populations themselves
             out[name] = {"population": name}
             continue
-        ids = np.arange(*g) if isinstance(g, tuple) else np.asarray(g, dtype=np.int64)
+        ids = group_ids(g)
         parts = {pop: local for pop, local in (("E", ids[ids < n_e]), ("I", ids[ids >= n_e] - n_e)) if local.size}
         if len(parts) == 1:
             ((pop, local),) = parts.items()
@@ -32,7 +33,7 @@ def node_sets(groups: dict[str, tuple[int, int] | list[int]], n_e: int) -> dict[
     return out
 
 
-def write_node_sets(path: Path, groups: dict[str, tuple[int, int] | list[int]], n_e: int) -> None:
+def write_node_sets(path: Path, groups: dict[str, Group], n_e: int) -> None:
     write_json(path, node_sets(groups, n_e))
 
 

@@ -42,7 +42,7 @@ def lazy(L: float, n: int, dtype: type, bounds: tuple[float, float] | None,
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("bounds", [(0.0, 1.0), None, (0.1, 0.9)])
+@pytest.mark.parametrize("bounds", [(0.0, 1.0), None, (0.1, 0.9), (0.0, 0.3)])  # last: θ_X above L_max
 def test_replay_is_bitwise_stepwise(dtype: type, bounds: tuple[float, float] | None) -> None:
     rng = np.random.default_rng(1)
     starts = list(rng.uniform(-0.5, 1.5, 300)) + [0.0, 1.0, THX, 0.25, 0.5, 0.125, 0.3999999, 0.4000001]

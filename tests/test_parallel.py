@@ -35,3 +35,13 @@ def test_parallel_chunks_are_bitwise_serial(small_config, monkeypatch: pytest.Mo
     assert par1[0].sum() > 0
     for a, b, c in zip(par1, par2, ser):
         assert torch.equal(a, b) and torch.equal(a, c)
+
+
+def test_serial_and_parallel_are_separate_functions() -> None:
+    """numba's disk cache is keyed by the Python function: one body jitted twice (serial and
+    parallel) shares cache entries, and either dispatcher then loads whichever was compiled first
+    (the parallel path ran serially after a test run had compiled the serial one)."""
+    par, ser = sparse._step_chunks_parallel, sparse._step_chunks_serial
+    assert par.py_func is not ser.py_func
+    assert par.py_func.__qualname__ != ser.py_func.__qualname__
+    assert par.targetoptions.get("parallel") and not ser.targetoptions.get("parallel")

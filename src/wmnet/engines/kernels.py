@@ -76,6 +76,8 @@ def _grid_jump(x, inc, budget, lo, hi, BOUNDED: tl.constexpr, MANT: tl.constexpr
     bits = x.to(tl.int64, bitcast=True)
     ex_b = (bits >> 52) & 0x7FF  # biased exponent: |x| = 1.m · 2^(ex_b − 1023)
     usable = (x != 0.0) & (ex_b > MANT) & (ex_b < 0x7FF)
+    if BOUNDED:
+        usable = usable & (x >= lo) & (x <= hi)  # outside the bounds the next step clips first
     ex_s = tl.where(usable, ex_b, 1023)
     lo_b = (ex_s << 52).to(tl.float64, bitcast=True)  # 2^(ex_b − 1023)
     u = ((ex_s - MANT) << 52).to(tl.float64, bitcast=True)  # spacing of the binade's grid
@@ -132,8 +134,9 @@ def _drift(L, gap, active, dt, neg_alpha, beta, zero, thx, lo, hi, BOUNDED: tl.c
         unit = tl.maximum(tl.maximum(tl.abs(lo64), tl.abs(hi64)), 1.0) * eps
         fall = -(dt * neg_alpha).to(tl.float64)  # |increment| below θ_X
         rise = (dt * beta).to(tl.float64)  # increment above θ_X
-        to_lo = live & (L < thx) & (fall > 4.0 * unit) & (g * fall - (L64 - lo64) > 2.0 * g * unit)
-        to_hi = live & (L > thx) & (rise > 4.0 * unit) & (g * rise - (hi64 - L64) > 2.0 * g * unit)
+        inside = (L >= lo) & (L <= hi)  # outside the bounds, the first clip may cross θ_X
+        to_lo = live & inside & (L < thx) & (fall > 4.0 * unit) & (g * fall - (L64 - lo64) > 2.0 * g * unit)
+        to_hi = live & inside & (L > thx) & (rise > 4.0 * unit) & (g * rise - (hi64 - L64) > 2.0 * g * unit)
         L = tl.where(to_lo, lo, tl.where(to_hi, hi, L))
         live = live & ~(to_lo | to_hi)
     while tl.max(live.to(tl.int32), axis=0) > 0:

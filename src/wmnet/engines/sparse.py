@@ -63,6 +63,8 @@ def _grid_jump(L, inc, budget, lo, hi, bounded, mant_bits):  # noqa: ANN001, ANN
     ex_b = (_bits(x) >> 52) & 0x7FF  # biased exponent: |x| = 1.m·2^(ex_b − 1023)
     if x == 0.0 or ex_b <= mant_bits or ex_b == 0x7FF:
         return 0, x
+    if bounded and not (float(lo) <= x <= float(hi)):
+        return 0, x  # outside the bounds the next step clips first (possibly across θ_X)
     sign = 1.0 if x > 0.0 else -1.0  # rounding to nearest is symmetric: work on |x|
     ax, ainc = abs(x), sign * float(inc)
     # Powers of two straight from their bits (no libm calls): the binade's start 2^e, its
@@ -79,11 +81,18 @@ def _grid_jump(L, inc, budget, lo, hi, bounded, mant_bits):  # noqa: ANN001, ANN
         return budget, x  # the increment rounds away: L never moves again
     i0 = (ax - lo_b) * inv_u
     top = _float((1023 + mant_bits) << 52) - 1.0  # keep 1 ≤ i ≤ 2^p − 1: exact sums stay inside
-    k = math.floor((top - i0) / r) if r > 0 else math.floor((i0 - 1.0) / -r)
+    room = 0.0
     if bounded:
         room = (float(hi) - x) if inc > 0 else (x - float(lo))
+    # The whole budget fits (the usual case): decided by exact integer-valued products, which
+    # imply the divisions below would give k ≥ budget too, so the result is the same, cheaper.
+    b = float(budget)
+    if (b * r <= top - i0 if r > 0 else -b * r <= i0 - 1.0) and (not bounded or (b + 1.0) * abs(r) * u <= room):
+        return budget, sign * (ax + b * r * u)
+    k = math.floor((top - i0) / r) if r > 0 else math.floor((i0 - 1.0) / -r)
+    if bounded:
         k = min(k, math.floor(room / (abs(r) * u)) - 1.0)  # stop short of the bound
-    k = min(k, float(budget))
+    k = min(k, b)
     if k < 1.0:
         return 0, x
     return int(k), sign * (ax + k * r * u)
@@ -102,6 +111,24 @@ def _drift_to(Ls, q, n, dt, neg_alpha, beta, zero, thx, lo, hi, bounded, mant_bi
     """
     at, direction = -1, 0
     L = Ls[q]
+    if bounded and L != thx and lo <= L <= hi:
+        # Shortcut, still exact (the GPU kernel's `_drift` takes the same one): L below θ_X
+        # drifting down (above, up) whose exact path overshoots the bound by more than the
+        # rounding of n steps can contribute (≤ one unit 2^-mant·max(|L_min|, |L_max|, 1) per
+        # step) ends on the bound, stepwise too, without crossing θ_X. Most catch-ups end so.
+        # (L outside the bounds is left to the replay: its first clip may cross θ_X.)
+        g, L64, lo64, hi64 = float(n), float(L), float(lo), float(hi)
+        unit = max(abs(lo64), abs(hi64), 1.0) * _float((1023 - mant_bits) << 52)
+        if L < thx:
+            fall = -float(dt * neg_alpha)
+            if fall > 4.0 * unit and g * fall - (L64 - lo64) > 2.0 * g * unit:
+                Ls[q] = lo
+                return at, direction
+        else:
+            rise = float(dt * beta)
+            if rise > 4.0 * unit and g * rise - (hi64 - L64) > 2.0 * g * unit:
+                Ls[q] = hi
+                return at, direction
     m = 0
     while m < n:
         R = (neg_alpha if L <= thx else zero) + (beta if L >= thx else zero)
@@ -254,8 +281,9 @@ def _step_synapses(
     return n_ev
 
 
-def _chunks_body(
-    bounds, k, sigma, x, n_e,
+@numba.njit(cache=True, nogil=True)
+def _run_chunk(
+    c, bounds, k, sigma, x, n_e,
     ee_rowptr, ee_split, ee_post, ee_pot, ee_L, last,
     ei_rowptr, ei_split, ei_post,
     ie_rowptr, ie_split, ie_post,
@@ -265,38 +293,57 @@ def _chunks_body(
     plastic, f, dt, neg_alpha, beta, zero, thx, lo, hi, bounded, mant_bits,
     acc_slow, acc_fast, events, max_events, n_ev, f_row, cross,
 ):  # noqa: ANN001, ANN202
-    """Run `_step_synapses` on each chunk of presynaptic neurons (in parallel when compiled so).
+    """`_step_synapses` on chunk c: presynaptic neurons bounds[c]..bounds[c+1]−1.
 
     Chunk c writes only its own rows acc_*[c], events[c], n_ev[c] and the synapses of its own
-    presynaptic neurons, so there are no races, and the caller sums acc_* in chunk order: the
-    result depends on the number of chunks, never on the number of threads or their timing.
+    presynaptic neurons, so chunks can run in parallel without races, and the caller sums acc_*
+    in chunk order: the result depends on the number of chunks, never on the number of threads
+    or their timing.
     """
+    acc_slow[c, :] = 0
+    acc_fast[c, :] = 0
+    n_ev[c] = _step_synapses(
+        bounds[c], bounds[c + 1], k, sigma, x, n_e,
+        ee_rowptr, ee_split, ee_post, ee_pot, ee_L, last,
+        ei_rowptr, ei_split, ei_post, ie_rowptr, ie_split, ie_post, ii_rowptr, ii_split, ii_post,
+        jtab_slow, jtab_fast, ei_slow, ei_fast, ie_slow, ie_fast, ii_slow, ii_fast,
+        plastic, f, dt, neg_alpha, beta, zero, thx, lo, hi, bounded, mant_bits,
+        acc_slow[c], acc_fast[c], events[c], max_events, f_row[c], cross[c],
+    )
+
+
+# Two separate functions, not one body jitted twice: numba's on-disk cache is keyed by the
+# Python function, so a serial and a parallel compilation of the same function overwrite each
+# other's entries and either dispatcher may load the other's code.
+@numba.njit(cache=True, parallel=True)
+def _step_chunks_parallel(bounds, *args):  # noqa: ANN001, ANN002, ANN201
+    """All chunks, in parallel (large networks). Bitwise the same as `_step_chunks_serial`."""
     for c in numba.prange(bounds.shape[0] - 1):
-        acc_slow[c, :] = 0
-        acc_fast[c, :] = 0
-        n_ev[c] = _step_synapses(
-            bounds[c], bounds[c + 1], k, sigma, x, n_e,
-            ee_rowptr, ee_split, ee_post, ee_pot, ee_L, last,
-            ei_rowptr, ei_split, ei_post, ie_rowptr, ie_split, ie_post, ii_rowptr, ii_split, ii_post,
-            jtab_slow, jtab_fast, ei_slow, ei_fast, ie_slow, ie_fast, ii_slow, ii_fast,
-            plastic, f, dt, neg_alpha, beta, zero, thx, lo, hi, bounded, mant_bits,
-            acc_slow[c], acc_fast[c], events[c], max_events, f_row[c], cross[c],
-        )
+        _run_chunk(c, bounds, *args)
 
 
-# Same body twice: parallel for large networks; serial where a parallel region per step costs
-# more than it saves (small networks, busy machines). Both give bitwise the same result.
-_step_chunks_parallel = numba.njit(cache=True, parallel=True)(_chunks_body)
-_step_chunks_serial = numba.njit(cache=True)(_chunks_body)
+@numba.njit(cache=True)
+def _step_chunks_serial(bounds, *args):  # noqa: ANN001, ANN002, ANN201
+    """All chunks, one after the other (small networks, where a parallel region costs more)."""
+    for c in range(bounds.shape[0] - 1):
+        _run_chunk(c, bounds, *args)
+
+
 PARALLEL_MIN_SYNAPSES = 4_000_000
 
 
-def _balanced_chunks(conn: Connectivity, chunks: int) -> np.ndarray:
-    """Presynaptic index bounds splitting the outgoing synapses into `chunks` equal parts."""
+# Cost of an E→E synapse of an active neuron relative to a static one when plasticity is on
+# (catch-up, delivery, f gather and the Hebbian step against one scatter-add), measured on the
+# default network: splitting by plain synapse counts left one of two chunks 1.3× the other.
+PLASTIC_COST = 4
+
+
+def _balanced_chunks(conn: Connectivity, chunks: int, plastic: bool) -> np.ndarray:
+    """Presynaptic index bounds splitting the outgoing synapses' work into `chunks` equal parts."""
     out = np.zeros(conn.n, dtype=np.int64)
-    for p in conn.projections.values():
+    for name, p in conn.projections.items():
         off = conn.offset(p.pre)
-        out[off:off + p.n_pre] += p.row_lengths().numpy()
+        out[off:off + p.n_pre] += p.row_lengths().numpy() * (PLASTIC_COST if plastic and name == "E->E" else 1)
     cum = np.concatenate([[0], np.cumsum(out)])
     targets = cum[-1] * np.arange(chunks + 1) / chunks
     bounds = np.searchsorted(cum, targets, side="left").astype(np.int64)
@@ -375,7 +422,7 @@ class SparseEngine:
         self._pl = (dt, c(-pl.alpha), c(pl.beta), c(0), c(pl.theta_X), c(lo), c(hi), pl.bounds is not None,
                     int(np.finfo(np_dtype).nmant))
         chunks = cfg.threads
-        self._bounds = _balanced_chunks(conn, chunks)
+        self._bounds = _balanced_chunks(conn, chunks, bool(pl.enabled))
         # One more row per chunk: the up/down counters (see _log_event).
         self._events = np.zeros((chunks, self.MAX_EVENTS + 1, 4), dtype=np.int64)
         self._n_ev = np.zeros(chunks, dtype=np.int64)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wmnet.engines.sparse import _drift_to
+from wmnet.engines.sparse import _catch_up_range, _drift_to
 
 ALPHA, BETA, THX, DT = 0.0147, 0.01, 0.4, 0.1
 
@@ -59,3 +59,30 @@ def test_switch_from_theta_exactly_both_directions(dtype: type) -> None:
     up = lazy(THX, 5, dtype, (0.0, 1.0), alpha=0.01, beta=0.0147)
     assert up == stepwise(THX, 5, dtype, (0.0, 1.0), alpha=0.01, beta=0.0147)
     assert up[1:] == (0, 1)  # β > α: up
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bounds", [(0.0, 1.0), None, (0.1, 0.9), (0.0, 0.3)])
+def test_row_catch_up_is_bitwise_stepwise(dtype: type, bounds: tuple[float, float] | None) -> None:
+    """The engine's per-row catch-up (a vectorised shortcut to the bounds, then exact replays of
+    the rest) against the stepwise oracle, synapse by synapse, switches included."""
+    rng = np.random.default_rng(2)
+    L0 = np.concatenate([rng.uniform(-0.2, 1.2, 400), [0.0, 1.0, 0.1, 0.9, 0.3, THX, 0.4000001, 0.3999999]])
+    L0 = np.concatenate([L0, rng.choice([0.0, 1.0], 200)]).astype(dtype)
+    lo, hi = bounds if bounds is not None else (0.0, 0.0)
+    c = dtype
+    for gap in (1, 2, 31, 54, 333, 2000):
+        Ls, pot = L0.copy(), (L0 >= c(THX)).astype(np.uint8)
+        post = np.arange(L0.size, dtype=np.int32)
+        events = np.zeros((L0.size + 1, 4), dtype=np.int64)
+        rest = np.zeros(L0.size, dtype=np.int32)
+        n_ev = _catch_up_range(0, L0.size, 7, gap, 100, post, pot, Ls, c(DT), c(-ALPHA), c(BETA), c(0), c(THX),
+                               c(lo), c(hi), bounds is not None, int(np.finfo(dtype).nmant), events, 0, L0.size, rest)
+        expect = [stepwise(float(L), gap, dtype, bounds) for L in L0]
+        assert [float(x) for x in Ls] == [float(e[0]) for e in expect], gap
+        switched = [(100 + e[1], q, e[2]) for q, e in enumerate(expect)
+                    if e[1] >= 0 and (L0[q] >= c(THX)) != (e[2] > 0)]
+        assert switched  # θ_X itself is among the starts
+        assert [tuple(ev) for ev in events[:n_ev, [0, 2, 3]]] == switched, gap
+        if bounds == (0.0, 1.0) and gap >= 333:
+            assert rest.sum() < L0.size // 2  # the vector shortcut took most of them

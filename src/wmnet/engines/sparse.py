@@ -397,28 +397,30 @@ def _balanced_chunks(conn: Connectivity, chunks: int, plastic: bool) -> np.ndarr
 
 @numba.njit(cache=True, nogil=True)
 def _catch_up_rows(k, j0, j1, ee_rowptr, ee_post, ee_pot, ee_L, last, dt, neg_alpha, beta, zero, thx, lo, hi,
-                   bounded, mant_bits, events, max_events):  # noqa: ANN001, ANN202
-    """Bring the E→E synapses of pre j0..j1−1 to t_k (drift only). Returns the switch events logged."""
+                   bounded, mant_bits, events, max_events, rest):  # noqa: ANN001, ANN202
+    """Bring the E→E synapses of pre j0..j1−1 to t_k (drift only). Returns the switch events logged.
+
+    `rest` is a scratch row at least as long as the longest E→E row (see `_catch_up_range`).
+    """
     n_ev = 0
     for j in range(j0, j1):
         gap = k - last[j]
         if gap <= 0:
             continue
-        for q in range(ee_rowptr[j], ee_rowptr[j + 1]):
-            n_ev = _catch_up(q, j, ee_post[q], gap, last[j], ee_L, ee_pot, dt, neg_alpha, beta, zero, thx, lo, hi,
-                             bounded, mant_bits, events, n_ev, max_events)
+        n_ev = _catch_up_range(ee_rowptr[j], ee_rowptr[j + 1], j, gap, last[j], ee_post, ee_pot, ee_L, dt, neg_alpha,
+                               beta, zero, thx, lo, hi, bounded, mant_bits, events, n_ev, max_events, rest)
         last[j] = k
     return n_ev
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
 def _catch_up_chunks(k, rows, ee_rowptr, ee_post, ee_pot, ee_L, last, dt, neg_alpha, beta, zero, thx, lo, hi,
-                     bounded, mant_bits, events, max_events, n_ev):  # noqa: ANN001, ANN202
+                     bounded, mant_bits, events, max_events, n_ev, rest):  # noqa: ANN001, ANN202
     """_catch_up_rows over the chunks rows[c]..rows[c+1], in parallel: rows are independent (a
     synapse belongs to one pre), and each chunk logs into its own events[c]."""
     for c in numba.prange(rows.size - 1):
         n_ev[c] = _catch_up_rows(k, rows[c], rows[c + 1], ee_rowptr, ee_post, ee_pot, ee_L, last, dt, neg_alpha,
-                                 beta, zero, thx, lo, hi, bounded, mant_bits, events[c], max_events)
+                                 beta, zero, thx, lo, hi, bounded, mant_bits, events[c], max_events, rest[c])
 
 
 def _sum_rows(a: np.ndarray) -> np.ndarray:
@@ -532,12 +534,12 @@ class SparseEngine:
             ee_rowptr, ee_post = self._ee[0], self._ee[2]
             if self._parallel:
                 _catch_up_chunks(self.k, self._ee_rows, ee_rowptr, ee_post, self._pot, self._L, self._last,
-                                 *self._pl, self._events, self.MAX_EVENTS, self._n_ev)
+                                 *self._pl, self._events, self.MAX_EVENTS, self._n_ev, self._cross)
                 for c in range(self._n_ev.size):
                     self._record_events(int(self._n_ev[c]), self._events[c])
             else:
                 n_ev = _catch_up_rows(self.k, 0, self._last.size, ee_rowptr, ee_post, self._pot, self._L,
-                                      self._last, *self._pl, self._events[0], self.MAX_EVENTS)
+                                      self._last, *self._pl, self._events[0], self.MAX_EVENTS, self._cross[0])
                 self._record_events(n_ev, self._events[0])
         return self._syn.clone()
 

@@ -527,3 +527,26 @@ def test_generate_20k_p02_peak_rss_well_below_dense():
     res = _generation_rss_growth(16_000, 4_000, 0.2, limit_bytes=DENSE_F64 / 2)
     assert res["growth_bytes"] < DENSE_F64 / 2, res
     assert res["n_synapses"] == pytest.approx(N_BIG**2 * 0.19, rel=0.05)
+
+
+def test_post_indices_are_uint16_on_the_cpu_where_they_fit(small_config, tmp_path):
+    """2-byte post indices on the CPU (streamed every step), int32 on a GPU and for populations
+    above 65,536; the memory report follows the dtype, and the connectivity file stays int32."""
+    from wmnet.connectivity import post_index_dtype, save_snapshot
+    from wmnet.memory import footprint
+    from wmnet.network import Network
+
+    assert post_index_dtype(65_536, CPU) == torch.uint16
+    assert post_index_dtype(65_537, CPU) == torch.int32
+    assert post_index_dtype(100, torch.device("cuda")) == torch.int32
+    net = Network.build(small_config())
+    for p in net.connectivity.projections.values():
+        assert p.post_idx.dtype == torch.uint16
+    fp = footprint(net)
+    assert fp["bytes_per_synapse"] == {"E->E": 2 + 4 + 1, "static": 2}
+    path = tmp_path / "conn.npz"
+    save_snapshot(path, net.connectivity, net.connectivity.initial, {"t_ms": 0.0, "step": 0, "seed": 0})
+    assert np.load(path)["EE_post"].dtype == np.int32
+    again = Network.build(small_config(), connectivity=path)
+    for name, p in again.connectivity.projections.items():
+        assert torch.equal(p.post_idx, net.connectivity.projections[name].post_idx), name

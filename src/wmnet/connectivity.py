@@ -40,6 +40,15 @@ PROJECTIONS: tuple[tuple[str, str, str, str], ...] = (
 _CHUNK_SYNAPSES = 1 << 23
 
 
+def post_index_dtype(n_post: int, device: torch.device) -> torch.dtype:
+    """Post indices are local to the post population: 2 bytes suffice up to 65,536 neurons.
+
+    uint16 on the CPU, where the sparse engine streams them every step (2 bytes less per active
+    synapse); int32 elsewhere and for larger populations (the GPU kernels read int32).
+    """
+    return torch.uint16 if device.type == "cpu" and n_post <= 1 << 16 else torch.int32
+
+
 @dataclass
 class Projection:
     """One projection pre→post in CSR-over-pre form. Indices are local to each population."""
@@ -51,7 +60,7 @@ class Projection:
     n_post: int
     rowptr: torch.Tensor  # int64 [n_pre + 1]
     split: torch.Tensor  # int64 [n_pre]: end of the slow block of each row
-    post_idx: torch.Tensor  # int32 [n_synapses]
+    post_idx: torch.Tensor  # [n_synapses], dtype `post_index_dtype(n_post, device)`
 
     @property
     def n_synapses(self) -> int:
@@ -76,9 +85,10 @@ class Projection:
         )
 
     def to(self, device: torch.device) -> Projection:
+        """On `device`, with post indices in `post_index_dtype` there."""
+        post = self.post_idx.to(device=device, dtype=post_index_dtype(self.n_post, device))
         return Projection(
-            self.name, self.pre, self.post, self.n_pre, self.n_post,
-            self.rowptr.to(device), self.split.to(device), self.post_idx.to(device),
+            self.name, self.pre, self.post, self.n_pre, self.n_post, self.rowptr.to(device), self.split.to(device), post,
         )
 
     def nbytes(self) -> int:
@@ -425,7 +435,8 @@ def generate(cfg: Config, device: torch.device, dtype: torch.dtype) -> Connectiv
         end = min(n_ee, start + _CHUNK_SYNAPSES)
         pot[start:end] = torch.rand(end - start, generator=sgen, device=device) < cfg.projections.EE.p_potentiated
     initial = SynapseState(pot, pot.to(dtype))
-    return Connectivity(sizes["E"], sizes["I"], projections, initial, "generated")
+    # .to: post indices in the device's index dtype (post_index_dtype), as every Connectivity has them
+    return Connectivity(sizes["E"], sizes["I"], projections, initial, "generated").to(device, dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -511,7 +522,7 @@ def load_dense(path: str | Path, cfg: Config, device: torch.device, dtype: torch
     initial = SynapseState(
         torch.from_numpy(is_p.astype(np.uint8)).to(device), torch.from_numpy(L).to(device, dtype)
     )
-    return Connectivity(n_e, n_i, projections, initial, str(path))
+    return Connectivity(n_e, n_i, projections, initial, str(path)).to(device, dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -531,7 +542,7 @@ def save_snapshot(path: Path, conn: Connectivity, state: SynapseState, meta: dic
         p = conn.projections[name]
         arrays[f"{key}_rowptr"] = p.rowptr.cpu().numpy()
         arrays[f"{key}_split"] = p.split.cpu().numpy()
-        arrays[f"{key}_post"] = p.post_idx.cpu().numpy()
+        arrays[f"{key}_post"] = p.post_idx.cpu().numpy().astype(np.int32)  # the file format stays int32
     arrays["EE_potentiated"] = state.potentiated.cpu().numpy()
     arrays["EE_L"] = state.L.cpu().numpy()
     tmp = path.with_name(path.name + ".tmp")
@@ -581,4 +592,4 @@ def _load_snapshot(path: Path, cfg: Config, device: torch.device, dtype: torch.d
     if pot.shape != (n_ee,) or L.shape != (n_ee,) or not np.isin(pot, (0, 1)).all() or not np.isfinite(L).all():
         raise WmnetError(f"{path}: the E->E state must hold {n_ee} potentiated bits (0/1) and finite L values")
     state = SynapseState(torch.from_numpy(pot.astype(np.uint8)).to(device), torch.from_numpy(L).to(device, dtype))
-    return Connectivity(n_e, n_i, projections, state, str(path))
+    return Connectivity(n_e, n_i, projections, state, str(path)).to(device, dtype)

@@ -13,15 +13,16 @@ def footprint(net: Network) -> dict[str, Any]:
     ee = conn.projections["E->E"]
     static = [p for name, p in conn.projections.items() if name != "E->E"]
     n_static = sum(p.n_synapses for p in static)
-    idx = ee.post_idx.element_size()
+    idx = ee.post_idx.element_size()  # 2 (uint16) or 4 (int32): see connectivity.post_index_dtype
+    static_idx = max((p.post_idx.element_size() for p in static), default=4)
     state = conn.initial.L.element_size() + conn.initial.potentiated.element_size()
     rows = sum(p.rowptr.numel() * 8 + p.split.numel() * 8 for p in conn.projections.values())
-    synapse_bytes = ee.n_synapses * (idx + state) + n_static * idx
+    synapse_bytes = ee.n_synapses * (idx + state) + sum(p.n_synapses * p.post_idx.element_size() for p in static)
     neuron_bytes = net.n * 5 * net.params.theta.element_size()
     return {
         "n_neurons": net.n,
         "n_synapses": {"E->E": ee.n_synapses, "static": n_static},
-        "bytes_per_synapse": {"E->E": idx + state, "static": idx},
+        "bytes_per_synapse": {"E->E": idx + state, "static": static_idx},
         "bytes": {"synapses": synapse_bytes, "row_pointers": rows, "neuron_state": neuron_bytes,
                   "total": synapse_bytes + rows + neuron_bytes},
     }

@@ -3,13 +3,14 @@
 Per step, only the outgoing synapses of neurons with σ = 1 are touched:
 - static projections add one efficacy per projection and channel times s_j to their targets;
 - E→E synapses are brought up to date lazily (MODEL.md, "Lazy evaluation is exact"): L drifts
-  from the presynaptic neuron's last update to t_k (replayed step by step, see `_drift_to`),
-  the synapse delivers its current with J(t_k), then takes the Hebbian step to t_{k+1} and
-  may switch.
+  from the presynaptic neuron's last update to t_k (settled on a bound where it provably ends
+  there, otherwise replayed exactly: `_catch_up_range`, `_drift_to`), the synapse delivers its
+  current with J(t_k), then takes the Hebbian step to t_{k+1} and may switch.
 
 Neuron dynamics use the same torch functions as the reference engine (dynamics.py), so only
-the synaptic sums and L are computed here. Memory per synapse: 4 bytes (int32 post index) for
-static synapses; 4 + sizeof(L) + 1 (potentiated bit as uint8) for E→E synapses.
+the synaptic sums and L are computed here. Memory per synapse: the post index (uint16 for
+populations up to 65,536 neurons, else int32) for static synapses; that + sizeof(L) + 1
+(potentiated bit as uint8) for E→E synapses.
 """
 
 from __future__ import annotations
@@ -452,13 +453,12 @@ class SparseEngine:
         self._L = self._syn.L.numpy()
         self._last = np.zeros(net.n_E, dtype=np.int64)
         P = conn.projections
-        # Post indices as uint16 when every index fits (N ≤ 65,536): 2 bytes less per synapse to
-        # stream each step, ≈ 5–8% of a default-network step. A copy: the network keeps int32.
-        idx = np.uint16 if net.n <= 1 << 16 else np.int32
+        # Post indices are uint16 where the post population fits (connectivity.post_index_dtype):
+        # 2 bytes less per synapse to stream each step, ≈ 5–8% of a default-network step.
         arrays = []
         for name in ("E->E", "E->I", "I->E", "I->I"):
             p = P[name]
-            arrays += [p.rowptr.numpy(), p.split.numpy(), np.asarray(p.post_idx.numpy(), dtype=idx)]
+            arrays += [p.rowptr.numpy(), p.split.numpy(), p.post_idx.numpy()]
         self._ee = arrays[:3]
         self._static = arrays[3:]
         pl = cfg.plasticity

@@ -22,7 +22,7 @@ timeout ${BENCH_TIMEOUT:-200} python3 bench/bench.py --device cuda --points ${PO
 cp /tmp/wmnet-run/run.json "$OUT/run.json" 2>/dev/null
 # 4. Where a step's time goes (graph vs eager vs the synapse kernel alone).
 timeout 90 python3 bench/gpu_profile.py time 2>&1 | grep -v Warn | tee "$OUT/profile.log"
-# 5. The working-memory experiment at full size (docs/tutorial.md has only the CPU-size numbers).
+# 5. The working-memory experiment at full size (docs/tutorial.md has its CPU-run numbers to compare).
 ( time timeout ${WM_TIMEOUT:-150} python3 -c "from wmnet.cli import main; main()" run configs/working_memory.yaml \
     --out /tmp/wmnet-wm --quiet ) 2>&1 | tail -8 | tee "$OUT/working_memory.log"
 for f in run.json epoch_rates.tsv events.tsv figures/trials.png figures/learning.png; do

@@ -112,24 +112,6 @@ def _drift_to(Ls, q, n, dt, neg_alpha, beta, zero, thx, lo, hi, bounded, mant_bi
     """
     at, direction = -1, 0
     L = Ls[q]
-    if bounded and L != thx and lo <= L <= hi:
-        # Shortcut, still exact (the GPU kernel's `_drift` takes the same one): L below θ_X
-        # drifting down (above, up) whose exact path overshoots the bound by more than the
-        # rounding of n steps can contribute (≤ one unit 2^-mant·max(|L_min|, |L_max|, 1) per
-        # step) ends on the bound, stepwise too, without crossing θ_X. Most catch-ups end so.
-        # (L outside the bounds is left to the replay: its first clip may cross θ_X.)
-        g, L64, lo64, hi64 = float(n), float(L), float(lo), float(hi)
-        unit = max(abs(lo64), abs(hi64), 1.0) * _float((1023 - mant_bits) << 52)
-        if L < thx:
-            fall = -float(dt * neg_alpha)
-            if fall > 4.0 * unit and g * fall - (L64 - lo64) > 2.0 * g * unit:
-                Ls[q] = lo
-                return at, direction
-        else:
-            rise = float(dt * beta)
-            if rise > 4.0 * unit and g * rise - (hi64 - L64) > 2.0 * g * unit:
-                Ls[q] = hi
-                return at, direction
     m = 0
     while m < n:
         R = (neg_alpha if L <= thx else zero) + (beta if L >= thx else zero)
@@ -194,35 +176,38 @@ def _catch_up_range(q0, q1, j, gap, last_j, post, pot, ee_L, dt, neg_alpha, beta
                     mant_bits, events, n_ev, max_events, rest):  # noqa: ANN001, ANN202
     """Drift synapses q0..q1 of pre j over `gap` silent steps (a row shares its gap).
 
-    First a branch-free pass that LLVM vectorises: `_drift_to`'s shortcut to the bound, with
-    the row's limits computed once and a wider margin (3 units per step instead of 2, so the
-    float64 rounding of the limits cannot matter). It settles the synapses pinned on a bound
-    and those that drift onto one, most of a row; `rest` marks the others, which `_catch_up`
-    replays exactly one by one.
+    First a branch-free pass that LLVM vectorises, exact like the GPU kernel's shortcut in
+    `kernels._drift`: L below θ_X drifting down (above, up) whose exact path overshoots the
+    bound by more than the rounding of `gap` steps can contribute (≤ one unit
+    2^-mant·max(|L_min|, |L_max|, 1) per step) ends on the bound, stepwise too, without crossing
+    θ_X. The row's limits are computed once, with 3 units per step instead of the kernel's 2, so
+    their float64 rounding cannot matter; L outside the bounds is left to the replay (its first
+    clip may cross θ_X). This settles the synapses pinned on a bound and those that drift onto
+    one, most of a row; `rest` marks the others, which `_catch_up` replays exactly one by one.
     """
     n = q1 - q0
+    if not bounded:
+        for q in range(q0, q1):
+            n_ev = _catch_up(q, j, post[q], gap, last_j, ee_L, pot, dt, neg_alpha, beta, zero, thx, lo, hi, bounded,
+                             mant_bits, events, n_ev, max_events)
+        return n_ev
     Ls = ee_L[q0:q1]
     n_rest = 0
-    if bounded:
-        g, lo64, hi64 = float(gap), float(lo), float(hi)
-        unit = max(abs(lo64), abs(hi64), 1.0) * _float((1023 - mant_bits) << 52)
-        fall, rise = -float(dt * neg_alpha), float(dt * beta)
-        # (Increments ≥ 0.5 are left to the replay: the margin argument needs them small.)
-        lo_lim = lo64 + g * fall - 3.0 * g * unit if 4.0 * unit < fall < 0.5 else -math.inf
-        hi_lim = hi64 - g * rise + 3.0 * g * unit if 4.0 * unit < rise < 0.5 else math.inf
-        for t in range(n):
-            L = Ls[t]
-            L64 = float(L)
-            down = (L < thx) & (L64 >= lo64) & (L64 < lo_lim)
-            up = (L > thx) & (L64 <= hi64) & (L64 > hi_lim)
-            Ls[t] = lo if down else (hi if up else L)
-            r = np.int32(not (down | up))
-            rest[t] = r
-            n_rest += r
-    else:
-        for t in range(n):
-            rest[t] = 1
-        n_rest = n
+    g, lo64, hi64 = float(gap), float(lo), float(hi)
+    unit = max(abs(lo64), abs(hi64), 1.0) * _float((1023 - mant_bits) << 52)
+    fall, rise = -float(dt * neg_alpha), float(dt * beta)
+    # (Increments ≥ 0.5 are left to the replay: the margin argument needs them small.)
+    lo_lim = lo64 + g * fall - 3.0 * g * unit if 4.0 * unit < fall < 0.5 else -math.inf
+    hi_lim = hi64 - g * rise + 3.0 * g * unit if 4.0 * unit < rise < 0.5 else math.inf
+    for t in range(n):
+        L = Ls[t]
+        L64 = float(L)
+        down = (L < thx) & (L64 >= lo64) & (L64 < lo_lim)
+        up = (L > thx) & (L64 <= hi64) & (L64 > hi_lim)
+        Ls[t] = lo if down else (hi if up else L)
+        r = np.int32(not (down | up))
+        rest[t] = r
+        n_rest += r
     if n_rest:
         for t in range(n):
             if rest[t]:
@@ -389,10 +374,14 @@ def _balanced_chunks(conn: Connectivity, chunks: int, plastic: bool) -> np.ndarr
     for name, p in conn.projections.items():
         off = conn.offset(p.pre)
         out[off:off + p.n_pre] += p.row_lengths().numpy() * (PLASTIC_COST if plastic and name == "E->E" else 1)
-    cum = np.concatenate([[0], np.cumsum(out)])
-    targets = cum[-1] * np.arange(chunks + 1) / chunks
-    bounds = np.searchsorted(cum, targets, side="left").astype(np.int64)
-    bounds[0], bounds[-1] = 0, conn.n
+    return _equal_parts(np.concatenate([[0], np.cumsum(out)]), chunks)
+
+
+def _equal_parts(cum: np.ndarray, chunks: int) -> np.ndarray:
+    """Row bounds splitting rows 0..len(cum)−2 into `chunks` runs of about equal weight, given the
+    cumulative weights `cum` (cum[0] = 0, cum[j+1] − cum[j] the weight of row j)."""
+    bounds = np.searchsorted(cum, cum[-1] * np.arange(chunks + 1) / chunks, side="left").astype(np.int64)
+    bounds[0], bounds[-1] = 0, cum.size - 1
     return np.maximum.accumulate(bounds)
 
 
@@ -483,11 +472,9 @@ class SparseEngine:
         self._f_row = np.zeros((chunks, longest), dtype=np_dtype)
         self._cross = np.zeros((chunks, longest), dtype=np.int32)
         self._parallel = chunks > 1 and conn.n_synapses() >= PARALLEL_MIN_SYNAPSES
-        # E rows split into chunks of equal E→E synapse counts, for the full catch-up.
-        cum = np.asarray(self._ee[0])
-        self._ee_rows = np.searchsorted(cum, cum[-1] * np.arange(chunks + 1) / chunks, side="left").astype(np.int64)
-        self._ee_rows[0], self._ee_rows[-1] = 0, net.n_E
-        self._ee_rows = np.maximum.accumulate(self._ee_rows)
+        # E rows split into chunks of equal E→E synapse counts (the row pointers are their
+        # cumulative counts), for the full catch-up.
+        self._ee_rows = _equal_parts(np.asarray(self._ee[0]), chunks)
         self._step_chunks = _step_chunks_parallel if self._parallel else _step_chunks_serial
         if self._parallel:
             numba.set_num_threads(max(1, min(chunks, numba.config.NUMBA_NUM_THREADS)))

@@ -105,6 +105,20 @@ def test_stop_and_resume_is_bitwise_the_uninterrupted_run(whole: Whole, tmp_path
     """Ctrl-C at 40 ms, resumed; and the same with the checkpoint rolled back to 20 ms, as if the
     process had been killed right after it wrote 20 ms more data: that data is dropped, not doubled."""
     cfg = load_config(None, [*SMALL, f"record.checkpoint_every={CHECKPOINT_MS}"])
+    check_stop_and_resume(cfg, whole, tmp_path)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_stop_and_resume_on_cuda_is_bitwise(tmp_path: Path) -> None:
+    """The same on the GPU, with `deterministic: true` (float atomics make no two runs equal)."""
+    cfg = load_config(None, [*SMALL, f"record.checkpoint_every={CHECKPOINT_MS}", "device=cuda",
+                             "deterministic=true"])
+    out = tmp_path / "whole"
+    whole = Whole(out, start_run(cfg, out).run(out=out, progress=False))
+    check_stop_and_resume(cfg, whole, tmp_path)
+
+
+def check_stop_and_resume(cfg: Config, whole: Whole, tmp_path: Path) -> None:
     out = tmp_path / "stopped"
     sim = start_run(cfg, out)
     sim.stimulus = StopAt(sim.stimulus, out, k_copy=200, k_stop=400)

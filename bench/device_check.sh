@@ -5,6 +5,8 @@
 #   PART=1 bash bench/device_check.sh   # CUDA exactness tests, the benchmark, per-step profile (~4 min)
 #   PART=2 bash bench/device_check.sh   # issue 4's numbers (60 s vs 6 s memory, monitor overhead,
 #                                       # checkpoint times), the main job, the full-size experiment (~7 min)
+#   PART=3 bash bench/device_check.sh   # finer: monitor overhead over 5 s, a synapse-statistics sample's
+#                                       # cost, GPU time per kernel, block-size variants (~4 min)
 set -uo pipefail
 OUT=${OUT:-/tmp/wmnet-device}
 PART=${PART:-1}
@@ -14,7 +16,7 @@ if [ -d .whl ] && ! python3 -c "import pydantic" 2>/dev/null; then
     && export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
-wmnet() { python3 -c "from wmnet.cli import main; main()" "$@"; }
+WMNET=(python3 -c "from wmnet.cli import main; main()")  # an array: `timeout` cannot run a function
 
 if [ "$PART" = 1 ]; then
   { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
@@ -29,6 +31,12 @@ if [ "$PART" = 1 ]; then
     --duration 1000 --ref-duration 20 --json "$OUT/bench-cuda.json" 2>&1 | tee "$OUT/bench-cuda.log"
   # 3. Where a step's time goes (graph vs eager vs the synapse kernel alone).
   timeout 60 python3 bench/gpu_profile.py time 2>&1 | grep -v Warn | tee "$OUT/profile.log"
+elif [ "$PART" = 3 ]; then
+  log="$OUT/part3.log"
+  timeout 100 python3 bench/monitor_overhead.py --device cuda --duration 5000 2>&1 | tee -a "$log"
+  timeout 40 python3 bench/gpu_profile.py sample 2>&1 | grep -v Warn | tee -a "$log"
+  timeout 60 python3 bench/gpu_profile.py kernels 2>&1 | grep -v Warn | tee -a "$log"
+  timeout 90 python3 bench/gpu_profile.py tune 2>&1 | grep -v Warn | tee -a "$log"
 else
   log="$OUT/part2.log"
   # 4. Issue 4: peak host and device memory, 60 s against 6 s of the default network, every spike.
@@ -37,9 +45,9 @@ else
   timeout 70 python3 bench/monitor_overhead.py --device cuda --duration 1000 2>&1 | tee -a "$log"
   timeout 30 python3 bench/checkpoint_time.py --device cuda 2>&1 | tee -a "$log"
   # 6. The main job, as the README runs it (default network, 1000 ms, results and plots).
-  ( time timeout 50 wmnet run --out /tmp/wmnet-run ) 2>&1 | tail -5 | tee -a "$log"
+  ( time timeout 50 "${WMNET[@]}" run --out /tmp/wmnet-run ) 2>&1 | tail -5 | tee -a "$log"
   cp /tmp/wmnet-run/run.json "$OUT/run.json" 2>/dev/null
   # 7. The working-memory experiment at full size (docs/tutorial.md has the CPU-run numbers).
-  ( time timeout 150 wmnet run configs/working_memory.yaml --out /tmp/wmnet-wm --quiet ) 2>&1 | tail -8 | tee -a "$log"
+  ( time timeout 150 "${WMNET[@]}" run configs/working_memory.yaml --out /tmp/wmnet-wm --quiet ) 2>&1 | tail -8 | tee -a "$log"
   (cd /tmp/wmnet-wm 2>/dev/null && tar czf "$OUT/wm.tar.gz" run.json epoch_rates.tsv events.tsv figures 2>/dev/null)
 fi

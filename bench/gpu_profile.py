@@ -2,6 +2,9 @@
 
     python bench/gpu_profile.py trace     # float64 lockstep: GPU engines vs CPU reference, per step
     python bench/gpu_profile.py time      # µs per step: graph replay, eager, each kernel alone
+    python bench/gpu_profile.py kernels   # GPU time per kernel over real steps (torch.profiler)
+    python bench/gpu_profile.py tune      # graph µs per step for other block sizes and warps
+    python bench/gpu_profile.py sample    # one synapse-statistics sample against one step
 
 For the device machine; prints short tables.
 """
@@ -96,10 +99,79 @@ def timing(extra: list[str], label: str) -> None:
           f"synapse kernel alone {t_syn * 1e6:8.1f} µs", flush=True)
 
 
+def _warm_engine(extra: list[str]) -> tuple:
+    """The default network (plus overrides) on CUDA, float32, after 600 steps (graphs captured)."""
+    cfg = load_config(None, extra + ["device=cuda", "dtype=float32"])
+    net = Network.build(cfg)
+    stim = make_stimulus(cfg, net.device, net.dtype)
+    eng = make_engine("sparse", net)
+    assert isinstance(eng, GpuSparseEngine)
+    for k0 in range(0, 600, 200):
+        eng.run_block(stim.block(k0, 200))
+    torch.cuda.synchronize()
+    return net, stim, eng
+
+
+def kernels(extra: list[str], label: str, steps: int = 400) -> None:
+    """GPU time of each kernel per step over `steps` real (advancing) eager steps."""
+    from torch.profiler import ProfilerActivity, profile
+
+    net, stim, eng = _warm_engine(extra)
+    i_blk = stim.block(eng.k, steps)
+    flags = torch.empty(steps, net.n, dtype=torch.uint8, device=net.device)
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        eng._issue(i_blk, flags, (), None, None)
+        torch.cuda.synchronize()
+    eng.k += steps
+    rows = [(e.key, e.device_time_total / steps, e.count) for e in prof.key_averages() if e.device_time_total > 0]
+    rows.sort(key=lambda r: -r[1])
+    total = sum(r[1] for r in rows)
+    print(f"{label}: GPU time per step {total:.1f} µs over {steps} steps; "
+          + ", ".join(f"{name[:40]} {t:.1f} µs ({c} calls)" for name, t, c in rows[:6]), flush=True)
+
+
+def tune() -> None:
+    """Graph replay µs per step for other launch shapes (same network, same start state)."""
+    import wmnet.engines.gpu as gpu
+
+    base = (gpu.BLOCK_SYN, gpu.BLOCK_CATCH_UP)
+    for extra, label in (([], "default"), (["stimulus.amplitude_max=1.0"], "low")):
+        for syn, cu in ((256, 1024), (128, 1024), (512, 1024), (256, 512), (256, 256)):
+            gpu.BLOCK_SYN, gpu.BLOCK_CATCH_UP = syn, cu
+            net, stim, eng = _warm_engine(extra)
+            i_blk = stim.block(eng.k, 200)
+            t = _time(lambda: eng.run_block(i_blk), 5) / 200
+            print(f"{label:8s} BLOCK_SYN {syn:4d} BLOCK_CATCH_UP {cu:5d}  graph {t * 1e6:7.1f} µs/step", flush=True)
+    gpu.BLOCK_SYN, gpu.BLOCK_CATCH_UP = base
+
+
+def sample_cost() -> None:
+    """engine.synapses() (the full catch-up a synapse-statistics sample starts with) against one
+    step, on the default network at two points 2000 steps apart."""
+    net, stim, eng = _warm_engine([])
+    for _ in range(2):
+        i_blk = stim.block(eng.k, 200)
+        t_step = _time(lambda: eng.run_block(i_blk), 5) / 200
+        t_syn = _time(eng.synapses, 1)  # the first call pays for a long gap, as a real sample does
+        t_syn2 = _time(eng.synapses, 3)
+        print(f"after {eng.k} steps: step {t_step * 1e6:.1f} µs; engine.synapses() {t_syn * 1e3:.2f} ms "
+              f"(= {t_syn / t_step:.0f} steps; repeated at once {t_syn2 * 1e3:.2f} ms)", flush=True)
+        for k0 in range(eng.k, eng.k + 1000, 200):
+            eng.run_block(stim.block(k0, 200))
+
+
 def main() -> None:
     what = sys.argv[1] if len(sys.argv) > 1 else "time"
     if what == "trace":
         trace()
+    elif what == "kernels":
+        kernels([], "default")
+        kernels(["plasticity.enabled=false"], "no-plast")
+        kernels(["stimulus.amplitude_max=1.0"], "low")
+    elif what == "tune":
+        tune()
+    elif what == "sample":
+        sample_cost()
     else:
         timing([], "default")
         timing(["plasticity.enabled=false"], "no-plast")

@@ -46,7 +46,7 @@ def main() -> None:
             if net.device.type == "cuda":
                 torch.cuda.synchronize()
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        print(f"{label:40s} {wall / (args.duration / 1000):8.1f} s/s  (CPU time {cpu:6.2f} s)", flush=True)
+        print(f"{label:40s} {wall / (args.duration / 1000):8.2f} s/s  (CPU time {cpu:6.2f} s)", flush=True)
 
 
 if __name__ == "__main__":

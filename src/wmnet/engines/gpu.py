@@ -22,8 +22,8 @@ from wmnet.engines.base import SwitchLog, TraceRequest, channel_efficacies, load
 from wmnet.network import Network
 from wmnet.protocol import Scales, base_scales
 
-BLOCK_SYN = 256  # synapses per vector step of a synapse program
-BLOCK_CATCH_UP = 1024  # wider: a drift replay's loop runs as long as its slowest synapse's
+BLOCK_SYN = 512  # synapses per vector step of a synapse program (H100: 512 beat 128, 256, 1024)
+BLOCK_CATCH_UP = 512  # a drift replay loop runs as long as its slowest lane (H100: 512 beat 256, 1024)
 BLOCK_NEURON = 1024
 MIN_GRAPH_STEPS = 8  # shorter blocks run eagerly
 

@@ -136,11 +136,11 @@ def tune() -> None:
 
     base = (gpu.BLOCK_SYN, gpu.BLOCK_CATCH_UP)
     for extra, label in (([], "default"), (["stimulus.amplitude_max=1.0"], "low")):
-        for syn, cu in ((256, 1024), (128, 1024), (512, 1024), (256, 512), (256, 256)):
+        for syn, cu in (base, (256, 1024), (1024, 512), (512, 1024), (512, 256), (256, 512)):
             gpu.BLOCK_SYN, gpu.BLOCK_CATCH_UP = syn, cu
             net, stim, eng = _warm_engine(extra)
             i_blk = stim.block(eng.k, 200)
-            t = _time(lambda: eng.run_block(i_blk), 5) / 200
+            t = _time(lambda: eng.run_block(i_blk), 10) / 200
             print(f"{label:8s} BLOCK_SYN {syn:4d} BLOCK_CATCH_UP {cu:5d}  graph {t * 1e6:7.1f} µs/step", flush=True)
     gpu.BLOCK_SYN, gpu.BLOCK_CATCH_UP = base
 

@@ -131,18 +131,22 @@ def kernels(extra: list[str], label: str, steps: int = 400) -> None:
 
 
 def tune() -> None:
-    """Graph replay µs per step for other launch shapes (same network, same start state)."""
+    """Graph replay µs per step for other launch shapes (same network, same start state), and
+    the onset catch-up over (row, block) items (`SPLIT_CATCH_UP`) against whole rows."""
     import wmnet.engines.gpu as gpu
 
-    base = (gpu.BLOCK_SYN, gpu.BLOCK_CATCH_UP)
+    base = (gpu.BLOCK_SYN, gpu.BLOCK_CATCH_UP, gpu.SPLIT_CATCH_UP)
+    variants = [base, (base[0], base[1], not base[2]), (base[0], 256, True), (base[0], 128, True),
+                (256, 1024, False), (1024, 512, False), (512, 256, False)]
     for extra, label in (([], "default"), (["stimulus.amplitude_max=1.0"], "low")):
-        for syn, cu in (base, (256, 1024), (1024, 512), (512, 1024), (512, 256), (256, 512)):
-            gpu.BLOCK_SYN, gpu.BLOCK_CATCH_UP = syn, cu
+        for syn, cu, split in variants:
+            gpu.BLOCK_SYN, gpu.BLOCK_CATCH_UP, gpu.SPLIT_CATCH_UP = syn, cu, split
             net, stim, eng = _warm_engine(extra)
             i_blk = stim.block(eng.k, 200)
             t = _time(lambda: eng.run_block(i_blk), 10) / 200
-            print(f"{label:8s} BLOCK_SYN {syn:4d} BLOCK_CATCH_UP {cu:5d}  graph {t * 1e6:7.1f} µs/step", flush=True)
-    gpu.BLOCK_SYN, gpu.BLOCK_CATCH_UP = base
+            print(f"{label:8s} BLOCK_SYN {syn:4d} BLOCK_CATCH_UP {cu:5d} split {split!s:5}  graph "
+                  f"{t * 1e6:7.1f} µs/step", flush=True)
+    gpu.BLOCK_SYN, gpu.BLOCK_CATCH_UP, gpu.SPLIT_CATCH_UP = base
 
 
 def sample_cost() -> None:

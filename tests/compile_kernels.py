@@ -14,9 +14,10 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 from wmnet.engines import kernels as K
+from wmnet.engines.gpu import BLOCK_CATCH_UP, BLOCK_NEURON, BLOCK_SYN
 
 TARGET = GPUTarget("cuda", 90, 32)
-CONST = ("PLASTIC", "BOUNDED", "DET", "KEEP", "MANT", "BLOCK", "FROM_LIST", "NPROG")
+CONST = ("PLASTIC", "BOUNDED", "DET", "KEEP", "MANT", "BLOCK", "FROM_LIST", "NPROG", "NCHUNK")
 
 
 def signature(fn: triton.JITFunction, dt: str, det: bool) -> dict[str, str]:
@@ -57,12 +58,13 @@ def main() -> None:
             if not plastic and (bounded or keep):
                 continue
             compile_one(K.synapse_step, dt, det, {"PLASTIC": plastic, "BOUNDED": bounded, "DET": det, "KEEP": keep,
-                                                  "MANT": mant, "BLOCK": 256})
+                                                  "MANT": mant, "BLOCK": BLOCK_SYN})
         for det, plastic in itertools.product([False, True], [True, False]):
-            compile_one(K.neuron_step, dt, det, {"DET": det, "PLASTIC": plastic, "BLOCK": 1024})
-        for from_list, bounded in itertools.product([True, False], [True, False]):
+            compile_one(K.neuron_step, dt, det, {"DET": det, "PLASTIC": plastic, "BLOCK": BLOCK_NEURON})
+        for (from_list, nchunk), bounded in itertools.product([(True, 0), (True, 4), (False, 0)], [True, False]):
             compile_one(K.catch_up, dt, False, {"FROM_LIST": from_list, "NPROG": 264, "BOUNDED": bounded,
-                                                "MANT": mant, "KEEP": True, "BLOCK": 1024})
+                                                "MANT": mant, "KEEP": True, "BLOCK": BLOCK_CATCH_UP,
+                                                "NCHUNK": nchunk})
 
 
 if __name__ == "__main__":

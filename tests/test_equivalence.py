@@ -61,6 +61,18 @@ def test_sparse_matches_reference_float64(small_config, mode: str, device: str) 
         assert (ev_ref[:, 3] == 1).any() and (ev_ref[:, 3] == -1).any()
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("mode", ["bounded", "unbounded"])
+def test_split_catch_up_matches_reference_on_cuda(small_config, mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same with the onset catch-up over (row, block) items (rows of ~160 synapses, blocks of
+    64: three items per row, run by different programs at once)."""
+    import wmnet.engines.gpu as gpu
+
+    monkeypatch.setattr(gpu, "SPLIT_CATCH_UP", True)
+    monkeypatch.setattr(gpu, "BLOCK_CATCH_UP", 64)
+    test_sparse_matches_reference_float64(small_config, mode, "cuda")
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_sparse_matches_reference_float32(small_config, device: str) -> None:
     cfg = small_config("dtype=float32", "duration=1000", f"device={device}")

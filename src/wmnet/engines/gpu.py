@@ -25,6 +25,10 @@ from wmnet.protocol import Scales, base_scales
 BLOCK_SYN = 512  # synapses per vector step of a synapse program (H100: 512 beat 128, 256, 1024)
 BLOCK_CATCH_UP = 512  # a drift replay loop runs as long as its slowest lane (H100: 512 beat 256, 1024)
 BLOCK_NEURON = 1024
+# The onset catch-up's work items: (row, block) pairs, so that a row's blocks run in parallel
+# (True), or whole rows (False). Off until timed on a GPU (`bench/gpu_profile.py tune`); both
+# are exact, and tests/test_gpu_kernels.py runs both.
+SPLIT_CATCH_UP = False
 MIN_GRAPH_STEPS = 8  # shorter blocks run eagerly
 
 
@@ -96,6 +100,11 @@ class GpuSparseEngine:
         self._onsets = torch.zeros(2, max(n_e, 1), dtype=torch.int32, device=dev)
         self._onset_cnt = torch.zeros(2, dtype=torch.int32, device=dev)
         self._nprog = 4 if interpreting() else 2 * torch.cuda.get_device_properties(dev).multi_processor_count
+        # Launch shapes, fixed per engine (a captured graph keeps them).
+        self._block_syn, self._block_cu = BLOCK_SYN, BLOCK_CATCH_UP
+        rows = conn.projections["E->E"].rowptr
+        longest = int((rows[1:] - rows[:-1]).max()) if rows.numel() > 1 else 0
+        self._nchunk = max(1, -(-longest // self._block_cu)) if SPLIT_CATCH_UP else 0
         acc_dtype = torch.int64 if self.deterministic else dtype
         self._acc = torch.zeros(2 * n, dtype=acc_dtype, device=dev)
         bits = {torch.float32: torch.int32, torch.float64: torch.int64, torch.int64: torch.int64}[acc_dtype]
@@ -171,7 +180,7 @@ class GpuSparseEngine:
             self._kbuf, self._onsets, self._onset_cnt, self.net.n_E, self._proj["E->E"][0], self._proj["E->E"][2],
             self._pot, self._L, self._last, self._prm, self._events, self._cnt, self._events.shape[0],
             FROM_LIST=from_list, NPROG=self._nprog, BOUNDED=c["BOUNDED"], MANT=c["MANT"], KEEP=c["KEEP"],
-            BLOCK=BLOCK_CATCH_UP, num_warps=8, enable_fp_fusion=False)
+            BLOCK=self._block_cu, NCHUNK=self._nchunk if from_list else 0, num_warps=8, enable_fp_fusion=False)
 
     def _synapse_step(self, **launch: Any) -> None:
         """The synapse kernel of step k (launch options such as num_warps may be overridden)."""
@@ -181,7 +190,7 @@ class GpuSparseEngine:
             *self._proj["E->E"], self._pot, self._L, self._last,
             *self._proj["E->I"], *self._proj["I->E"], *self._proj["I->I"],
             self._events, self._cnt, self._events.shape[0], self._onset_cnt, self.net.n_E, n,
-            **{"BLOCK": BLOCK_SYN, "enable_fp_fusion": False, **self._const, **launch})
+            **{"BLOCK": self._block_syn, "enable_fp_fusion": False, **self._const, **launch})
 
     def _launch(self, i_ext: torch.Tensor, flags: torch.Tensor) -> None:
         """Step k → k+1: catch-up, synapse and neuron kernels (k itself lives in self._kbuf)."""

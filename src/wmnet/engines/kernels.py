@@ -297,24 +297,49 @@ def _catch_up_row(j, k, ee_rowptr, ee_post, pot_ptr, L_ptr, last_ptr, prm_ptr, e
 
 
 @triton.jit
+def _catch_up_chunk(j, c, k, ee_rowptr, ee_post, pot_ptr, L_ptr, last_ptr, prm_ptr, ev_ptr, cnt_ptr, ev_cap,
+                    BOUNDED: tl.constexpr, MANT: tl.constexpr, KEEP: tl.constexpr, BLOCK: tl.constexpr):
+    """Block c of pre j's E→E synapses brought to t_k (drift only). last[j] is left alone: the
+    other blocks of the row read it too, and `synapse_step` sets it next (j is active at t_k)."""
+    last_j = tl.load(last_ptr + j)
+    gap = k - last_j
+    q1 = tl.load(ee_rowptr + j + 1)
+    start = tl.load(ee_rowptr + j) + c * BLOCK
+    if (gap > 0) & (start < q1):
+        q, m, i, L, b = _ee_block(start, q1, ee_post, L_ptr, pot_ptr, BLOCK)
+        L, b_new = _catch_up(L, b, i, m, j, gap, last_j, prm_ptr, ev_ptr, cnt_ptr, ev_cap, BOUNDED, MANT, KEEP)
+        tl.store(L_ptr + q, L, mask=m)
+        tl.store(pot_ptr + q, b_new, mask=m & (b_new != b))
+
+
+@triton.jit
 def catch_up(k_ptr, onset_ptr, onset_cnt, n_e, ee_rowptr, ee_post, pot_ptr, L_ptr, last_ptr, prm_ptr, ev_ptr,
              cnt_ptr, ev_cap, FROM_LIST: tl.constexpr, NPROG: tl.constexpr, BOUNDED: tl.constexpr,
-             MANT: tl.constexpr, KEEP: tl.constexpr, BLOCK: tl.constexpr):
+             MANT: tl.constexpr, KEEP: tl.constexpr, BLOCK: tl.constexpr, NCHUNK: tl.constexpr):
     """Lazy drift catch-up to t_k.
 
     FROM_LIST: every step, before `synapse_step`, for the E neurons whose σ turned 1 at t_k
     (the list `neuron_step` wrote, onset[k % 2]); NPROG programs share the list. Its own launch
     with wide blocks: a long silent gap costs a replay loop as long as its slowest synapse's.
+    NCHUNK > 0: the work items are (row, block) pairs, NCHUNK blocks per row (enough for the
+    longest), so one row's blocks run in parallel; NCHUNK = 0: one item per row, its blocks in turn.
     Otherwise: every E neuron, one program each (before reading the synapses out).
     """
     k = tl.load(k_ptr)
     if FROM_LIST:
         par = k % 2
         count = tl.load(onset_cnt + par)
-        for r in range(tl.program_id(0), count, NPROG):
-            j = tl.load(onset_ptr + par * n_e + r).to(tl.int64)
-            _catch_up_row(j, k, ee_rowptr, ee_post, pot_ptr, L_ptr, last_ptr, prm_ptr, ev_ptr, cnt_ptr, ev_cap,
-                          BOUNDED, MANT, KEEP, BLOCK)
+        if NCHUNK > 0:
+            for it in range(tl.program_id(0), count * NCHUNK, NPROG):
+                r = it // NCHUNK
+                j = tl.load(onset_ptr + par * n_e + r).to(tl.int64)
+                _catch_up_chunk(j, it - r * NCHUNK, k, ee_rowptr, ee_post, pot_ptr, L_ptr, last_ptr, prm_ptr, ev_ptr,
+                                cnt_ptr, ev_cap, BOUNDED, MANT, KEEP, BLOCK)
+        else:
+            for r in range(tl.program_id(0), count, NPROG):
+                j = tl.load(onset_ptr + par * n_e + r).to(tl.int64)
+                _catch_up_row(j, k, ee_rowptr, ee_post, pot_ptr, L_ptr, last_ptr, prm_ptr, ev_ptr, cnt_ptr,
+                              ev_cap, BOUNDED, MANT, KEEP, BLOCK)
     else:
         _catch_up_row(tl.program_id(0).to(tl.int64), k, ee_rowptr, ee_post, pot_ptr, L_ptr, last_ptr, prm_ptr,
                       ev_ptr, cnt_ptr, ev_cap, BOUNDED, MANT, KEEP, BLOCK)

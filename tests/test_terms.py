@@ -550,3 +550,43 @@ def test_plasticity_disabled_leaves_L_and_J(tmp_path, engine_name):
     #   0.55 + 0 = 0.55; 0.55·0.55 + 0.0005·0.45 = 0.302725; 0.55·0.302725 + 0.0005·0.697275
     #   = 0.16649875 + 0.0003486375 = 0.1668473875
     assert eng.neurons.i_f[2].item() == pytest.approx(0.21 * 0.1668473875, abs=TOL)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sparse_engine_neuron_update_is_bitwise_dynamics(dtype: torch.dtype) -> None:
+    """The CPU sparse engine's fused numba loops against dynamics.released/hebbian_factor/advance,
+    bit for bit, on random states that also sit exactly on every threshold they compare with."""
+    from wmnet.engines.sparse import _advance, _release_and_hebbian
+
+    cfg = load_config(None, ["populations.E.size=4000", "populations.I.size=1000", "device=cpu",
+                             f"dtype={str(dtype).split('.')[1]}"])
+    n, n_e, pl = 5000, 4000, cfg.plasticity
+    p = NeuronParams.from_config(cfg, torch.device("cpu"), dtype)
+    g = torch.Generator().manual_seed(7)
+    u = lambda lo, hi: lo + (hi - lo) * torch.rand(n, generator=g, dtype=torch.float64)  # noqa: E731
+    v = u(-5, 25).to(dtype)
+    # Exactly on θ, v_reset, θ_LTP and θ_LTD (as rounded to the dtype) for some neurons.
+    for r, value in enumerate((p.theta, p.v_reset, torch.full((n,), pl.theta_LTP, dtype=dtype),
+                               torch.full((n,), pl.theta_LTD, dtype=dtype))):
+        v[r::9] = value[r::9]
+    a = u(0, 1.3).to(dtype)
+    a[5::9] = 1.0
+    a[6::9] = 0.0
+    st = NeuronState(v, u(-5, 5).to(dtype), u(-5, 5).to(dtype), u(0, 1).to(dtype), a)
+    syn_slow, syn_fast, i_ext = (u(-20, 20).to(dtype) for _ in range(3))
+    sigma, s = released(st, p)
+    f = hebbian_factor(st.v[:n_e], p.theta[:n_e], p.v_reset[:n_e], cfg)
+    want = advance(st, sigma, s, syn_slow, syn_fast, i_ext, p)
+    c = np.float32 if dtype == torch.float32 else np.float64
+    sig, f_got = _release_and_hebbian(v.numpy(), p.theta.numpy(), p.v_reset.numpy(), n_e, c(pl.theta_LTP),
+                                      c(pl.theta_LTD), c(pl.a_H), c(pl.b_H), c(1), c(0))
+    assert np.array_equal(sig, sigma.numpy() != 0) and 0 < sig.sum() < n
+    assert f_got.dtype == f.numpy().dtype and np.array_equal(f_got.view(np.uint8), f.numpy().view(np.uint8))
+    assert (f > 0).any() and (f < 0).any() and (f == 0).any()
+    got = _advance(v.numpy(), st.i_s.numpy(), st.i_f.numpy(), st.x.numpy(), a.numpy(), sig, syn_slow.numpy(),
+                   i_ext.numpy(), *(t.numpy() for t in (p.theta, p.v_reset, p.tau_m, p.dt_tau_s, p.pulse_inc)),
+                   c(p.dt), c(p.U), c(p.tau_rec), c(1), c(0))
+    for name, arr in zip(("v", "i_s", "x", "a"), got):
+        ref = want[name].numpy()
+        assert arr.dtype == ref.dtype, name
+        assert np.array_equal(arr.view(np.uint8), ref.view(np.uint8)), f"{name}: not bitwise dynamics.advance"

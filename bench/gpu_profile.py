@@ -74,16 +74,9 @@ def _time(fn, reps: int) -> float:
 
 
 def timing(extra: list[str], label: str) -> None:
-    cfg = load_config(None, extra + ["device=cuda", "dtype=float32"])
-    net = Network.build(cfg)
-    stim = make_stimulus(cfg, net.device, net.dtype)
-    eng = make_engine("sparse", net)
-    assert isinstance(eng, GpuSparseEngine)
+    net, stim, eng = _warm_engine(extra)
     blk = 200
-    for k0 in range(0, 3 * blk, blk):  # eager block (compiles), then capture, then replay
-        eng.run_block(stim.block(k0, blk))
-    k = eng.k
-    i_blk = stim.block(k, blk)
+    i_blk = stim.block(eng.k, blk)
     t_graph = _time(lambda: eng.run_block(i_blk), 5) / blk
     flags = torch.empty(blk, net.n, dtype=torch.uint8, device=net.device)
     t_eager = _time(lambda: eng._issue(i_blk[:50], flags, (), None, None), 2) / 50
@@ -100,7 +93,8 @@ def timing(extra: list[str], label: str) -> None:
 
 
 def _warm_engine(extra: list[str]) -> tuple:
-    """The default network (plus overrides) on CUDA, float32, after 600 steps (graphs captured)."""
+    """The default network (plus overrides) on CUDA, float32, after 600 steps: an eager block
+    (compiles the kernels), then a captured one, then a replay."""
     cfg = load_config(None, extra + ["device=cuda", "dtype=float32"])
     net = Network.build(cfg)
     stim = make_stimulus(cfg, net.device, net.dtype)

@@ -102,9 +102,10 @@ class GpuSparseEngine:
         self._nprog = 4 if interpreting() else 2 * torch.cuda.get_device_properties(dev).multi_processor_count
         # Launch shapes, fixed per engine (a captured graph keeps them).
         self._block_syn, self._block_cu = BLOCK_SYN, BLOCK_CATCH_UP
-        rows = conn.projections["E->E"].rowptr
-        longest = int((rows[1:] - rows[:-1]).max()) if rows.numel() > 1 else 0
-        self._nchunk = max(1, -(-longest // self._block_cu)) if SPLIT_CATCH_UP else 0
+        self._nchunk = 0  # whole rows
+        if SPLIT_CATCH_UP:  # enough blocks per row for the longest one
+            rows = conn.projections["E->E"].row_lengths()
+            self._nchunk = max(1, -(-int(rows.max() if rows.numel() else 0) // self._block_cu))
         acc_dtype = torch.int64 if self.deterministic else dtype
         self._acc = torch.zeros(2 * n, dtype=acc_dtype, device=dev)
         bits = {torch.float32: torch.int32, torch.float64: torch.int64, torch.int64: torch.int64}[acc_dtype]

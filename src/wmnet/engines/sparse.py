@@ -517,9 +517,8 @@ class SparseEngine:
         # The neuron update's parameters as arrays and scalars of the working dtype.
         prm = net.params
         self._params = tuple(t.numpy() for t in (prm.theta, prm.v_reset, prm.tau_m, prm.dt_tau_s, prm.pulse_inc))
-        self._one_zero = (c(1), c(0))
-        self._hebb = (c(pl.theta_LTP), c(pl.theta_LTD), c(pl.a_H), c(pl.b_H))
-        self._neuron_consts = (c(prm.dt), c(prm.U), c(prm.tau_rec), *self._one_zero)
+        self._hebb = (c(pl.theta_LTP), c(pl.theta_LTD), c(pl.a_H), c(pl.b_H), c(1), c(0))
+        self._neuron_consts = (c(prm.dt), c(prm.U), c(prm.tau_rec), c(1), c(0))
         if self._parallel:
             numba.set_num_threads(max(1, min(chunks, numba.config.NUMBA_NUM_THREADS)))
 
@@ -535,7 +534,7 @@ class SparseEngine:
         st, n_e = self.neurons, self.net.n_E
         v, x = st.v.numpy(), st.x.numpy()
         theta, v_reset, tau_m, dt_tau_s, pulse_inc = self._params
-        sigma, f = _release_and_hebbian(v, theta, v_reset, n_e, *self._hebb, *self._one_zero)
+        sigma, f = _release_and_hebbian(v, theta, v_reset, n_e, *self._hebb)
         self._step_chunks(
             self._bounds, self.k, sigma, x, n_e,
             *self._ee, self._pot, self._L, self._last,

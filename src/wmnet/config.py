@@ -31,7 +31,9 @@ Probability = Annotated[float, Field(ge=0, le=1)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True)
+    # allow_inf_nan=False: every float field (also inside tuples and lists) must be finite; an
+    # inf duration or a NaN threshold would otherwise overflow later or run to silently wrong results.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_assignment=True, allow_inf_nan=False)
 
 
 class Population(_Strict):
@@ -80,12 +82,26 @@ class StaticProjection(_Connector):
     efficacy: float = Field(description="synaptic efficacy J (mV/ms); negative for inhibition")
 
 
+class Structure(_Strict):
+    """Initial E→E structure by prototype group: the probability that a synapse of each kind
+    starts potentiated (L=1). A kind left out uses `p_potentiated`. Needs `groups.prototypes`."""
+
+    within: Probability | None = Field(None, description="pre and post in the same prototype group")
+    between: Probability | None = Field(None, description="pre and post in different prototype groups")
+    to_nonselective: Probability | None = Field(None, description="pre in a group, post nonselective")
+    from_nonselective: Probability | None = Field(None, description="pre nonselective, post in a group")
+    nonselective: Probability | None = Field(None, description="pre and post both nonselective")
+
+
 class PlasticProjection(_Connector):
     """The E→E projection: bistable synapses, J ∈ {J_p, J_d}."""
 
     J_p: float = Field(0.21, description="potentiated efficacy J_p (mV/ms)")
     J_d: float = Field(0.03, description="depressed efficacy J_d (mV/ms)")
     p_potentiated: Probability = Field(0.2, description="probability a synapse starts potentiated (L=1)")
+    structure: Structure | None = Field(
+        None, description="initial potentiated probability per kind of synapse (within/between prototype "
+        "groups, to/from nonselective); needs groups.prototypes. None: p_potentiated for all")
 
 
 class Projections(_Strict):
@@ -376,10 +392,7 @@ class Record(_Strict):
                          ("record.synapses.every", self.synapses.every if self.synapses else None),
                          *(("record.snapshots", t) for t in self.snapshots)):
             if ms is not None:
-                try:
-                    steps_in(ms, dt, "")
-                except ValueError:
-                    raise ValueError(f"{what}: {ms} ms is not a whole multiple of dt = {dt} ms") from None
+                _period_steps(ms, dt, what)
         for pair in self.synapses.groups if self.synapses and self.synapses.every else []:
             for name in pair:
                 if name not in groups:
@@ -494,16 +507,17 @@ class Config(_Strict):
                              f"{total * self.dt:g} ms (leave duration out: the protocol sets it)")
         try:
             self.n_steps
+        except TooManySteps as e:
+            raise ValueError(f"dt, {e}") from None
         except ValueError:
             raise ValueError(
                 f"dt, duration: dt = {self.dt} ms does not divide duration = {self.duration} ms "
                 "(expected duration to be a whole number of steps)"
             ) from None
-        try:
-            steps_in(self.background.grain, self.dt, "")
-        except ValueError:
-            raise ValueError(f"background.grain: {self.background.grain} ms is not a whole multiple of "
-                             f"dt = {self.dt} ms") from None
+        _period_steps(self.background.grain, self.dt, "background.grain")
+        if self.projections.EE.structure is not None and self.groups.prototypes is None:
+            raise ValueError("projections.E->E.structure: needs groups.prototypes (the kinds of synapse are "
+                             "defined by the prototype groups)")
         groups = self.resolve_groups()
         self.record.check(self.dt, list(groups))
         for pair in self.record.synapses.groups if self.record.synapses and self.record.synapses.every else []:
@@ -539,10 +553,7 @@ class Config(_Strict):
         known = self.groups.names()
 
         def steps(ms: float, where: str) -> int:
-            try:
-                return steps_in(ms, self.dt, "")
-            except ValueError:
-                raise ValueError(f"{where}: {ms} ms is not a whole multiple of dt = {self.dt} ms") from None
+            return _period_steps(ms, self.dt, where)
 
         total = steps(self.protocol.initial_rest, "protocol.initial_rest") if self.protocol.initial_rest else 0
         for i, item in enumerate(self.protocol.epochs):
@@ -577,12 +588,37 @@ class Config(_Strict):
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
+# At most 2^48 steps (about 890 years of simulated time at dt = 0.1 ms): beyond that a step
+# count overflows the engines' int64 arithmetic on k·dt and the progress/summary float maths.
+MAX_STEPS = 1 << 48
+
+
+class TooManySteps(ValueError):
+    """A duration that is a valid multiple of dt but more steps than a run can take."""
+
+
 def steps_in(duration: float, dt: float, what: str) -> int:
-    """Number of dt steps in `duration` (ms); error unless dt divides it."""
-    n = round(duration / dt)
+    """Number of dt steps in `duration` (ms); error unless dt divides it (and at most MAX_STEPS)."""
+    q = duration / dt
+    if not math.isfinite(q):
+        raise TooManySteps(f"{what}: {duration} ms is not a finite number of steps of dt = {dt} ms")
+    n = round(q)
+    if n > MAX_STEPS:
+        raise TooManySteps(f"{what}: {duration} ms is {n:.3g} steps of dt = {dt} ms, more than the "
+                           f"{MAX_STEPS:.3g} (2^48) a run can take")
     if n <= 0 or not math.isclose(n * dt, duration, rel_tol=1e-9, abs_tol=1e-12):
         raise ValueError(f"{what} {duration} ms is not a whole multiple of dt = {dt} ms")
     return n
+
+
+def _period_steps(ms: float, dt: float, where: str) -> int:
+    """steps_in, with the message naming the field `where`."""
+    try:
+        return steps_in(ms, dt, where)
+    except TooManySteps:
+        raise
+    except ValueError:
+        raise ValueError(f"{where}: {ms} ms is not a whole multiple of dt = {dt} ms") from None
 
 
 def _format_validation_error(err: ValidationError, source: str) -> str:

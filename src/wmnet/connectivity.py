@@ -414,6 +414,57 @@ def _to_csr(
     )
 
 
+# Kinds of E→E synapse for `structure` (index into the probability table).
+_KINDS = ("within", "between", "to_nonselective", "from_nonselective", "nonselective")
+
+
+def _structure_probabilities(cfg: Config, device: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(float32 probability per kind, prototype membership per E neuron), or None without structure.
+
+    Membership is the group index (-1: nonselective) for disjoint groups, and a bit mask of the
+    groups (0: nonselective) when groups overlap.
+    """
+    st = cfg.projections.EE.structure
+    if st is None:
+        return None
+    pr = cfg.groups.prototypes
+    assert pr is not None  # Config checks it
+    base = cfg.projections.EE.p_potentiated
+    # float32, as torch.rand draws: without structure the draw is compared with a float32 scalar too.
+    table = torch.tensor([base if getattr(st, k) is None else getattr(st, k) for k in _KINDS],
+                         dtype=torch.float32, device=device)
+    n_e = cfg.populations.E.size
+    groups = cfg.resolve_groups()
+    if cfg.groups.overlap:
+        if pr.count > 62:
+            raise WmnetError("projections.E->E.structure: at most 62 overlapping prototype groups")
+        member = torch.zeros(n_e, dtype=torch.int64)
+        for i in range(pr.count):
+            ids = torch.as_tensor(groups[f"{pr.prefix}{i + 1}"], dtype=torch.int64)
+            member[ids[ids < n_e]] |= 1 << i
+    else:
+        member = torch.full((n_e,), -1, dtype=torch.int64)
+        for i in range(pr.count):
+            ids = torch.as_tensor(groups[f"{pr.prefix}{i + 1}"], dtype=torch.int64)
+            member[ids[ids < n_e]] = i
+    return table, member.to(device)
+
+
+def _synapse_kind(member: torch.Tensor, pre: torch.Tensor, post: torch.Tensor, overlap: bool) -> torch.Tensor:
+    """Index into `_KINDS` of each synapse pre→post (local E indices)."""
+    mp, mq = member[pre], member[post]
+    if overlap:
+        in_pre, in_post, same = mp != 0, mq != 0, (mp & mq) != 0
+    else:
+        in_pre, in_post, same = mp >= 0, mq >= 0, mp == mq
+    kind = torch.full_like(pre, 4)                       # nonselective → nonselective
+    kind[in_pre & ~in_post] = 2                          # group → nonselective
+    kind[~in_pre & in_post] = 3                          # nonselective → group
+    kind[in_pre & in_post] = 1                           # between groups
+    kind[in_pre & in_post & same] = 0                    # within a group
+    return kind
+
+
 def generate(cfg: Config, device: torch.device, dtype: torch.dtype) -> Connectivity:
     """Draw the connectivity and initial E→E state from the run's seed, sparse from the start."""
     gen = generator(cfg.seed, "connectivity", device)
@@ -428,12 +479,23 @@ def generate(cfg: Config, device: torch.device, dtype: torch.dtype) -> Connectiv
         projections[name] = _fixed_indegree_csr(
             name, pre_pop, post_pop, n_pre, n_post, spec.k_in, spec.slow_fraction, cfg.seed, device
         )
-    n_ee = projections["E->E"].n_synapses
+    ee = projections["E->E"]
+    n_ee = ee.n_synapses
     sgen = generator(cfg.seed, "synapse_state", device)
     pot = torch.empty(n_ee, dtype=torch.uint8, device=device)
+    kind_p = _structure_probabilities(cfg, device)
+    pre_all = ee.pre_idx() if kind_p is not None else None
     for start in range(0, n_ee, _CHUNK_SYNAPSES):  # in chunks: no n_EE-sized float temporary
         end = min(n_ee, start + _CHUNK_SYNAPSES)
-        pot[start:end] = torch.rand(end - start, generator=sgen, device=device) < cfg.projections.EE.p_potentiated
+        # The same uniform draws with or without structure: only the threshold differs per synapse.
+        u = torch.rand(end - start, generator=sgen, device=device)
+        if kind_p is None:
+            pot[start:end] = u < cfg.projections.EE.p_potentiated
+        else:
+            assert pre_all is not None
+            table, member = kind_p
+            pre, post = pre_all[start:end], ee.post_idx[start:end].long()
+            pot[start:end] = u < table[_synapse_kind(member, pre, post, cfg.groups.overlap)]
     initial = SynapseState(pot, pot.to(dtype))
     # .to: post indices in the device's index dtype (post_index_dtype), as every Connectivity has them
     return Connectivity(sizes["E"], sizes["I"], projections, initial, "generated").to(device, dtype)

@@ -191,6 +191,21 @@ def plot(run_dir: str) -> None:
 
 
 @cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--nwb", "nwb_path", required=True, type=click.Path(dir_okay=False), help="Output NWB file.")
+@click.option("--all-units", is_flag=True, help="A unit for every neuron (default: those that spiked).")
+@click.option("--partial", is_flag=True, help="Export a run that did not complete (what its files hold).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def export(run_dir: str, nwb_path: str, all_units: bool, partial: bool, overwrite: bool, quiet: bool) -> None:
+    """Write the run in RUN_DIR as one NWB file (spikes, traces, rates, synapses, epochs, config)."""
+    from wmnet.io.nwb import to_nwb
+
+    out = to_nwb(run_dir, nwb_path, all_units=all_units, partial=partial, overwrite=overwrite, progress=not quiet)
+    click.echo(f"nwb: {out}")
+
+
+@cli.command()
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
 @click.option("--device", help="auto | cpu | cuda | cuda:N")
 @click.option("--dtype", type=click.Choice(["float16", "float32", "float64"]))

@@ -1,0 +1,207 @@
+"""The mean-field equations of this model (docs/meanfield.md derives every term).
+
+Everything here is plain numpy, vectorised over any leading axes, in float64. Rates are in
+1/ms inside (Hz only at the API boundary), potentials in mV, currents in mV/ms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+from scipy.special import erf, erfcx
+
+# Fourcaud & Brunel (2002): filtered noise moves θ and V_r up by C·σ·√(τ_s/τ_m), C = |ζ(1/2)|/√2.
+ZETA_HALF = 1.4603545088095868  # |ζ(1/2)|
+FB_C = ZETA_HALF / np.sqrt(2.0)
+# Checking v ≥ θ only on the dt grid misses excursions between steps (Siegmund's continuity
+# correction: the barrier moves up by |ζ(1/2)|/√(2π) per-step standard deviations). In the
+# Fourcaud–Brunel form that is a filter time constant of dt/π.
+GRID_TAU_FACTOR = 1.0 / np.pi
+
+_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(64)
+
+
+def _gl(f_of_t: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """∫_0^length f dt by Gauss–Legendre, f_of_t already evaluated at the mapped nodes (axis −1)."""
+    return 0.5 * length * (f_of_t * _WEIGHTS).sum(axis=-1)
+
+
+def _nodes(length: np.ndarray) -> np.ndarray:
+    """The Gauss–Legendre nodes mapped onto [0, length], shape (..., nodes)."""
+    return 0.5 * length[..., None] * (_NODES + 1.0)
+
+
+def siegert_integral(y_r: np.ndarray, y_th: np.ndarray) -> np.ndarray:
+    """∫_{y_r}^{y_th} e^{u²}(1 + erf u) du = ∫ erfcx(−u) du, for y_r < y_th (may overflow to inf).
+
+    Split at 0: below, erfcx(|u|) ≤ 1 is smooth; above, the integrand grows as 2e^{u²}, so it is
+    written e^{b²}·∫_0^{b−a} e^{−2bt+t²}(1 + erf(b−t)) dt (u = b − t) and the t-range is cut where
+    the integrand has decayed by e^{-12} (relative error ~1e-5 at most).
+    """
+    y_r, y_th = np.broadcast_arrays(np.asarray(y_r, float), np.asarray(y_th, float))
+    # Negative part: u in [y_r, min(y_th, 0)] → w = −u in [max(−y_th, 0), −y_r].
+    lo_w = np.maximum(-y_th, 0.0)
+    hi_w = np.maximum(-y_r, lo_w)
+    len_n = hi_w - lo_w
+    w = lo_w[..., None] + _nodes(len_n)
+    neg = _gl(erfcx(w), len_n)
+    # Positive part: u in [max(y_r, 0), y_th].
+    a = np.maximum(y_r, 0.0)
+    b = np.maximum(y_th, a)
+    length = np.minimum(b - a, 12.0 / (2.0 * b + 1e-300))
+    t = _nodes(length)
+    bb = b[..., None]
+    pos = _gl(np.exp(-2.0 * bb * t + t * t) * (1.0 + erf(bb - t)), length)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return neg + np.where(pos > 0, np.exp(b * b) * pos, 0.0)
+
+
+def siegert(mu: np.ndarray, sigma: np.ndarray, tau_m: np.ndarray, theta: np.ndarray, v_reset: np.ndarray,
+            t_ref: np.ndarray) -> np.ndarray:
+    """Rate (1/ms) of a LIF neuron τ_m dV/dt = −V + μ + σ√τ_m ξ with threshold θ (mV), reset
+    v_reset (mV), refractory time t_ref (ms); μ, σ in mV. 1/ν = t_ref + τ_m√π ∫ erfcx(−u) du."""
+    sigma = np.maximum(sigma, 1e-6)
+    integral = siegert_integral((v_reset - mu) / sigma, (theta - mu) / sigma)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return 1.0 / (t_ref + tau_m * np.sqrt(np.pi) * integral)
+
+
+def pulse_steps(tau_ref: float, dt: float, dtype: str) -> int:
+    """Steps with σ = 1 in one pulse, as the engines count them: a grows by (1/τ_ref)·dt (rounded
+    to the working dtype) per pulse step until a ≥ 1, and the reset step is one more."""
+    np_dtype = np.dtype(dtype)
+    inc = np_dtype.type((1 / tau_ref) * dt)
+    a, n = np_dtype.type(0), 0
+    while a < 1:
+        a = np_dtype.type(a + inc)
+        n += 1
+        if n > 10**7:
+            raise ValueError(f"tau_ref = {tau_ref} ms: the pulse never ends in {dtype}")
+    return n + 1
+
+
+@dataclass(eq=False)
+class Release:
+    """One pulse of n steps under this model's per-step depression (MODEL.md step 7):
+    x_{k+1} = c·x_k + b with c = 1 − U − dt/τ_rec, b = dt/τ_rec while σ = 1. Then
+    released Σ_k x_k = A1·x0 + B1 and the resources left after it x_n = A2·x0 + B2."""
+
+    n: int  # pulse steps
+    U: float  # fraction of resources used per pulse step
+    tau_rec: float  # recovery time constant (ms)
+    dt: float  # time step (ms)
+
+    @cached_property
+    def coefficients(self) -> tuple[float, float, float, float]:
+        b = self.dt / self.tau_rec
+        c = 1.0 - self.U - b
+        k = np.arange(self.n)
+        ck = c ** k
+        A1 = float(ck.sum())
+        B1 = float((b * (1 - ck) / (1 - c)).sum())
+        A2 = float(c ** self.n)
+        B2 = float(b * (1 - c ** self.n) / (1 - c))
+        return A1, B1, A2, B2
+
+    @cached_property
+    def profile_tau(self) -> float:
+        """Equivalent filter time (ms) of the release profile x0·c^k over the pulse: the current
+        of one spike, spread over n steps, has the variance of white noise filtered with this τ
+        (dt·(Σw)²/(2Σw²), less the dt/2 of a single-step kick, which the grid correction holds)."""
+        c = 1.0 - self.U - self.dt / self.tau_rec
+        w = c ** np.arange(self.n)
+        return float(self.dt * max(w.sum() ** 2 / (2 * (w * w).sum()) - 0.5, 0.0))
+
+    def steady_state(self, nu: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """For pulse onsets at rate ν (1/ms), Poisson apart from the pulse itself (the time off
+        between pulses is exponential with mean 1/ν − n·dt): (X, S, R, R2, xbar) with X = E[x0] and
+        S = E[x0²] at pulse onset, R = E[release per pulse], R2 = E[release²], xbar = time-mean x."""
+        A1, B1, A2, B2 = self.coefficients
+        b = self.dt / self.tau_rec
+        kappa = -np.log1p(-b) / self.dt  # recovery per ms: 1 − x shrinks by (1 − b) per step
+        nu = np.clip(np.asarray(nu, float), 0.0, None)
+        off = np.clip(1.0 - nu * self.n * self.dt, 1e-12, None)  # ν × mean time off (dimensionless)
+        # E[(1−b)^m] over the exponential time off m·dt, in a form that is finite at ν = 0.
+        g = nu / (nu + kappa * off)
+        g2 = nu / (nu + 2 * kappa * off)
+        X = (1 - g + g * B2) / (1 - g * A2)
+        S = (1 - 2 * (1 - A2 * X - B2) * g + g2 * ((1 - B2) ** 2 - 2 * (1 - B2) * A2 * X)) / (1 - g2 * A2 * A2)
+        R = A1 * X + B1
+        R2 = A1 * A1 * S + 2 * A1 * B1 * X + B1 * B1
+        # Time mean: (release in the pulse + Σ over the m steps off) / (n + E[m]), times ν.
+        y = A2 * X + B2
+        xbar = (nu * R + off / self.dt - nu * (1 - y) * (1 - g) / b) / (nu * self.n + off / self.dt)
+        return X, S, R, R2, xbar
+
+
+@dataclass
+class Model:
+    """M units (prototype groups, nonselective, I), each a homogeneous set of neurons.
+
+    K_*[u, v]: expected slow / fast inputs into one neuron of u from the neurons of v;
+    J_*[u, v], J2_*[u, v]: mean and mean square efficacy (mV/ms) of those synapses.
+    """
+
+    names: list[str]
+    size: np.ndarray  # neurons per unit
+    is_e: np.ndarray  # bool per unit
+    tau_m: np.ndarray  # ms
+    theta: np.ndarray  # mV
+    v_reset: np.ndarray  # mV
+    t_ref: np.ndarray  # pulse duration n·dt (ms)
+    tau_s: np.ndarray  # slow current time constant of the post unit (ms)
+    K_slow: np.ndarray
+    K_fast: np.ndarray
+    J_slow: np.ndarray  # mean efficacy of the slow synapses (mV/ms)
+    J_fast: np.ndarray  # mean efficacy of the fast synapses (mV/ms)
+    J2_slow: np.ndarray  # mean square efficacies, (mV/ms)²
+    J2_fast: np.ndarray
+    ext_mean: np.ndarray  # mV/ms
+    ext_D: np.ndarray  # white-noise intensity of the external current, (mV/ms)²·ms
+    ext_tau: np.ndarray  # its equivalent filter time (ms)
+    release: list[Release]  # per unit (its pulse length)
+    dt: float  # ms
+
+    def inputs(self, nu: np.ndarray) -> dict[str, np.ndarray]:
+        """μ, σ (mV), the Fourcaud–Brunel shift (mV) and x for rates ν (1/ms), shape (..., M)."""
+        nu = np.clip(np.asarray(nu, float), 0.0, None)
+        M = len(self.names)
+        R = np.empty_like(nu)
+        R2 = np.empty_like(nu)
+        xbar = np.empty_like(nu)
+        for v in range(M):
+            _, _, R[..., v], R2[..., v], xbar[..., v] = self.release[v].steady_state(nu[..., v])
+        dt = self.dt
+        drive = nu * dt * R  # mean released resource per ms of one presynaptic neuron
+        # A spike of a neuron with release R moves the post current's integral by J·dt·R (mV), so
+        # Poisson spikes give a white-noise intensity ν·(J·dt)²·E[R²] per synapse.
+        drive2 = nu * dt * dt * R2
+        mean_I = drive @ (self.K_slow * self.J_slow + self.K_fast * self.J_fast).T + self.ext_mean  # mV/ms
+        D_slow = drive2 @ (self.K_slow * self.J2_slow).T  # white-noise intensity, (mV/ms)²·ms
+        tau_prof = np.array([r.profile_tau for r in self.release])
+        D_fast_parts = drive2[..., None, :] * (self.K_fast * self.J2_fast)  # (..., post, pre)
+        D_fast = D_fast_parts.sum(-1)
+        D = D_slow + D_fast + self.ext_D
+        mu = self.tau_m * mean_I
+        sigma = np.sqrt(np.maximum(self.tau_m * D, 0.0))
+        # Filter times weighted by each source's share of the noise (docs/meanfield.md).
+        Dtau = (D_slow * (self.tau_s + 0) + (D_fast_parts * tau_prof).sum(-1) + self.ext_D * self.ext_tau
+                + D * GRID_TAU_FACTOR * dt)
+        shift = FB_C * np.sqrt(np.maximum(Dtau, 0.0))  # = C·σ·√(τ_eff/τ_m), τ_eff = Dtau/D
+        return {"mu": mu, "sigma": sigma, "shift": shift, "x": xbar}
+
+    def phi(self, nu: np.ndarray) -> np.ndarray:
+        """Output rates (1/ms) of every unit for input rates ν (1/ms), shape (..., M)."""
+        inp = self.inputs(nu)
+        return siegert(inp["mu"], inp["sigma"], self.tau_m, self.theta + inp["shift"],
+                       self.v_reset + inp["shift"], self.t_ref)
+
+    def jacobian(self, nu: np.ndarray, rel: float = 1e-5) -> np.ndarray:
+        """∂Φ_u/∂ν_v (central differences, all columns in one vectorised call)."""
+        M = nu.size
+        h = np.maximum(np.abs(nu) * rel, 1e-9)
+        pts = np.concatenate([nu + np.diag(h), nu - np.diag(h)])
+        out = self.phi(pts)
+        return ((out[:M] - out[M:]) / (2 * h[:, None])).T

@@ -153,16 +153,19 @@ def open_run(result_or_dir: RunResult | str | Path, partial: bool = False) -> Ru
                          "(partial=True)")
     cfg_file = path / "config.yaml"
     config_yaml = cfg_file.read_text() if cfg_file.exists() else yaml.safe_dump(config, sort_keys=False)
-    end_ms = float(info["simulated_ms"]) if info.get("simulated_ms") is not None else _data_end_ms(path, dt_ms)
+    end_ms = float(info.get("simulated_ms") or 0.0)
+    if status != "complete":  # the files may hold more (written after the last run.json update)
+        end_ms = max(end_ms, _data_end_ms(path, dt_ms))
     groups: dict[str, np.ndarray] = {}
     if (path / "node_sets.json").exists():
         groups = {k: v for k, v in read_groups(path / "node_sets.json", n_e, n_e + n_i).items() if k not in ("E", "I")}
     return Run(path, info, config, config_yaml, status, n_e, n_e + n_i, dt_ms, end_ms, groups)
 
 
-def spike_chunks(file: h5py.File, pop: str, chunk: int = READ_CHUNK) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(timestamps_ms, local node_ids) of one population of an open spikes.h5, `chunk` at a time
-    (the rows both datasets hold)."""
+def spike_chunks(file: h5py.File, pop: str, chunk: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(timestamps_ms, local node_ids) of one population of an open spikes.h5, `chunk` (default
+    READ_CHUNK) at a time (the rows both datasets hold)."""
+    chunk = chunk or READ_CHUNK
     if f"spikes/{pop}" not in file:
         return
     g = file[f"spikes/{pop}"]

@@ -221,6 +221,35 @@ def info(config: str | None, device: str | None, dtype: str | None, sets: tuple[
         click.echo(line)
 
 
+@cli.command()
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config field.")
+@click.option("--scan", "scan_spec", metavar="KEY=START:STOP:N",
+              help="Continuation over a config field or g_in (bifurcation figure).")
+@click.option("--out", help="Folder for meanfield.json (and bifurcation.png with --scan).")
+@click.option("--connectivity", type=click.Path(dir_okay=False),
+              help="Potentiated fractions per group pair from a snapshot .npz.")
+@click.option("--synapses", type=click.Path(dir_okay=False),
+              help="Potentiated fractions from a run's synapses.h5 (last sample).")
+@click.option("--g-in", type=float, help="Potentiated fraction within a group.")
+@click.option("--g-between", type=float, help="Potentiated fraction between groups.")
+@click.option("--g-to-nonselective", type=float, help="Potentiated fraction, group → nonselective.")
+@click.option("--g-from-nonselective", type=float, help="Potentiated fraction, nonselective → group.")
+@click.option("--g-nonselective", type=float, help="Potentiated fraction, nonselective → nonselective.")
+@click.option("--max-active", type=int, default=2, show_default=True, help="Most groups active at once.")
+def meanfield(config: str | None, sets: tuple[str, ...], scan_spec: str | None, out: str | None,
+              connectivity: str | None, synapses: str | None, g_in: float | None, g_between: float | None,
+              g_to_nonselective: float | None, g_from_nonselective: float | None, g_nonselective: float | None,
+              max_active: int) -> None:
+    """Predict the stationary states of CONFIG (mean-field theory, docs/meanfield.md)."""
+    cfg = _config(config, sets, {})
+    from wmnet.meanfield.report import run_command
+
+    g = {"g_in": g_in, "g_between": g_between, "g_to_nonselective": g_to_nonselective,
+         "g_from_nonselective": g_from_nonselective, "g_nonselective": g_nonselective}
+    run_command(cfg, scan_spec, out, connectivity, synapses, g, max_active, click.echo)
+
+
 def main() -> None:
     try:
         cli(standalone_mode=False)

@@ -23,7 +23,7 @@ from wmnet.errors import WmnetError
 from wmnet.meanfield.build import (Potentiation, build_model, potentiation_matrix, snapshot_potentiation,
                                    synapses_potentiation)
 from wmnet.meanfield.fixed_points import FixedPoint
-from wmnet.meanfield.fixed_points import solve as solve_model
+from wmnet.meanfield.fixed_points import solve as solve_model  # noqa: F401 (used by report)
 from wmnet.meanfield.theory import Model, Release, pulse_steps, siegert
 
 __all__ = ["FixedPoint", "Model", "Potentiation", "Release", "Scan", "build", "measured_potentiation",

@@ -12,7 +12,7 @@ from scipy.optimize import root
 
 from wmnet.meanfield.theory import Model
 
-ACTIVE_FACTOR = 3.0  # a group is "active" above 3× the quietest E unit's rate …
+ACTIVE_FACTOR = 2.0  # a group is "active" above 2× the quietest E unit's rate …
 ACTIVE_MARGIN_HZ = 5.0  # … and at least this much above it
 
 
@@ -139,7 +139,7 @@ def _sweep(model: Model, active: list[int], grid_hz: np.ndarray) -> list[np.ndar
         out = model.phi(nu)[:, rep]
         return out[:, 1:] - r, out[:, 0]
 
-    for _ in range(30):  # damped iteration first: it settles on the rest's stable (low) branch
+    for _ in range(25):  # damped iteration first: it settles on the rest's stable (low) branch
         F, _ = rest_residual(rest)
         rest = np.maximum(rest + 0.5 * F, 0.0)
     for _ in range(20):  # then Newton on the rest, all grid points at once
@@ -174,7 +174,7 @@ def _sweep(model: Model, active: list[int], grid_hz: np.ndarray) -> list[np.ndar
     return found
 
 
-DEFAULT_GRID_HZ = np.concatenate([[0.0], np.geomspace(0.05, 470.0, 110)])
+DEFAULT_GRID_HZ = np.concatenate([[0.0], np.geomspace(0.05, 470.0, 70)])
 
 
 def solve(model: Model, max_active: int = 2, grid_hz: np.ndarray | None = None) -> list[FixedPoint]:

@@ -1,0 +1,214 @@
+"""wmnet.meanfield: the Siegert rate, the STD steady state and the fixed points against direct
+simulation of this model's per-step dynamics, and `wmnet meanfield`'s bad inputs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from wmnet import meanfield
+from wmnet.cli import main
+from wmnet.config import load_config
+from wmnet.errors import WmnetError
+from wmnet.meanfield.theory import FB_C, GRID_TAU_FACTOR, Release, pulse_steps, siegert, siegert_integral
+
+ROOT = Path(__file__).resolve().parents[1]
+WM_CPU = ROOT / "configs" / "working_memory_cpu.yaml"
+
+
+def simulate_lif(mu: float, sigma: float, tau_m: float, theta: float, v_reset: float, n_pulse: int,
+                 dt: float, n: int, steps: int, seed: int) -> float:
+    """Rate (1/ms) of n independent neurons stepped as the engines do (MODEL.md step 6): Euler
+    with white-noise current (intensity σ²/τ_m), v frozen for the n_pulse steps with σ = 1, then reset."""
+    rng = np.random.default_rng(seed)
+    v = rng.uniform(v_reset, theta, n)
+    count = np.zeros(n, dtype=np.int64)  # pulse steps left (0: integrating)
+    onsets = 0
+    noise = sigma * np.sqrt(dt / tau_m)  # per-step std of the v increment from the white current
+    for _ in range(steps):
+        on = count > 0
+        count[on] -= 1
+        v[on & (count == 0)] = v_reset
+        free = ~on
+        v[free] += dt * (mu - v[free]) / tau_m + noise * rng.standard_normal(int(free.sum()))
+        new = free & (v >= theta)
+        onsets += int(new.sum())
+        count[new] = n_pulse
+    return onsets / (n * steps * dt)
+
+
+@pytest.mark.parametrize("mu, sigma", [(17.0, 4.0), (19.0, 2.0), (22.0, 3.0)])
+def test_siegert_rate_matches_simulated_lif_neurons(mu: float, sigma: float) -> None:
+    dt, tau_m, theta, v_reset, n_pulse = 0.1, 20.0, 20.0, 15.0, 21
+    sim = simulate_lif(mu, sigma, tau_m, theta, v_reset, n_pulse, dt, n=1000, steps=20000, seed=1)
+    shift = FB_C * sigma * np.sqrt(GRID_TAU_FACTOR * dt / tau_m)  # the grid's continuity correction
+    pred = siegert(np.array(mu), np.array(sigma), tau_m, theta + shift, v_reset + shift, n_pulse * dt)
+    plain = siegert(np.array(mu), np.array(sigma), tau_m, theta, v_reset, n_pulse * dt)
+    # ~20000 onsets at the lowest rate: 1% statistical error; the corrected rate is within 5%.
+    assert abs(pred / sim - 1) < 0.05, (sim * 1000, pred * 1000)
+    # The correction matters: the uncorrected formula is further off (it overestimates).
+    assert abs(plain / sim - 1) > abs(pred / sim - 1)
+
+
+def test_siegert_integral_and_deterministic_limit() -> None:
+    from scipy.integrate import quad
+    from scipy.special import erfcx
+
+    for a, b in [(-3.0, 1.0), (-12.0, -2.0), (0.5, 4.0), (1.0, 7.0), (-1.0, 3.0)]:
+        exact = quad(lambda u: erfcx(-u), a, b, limit=200)[0]
+        assert siegert_integral(np.array(a), np.array(b)) == pytest.approx(exact, rel=1e-6)
+    # σ → 0 above threshold: 1/ν = t_ref + τ_m ln((μ − V_r)/(μ − θ)) (by hand: 2.1 + 20 ln 3).
+    nu = siegert(np.array(25.0), np.array(1e-4), 20.0, 20.0, 15.0, 2.1)
+    assert 1 / nu == pytest.approx(2.1 + 20 * np.log(10 / 5), rel=1e-4)
+
+
+def test_pulse_length_as_the_engines_count_it() -> None:
+    assert pulse_steps(2.0, 0.1, "float32") == 21
+    assert pulse_steps(2.0, 0.1, "float64") == 21
+    assert pulse_steps(2.0, 0.1, "float16") == 22  # MODEL.md: 22 steps in float16
+
+
+def test_release_coefficients_by_hand() -> None:
+    # U = 0.45, τ_rec = 200, 21 steps: c = 1 − 0.45 − 0.0005 = 0.5495, released ≈ x0/(1 − c).
+    r = Release(21, 0.45, 200.0, 0.1)
+    A1, B1, A2, B2 = r.coefficients
+    c = 0.5495
+    assert A1 == pytest.approx((1 - c ** 21) / (1 - c), rel=1e-12)
+    assert A1 == pytest.approx(2.2198, abs=1e-3)  # WORKING_MEMORY.md: ≈ 2.22·x0
+    assert A2 == pytest.approx(c ** 21, rel=1e-12)
+    assert B2 == pytest.approx(0.0005 * (1 - c ** 21) / (1 - c), rel=1e-12)
+
+
+@pytest.mark.parametrize("U, rate_hz", [(0.45, 5.0), (0.05, 20.0), (0.05, 60.0)])
+def test_std_steady_state_matches_the_per_step_update(U: float, rate_hz: float) -> None:
+    """x' = x + dt(1 − x)/τ_rec − U·s over many neurons whose pulses start at random (Poisson
+    off-times), against Release.steady_state: time-mean x and resources released per pulse."""
+    dt, tau_rec, n_pulse, n, steps = 0.1, 200.0, 21, 2000, 40000
+    mean_off = 1000 / rate_hz - n_pulse * dt  # ms
+    hazard = 1 - np.exp(-dt / mean_off)
+    rng = np.random.default_rng(2)
+    x = np.ones(n)
+    left = np.zeros(n, dtype=np.int64)
+    released = x_sum = 0.0
+    pulses = 0
+    burn = 10000
+    for k in range(steps):
+        start = (left == 0) & (rng.random(n) < hazard)
+        left[start] = n_pulse
+        on = left > 0
+        s = np.where(on, x, 0.0)
+        if k >= burn:
+            released += s.sum()
+            x_sum += x.sum()
+            pulses += int(start.sum())
+        x = x + (dt * ((1 - x) / tau_rec) - U * s)
+        left[on] -= 1
+    rate = pulses / (n * (steps - burn) * dt)  # 1/ms, measured
+    X, S, R, R2, xbar = Release(n_pulse, U, tau_rec, dt).steady_state(np.array(rate))
+    assert float(xbar) == pytest.approx(x_sum / (n * (steps - burn)), rel=0.02)
+    assert float(R) == pytest.approx(released / pulses, rel=0.02)
+    assert float(S) >= float(X) ** 2  # E[x0²] ≥ E[x0]²
+
+
+def test_fixed_point_of_an_uncoupled_network_is_the_analytic_rate() -> None:
+    # No synapses, constant suprathreshold input and no noise: every neuron fires regularly at
+    # 1/(t_ref + τ_m ln((μ − V_r)/(μ − θ))), μ = τ_m·I (E: μ = 30 mV, I: μ = 25 mV).
+    sets = ["stimulus.kind=constant", "stimulus.E=1.5", "stimulus.I=2.5"] + [
+        f"projections.{p}.efficacy=0" for p in ("E->I", "I->E", "I->I")] + [
+        "projections.E->E.J_p=0", "projections.E->E.J_d=0"]
+    fps = meanfield.solve(load_config(None, sets))
+    assert len(fps) == 1 and fps[0].stable and fps[0].kind == "spontaneous"
+    e = 1000 / (2.1 + 20 * np.log((30 - 15) / (30 - 20)))
+    i = 1000 / (2.1 + 10 * np.log((25 - 10) / (25 - 20)))
+    assert fps[0].rates_hz["E"] == pytest.approx(e, rel=1e-4)
+    assert fps[0].rates_hz["I"] == pytest.approx(i, rel=1e-4)
+
+
+def test_coupled_fixed_points_solve_the_equations_and_are_consistent() -> None:
+    cfg = load_config(WM_CPU)
+    model = meanfield.build(cfg, g_in=0.5)
+    fps = meanfield.solve_model(model)
+    assert fps and fps[0].kind == "spontaneous"
+    for fp in fps:
+        nu = np.array([fp.rates_hz[n] for n in model.names]) / 1000
+        assert np.allclose(model.phi(nu), nu, rtol=1e-5, atol=1e-8)
+        sizes = model.size[model.is_e]
+        assert fp.rates_hz["E"] == pytest.approx(float((nu[model.is_e] * sizes).sum() / sizes.sum() * 1000))
+
+
+def _bistable_cfg(extra: list[str] | None = None) -> object:
+    # Weak, fast depression (U = 0.01, τ_rec = 50 ms): within-group potentiation alone can hold a group.
+    return load_config(WM_CPU, ["stp.U=0.01", "stp.tau_rec=50", "protocol=null", "groups.prototypes.count=2",
+                                "record.synapses=null", "record.snapshots=[]"] + (extra or []))
+
+
+def test_scan_finds_the_bistability_boundary_and_moves_it_the_right_way() -> None:
+    cfg = _bistable_cfg()
+    values = np.linspace(0.3, 1.0, 15)
+    sc = meanfield.scan(cfg, "g_in", values)
+    assert sc.boundary is not None and 0.4 < sc.boundary < 1.0
+    below = values < sc.boundary
+    assert not sc.bistable[below].any() and sc.bistable[~below][:3].all()  # bistable just above it
+    for fps in np.array(sc.points, dtype=object)[below]:
+        assert not any(fp.stable and fp.kind.startswith("selective") for fp in fps)
+    # Stronger potentiated synapses need fewer of them: the boundary moves down.
+    stronger = meanfield.scan(_bistable_cfg(["projections.E->E.J_p=0.6"]), "g_in", values)
+    assert stronger.boundary is not None and stronger.boundary < sc.boundary
+
+
+def _cli(args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    monkeypatch.setattr(sys, "argv", ["wmnet", *args])
+    try:
+        main()
+        code = 0
+    except SystemExit as e:
+        code = int(e.code or 0)
+    cap = capsys.readouterr()
+    return code, cap.out + cap.err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--scan", "no.such.key=0:1:5"], "--scan no.such.key: not a numeric config field"),
+    (["--scan", "g_in=0:1"], "expected KEY=START:STOP:N"),
+    (["--scan", "g_in=0.5:0.5:10"], "START ≠ STOP"),
+    (["--scan", "g_in=a:1:10"], "must be numbers"),
+    (["--connectivity", "/nonexistent/snap.npz"], "no such file"),
+    (["--synapses", "/nonexistent/synapses.h5"], "no such file"),
+    (["--g-in", "1.5"], "expected a probability"),
+])
+def test_cli_bad_inputs(args: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                        capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "mf"
+    code, text = _cli(["meanfield", str(WM_CPU), "--out", str(out), *args], monkeypatch, capsys)
+    assert code == 2 and message in text and text.count("error:") == 1, text
+    assert not out.exists()  # nothing written
+
+
+def test_cli_refuses_the_seed_sinusoid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    code, text = _cli(["meanfield", "--out", str(tmp_path / "mf")], monkeypatch, capsys)
+    assert code == 2 and "sinusoid" in text and "no stationary mean-field state" in text
+    with pytest.raises(WmnetError, match="sinusoid"):
+        meanfield.solve(load_config(None))
+
+
+def test_cli_writes_json_and_figure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "mf"
+    cfg_path = tmp_path / "c.yaml"
+    cfg_path.write_text(_bistable_cfg().to_yaml())  # type: ignore[attr-defined]
+    code, text = _cli(["meanfield", str(cfg_path), "--g-in", "0.9", "--scan", "g_in=0.3:1:8", "--out", str(out)],
+                      monkeypatch, capsys)
+    assert code == 0, text
+    data = json.loads((out / "meanfield.json").read_text())
+    kinds = [fp["kind"] for fp in data["fixed_points"]]
+    assert "spontaneous" in kinds and "selective:P1" in kinds
+    for fp in data["fixed_points"]:
+        assert {"E", "I", "P1", "P2", "nonselective"} <= set(fp["rates_hz"]) and isinstance(fp["stable"], bool)
+        assert set(fp["x"]) == set(fp["mu"]) == set(fp["sigma"]) >= {"P1", "I"}
+    assert len(data["scan"]["points"]) == 8 and data["scan"]["boundaries"]
+    assert (out / "bifurcation.png").stat().st_size > 10000

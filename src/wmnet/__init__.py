@@ -17,6 +17,7 @@ _EXPORTS = {
     "Connectivity": "wmnet.connectivity", "SynapseState": "wmnet.connectivity",
     "NeuronState": "wmnet.dynamics", "Network": "wmnet.network",
     "Simulation": "wmnet.simulation", "RunResult": "wmnet.simulation",
+    "sweep": "wmnet.sweep",  # wmnet.sweep(SWEEP, out=DIR) -> DataFrame (docs/sweeps.md)
 }
 __all__ = sorted(_EXPORTS)
 

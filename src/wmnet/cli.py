@@ -18,6 +18,7 @@ import click
 
 from wmnet.config import Config, load_config
 from wmnet.errors import WmnetError
+from wmnet.sweep.cli import sweep_group
 
 if TYPE_CHECKING:
     from wmnet.simulation import RunResult
@@ -248,6 +249,9 @@ def meanfield(config: str | None, sets: tuple[str, ...], scan_spec: str | None, 
     g = {"g_in": g_in, "g_between": g_between, "g_to_nonselective": g_to_nonselective,
          "g_from_nonselective": g_from_nonselective, "g_nonselective": g_nonselective}
     run_command(cfg, scan_spec, out, connectivity, synapses, g, max_active, click.echo)
+
+
+cli.add_command(sweep_group)  # wmnet sweep FILE | status | plot (src/wmnet/sweep/cli.py)
 
 
 def main() -> None:

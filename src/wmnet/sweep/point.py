@@ -1,0 +1,161 @@
+"""One sweep point, run inside a worker process (local pool or Ray task).
+
+`run_point` does what `wmnet run CONFIG --set ... --out FOLDER --no-plot --quiet` does, through
+the same library calls, so the folder's files are those of that command; or, when the folder
+holds an interrupted run with a checkpoint, what `wmnet resume FOLDER` does. It never raises:
+every failure comes back as a status and a one-line reason, so one point cannot stop the others.
+Torch and numba are imported here only inside the function, after the thread limits are set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+ERROR_MAX = 500  # characters of a failure's one-line reason
+
+THREAD_VARIABLES = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def one_line(text: str) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= ERROR_MAX else line[: ERROR_MAX - 3] + "..."
+
+
+def limit_threads(threads: int) -> None:
+    """Thread pools of this process: set before numba and torch are first imported (numba reads
+    NUMBA_NUM_THREADS once); torch's intra-op pool is set again after import."""
+    for var in THREAD_VARIABLES:
+        os.environ[var] = str(threads)
+
+
+def die_with_parent() -> None:
+    """Linux: SIGKILL this worker when the sweep's main process dies (kill -9 included), so no
+    orphan keeps writing (and locking) a point folder the next run of the sweep resumes."""
+    import ctypes
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _status(folder: Path) -> str | None:
+    try:
+        with open(folder / "run.json") as f:
+            return json.load(f).get("status")
+    except (OSError, ValueError):
+        return None
+
+
+def _fresh(task: dict[str, Any], folder: Path) -> None:
+    """What `wmnet run` does: validate and build first, then (re)create the folder and run."""
+    from wmnet.config import load_config
+    from wmnet.errors import WmnetError
+    from wmnet.network import Network, resolve_device
+    from wmnet.simulation import Simulation, trace_neurons
+    from wmnet.stimuli import make_stimulus
+
+    cfg = load_config(task["base"], task["overrides"])
+    if cfg.to_yaml() != task["config_yaml"]:
+        raise WmnetError("the point's config differs from the one validated when the sweep started "
+                         "(was the base config file edited?)")
+    net = Network.build(cfg, device=resolve_device(cfg.device))
+    sim = Simulation(net, stimulus=make_stimulus(cfg, net.device, net.dtype, None))
+    trace_neurons(cfg)
+    try:
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+    except OSError as e:
+        raise WmnetError(f"{folder}: cannot create the point's folder ({e.strerror or e})") from None
+    (folder / "config.yaml").write_text(cfg.to_yaml())
+    sim.run(out=folder, progress=False, info={"input": None})
+
+
+def _continue(task: dict[str, Any], folder: Path) -> str:
+    """Resume an interrupted point from its checkpoint (as `wmnet resume`), else run it afresh."""
+    from wmnet.checkpoint import CHECKPOINT, resume_run
+    from wmnet.errors import WmnetError
+
+    resumable = (_status(folder) in ("running", "interrupted") and (folder / CHECKPOINT).is_file()
+                 and (folder / "config.yaml").is_file()
+                 and (folder / "config.yaml").read_text() == task["config_yaml"])
+    if resumable:
+        try:
+            resume_run(folder, progress=False)
+            return "resumed"
+        except WmnetError:
+            if _status(folder) == "failed":
+                raise  # the resumed run itself failed (a blow-up): a real failure
+            # The checkpoint could not be used (unreadable, another version): start again.
+    _fresh(task, folder)
+    return "run"
+
+
+def run_point(task: dict[str, Any]) -> dict[str, Any]:
+    """Run one point; return {name, status, error, mode, wall_s, import_s, pid}.
+
+    task: name, folder, base (config file or None), overrides (`key=value` list), config_yaml
+    (the validated config, as config.yaml), threads, protocol (bool), plots (bool).
+    """
+    t0 = time.perf_counter()
+    limit_threads(int(task["threads"]))
+    out: dict[str, Any] = {"name": task["name"], "status": "failed", "error": None, "mode": None,
+                           "import_s": 0.0, "pid": os.getpid()}
+    try:
+        import torch  # the heavy imports, timed: paid by a worker's first point only
+
+        import wmnet.simulation  # noqa: F401
+
+        torch.set_num_threads(int(task["threads"]))
+        out["import_s"] = time.perf_counter() - t0
+        from wmnet.analysis import write_epoch_rates
+
+        folder = Path(task["folder"])
+        out["mode"] = _continue(task, folder)
+        if task["protocol"]:
+            write_epoch_rates(folder)
+        if task["plots"]:
+            from wmnet.plotting import plot_run
+
+            plot_run(folder)
+        out["status"] = "complete"
+    except KeyboardInterrupt:  # SIGINT/SIGTERM: the run stopped at a block and wrote its checkpoint
+        out["status"], out["error"] = "interrupted", "interrupted (rerun the sweep to resume it)"
+    except MemoryError:
+        out["error"] = "out of memory (MemoryError)"
+    except Exception as e:  # noqa: BLE001 - any failure is this point's, reported in one line
+        from wmnet.errors import WmnetError
+
+        msg = str(e) if isinstance(e, WmnetError) else f"{type(e).__name__}: {e}"
+        if "out of memory" in msg.lower() and not isinstance(e, WmnetError):
+            msg = f"out of memory ({msg})"
+        out["error"] = one_line(msg)
+    out["wall_s"] = time.perf_counter() - t0
+    out["compiled"] = numba_compilations()
+    return out
+
+
+def numba_compilations() -> int:
+    """How many CPU-engine functions this process compiled instead of loading them from numba's
+    cache (0 when the cache is shared and warm; counted over the process's life)."""
+    import sys
+
+    sparse = sys.modules.get("wmnet.engines.sparse")
+    if sparse is None:
+        return 0
+    return sum(sum(f.stats.cache_misses.values()) for f in vars(sparse).values()
+               if hasattr(f, "stats") and hasattr(f.stats, "cache_misses"))

@@ -29,18 +29,16 @@ def _config(config: str | None, sets: tuple[str, ...], flags: dict[str, Any]) ->
     return load_config(config, overrides)
 
 
-def _prepare_out(out: str | None, overwrite: bool) -> Path:
+def _precheck_out(out: str | None, overwrite: bool) -> None:
+    """Refuse an unusable --out before the network is built (cheap; claim_run_folder decides
+    for good, under the folder's lock, once everything else has been validated)."""
     if out is None:
-        path = Path("runs") / time.strftime("%Y%m%d-%H%M%S")
-        while path.exists():
-            path = path.with_name(path.name + "x")
-        return path
+        return
     path = Path(out)
     if path.exists() and not path.is_dir():
         raise WmnetError(f"--out {out}: exists and is not a folder")
-    if path.exists() and any(path.iterdir()) and not overwrite:
-        raise WmnetError(f"--out {out}: folder is not empty (use --overwrite to replace it)")
-    return path
+    if path.is_dir() and not overwrite and any(p.name != ".lock" for p in path.iterdir()):
+        raise WmnetError(f"--out {out}: folder is not empty (use --overwrite to replace a previous run there)")
 
 
 def _summary_lines(info: dict[str, Any]) -> list[str]:
@@ -119,7 +117,7 @@ def run(config: str | None, out: str | None, duration: float | None, seed: int |
     from wmnet.stimuli import make_stimulus
 
     dev = resolve_device(cfg.device)
-    path = _prepare_out(out, overwrite)
+    _precheck_out(out, overwrite)
     # Absolute paths: run.json keeps them for `wmnet resume`, which may run from elsewhere.
     connectivity = str(Path(connectivity).absolute()) if connectivity is not None else None
     input_path = str(Path(input_path).absolute()) if input_path is not None else None
@@ -131,15 +129,19 @@ def run(config: str | None, out: str | None, duration: float | None, seed: int |
     sim = Simulation(net, stimulus=stim)
     # Validate record.traces.neurons now: Simulation.run checks it only after the folder exists.
     trace_neurons(cfg)
+    from wmnet.io.runfolder import claim_run_folder, config_inputs
+
+    # Created (or a previous run's cleared) under its lock, which the run then holds to the end.
+    inputs = [("config file", config), ("--connectivity", connectivity), ("--input", input_path),
+              *(("array stimulus", p) for p in config_inputs(cfg))]
+    folder = claim_run_folder(out, overwrite, inputs)
+    path = folder.path
     try:
-        if path.exists():
-            shutil.rmtree(path)
-        path.mkdir(parents=True)
-    except OSError as e:
-        raise WmnetError(f"--out {path}: cannot create the output folder ({e.strerror or e})") from None
-    (path / "config.yaml").write_text(cfg.to_yaml())
-    extra = {"input": input_path}
-    _finish(path, lambda: sim.run(out=path, progress=not quiet, info=extra), no_plot)
+        (path / "config.yaml").write_text(cfg.to_yaml())
+        extra = {"input": input_path}
+        _finish(path, lambda: sim.run(out=path, progress=not quiet, info=extra, lock=folder.lock), no_plot)
+    finally:
+        folder.close()
 
 
 @cli.command()

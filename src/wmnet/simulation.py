@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -180,8 +180,14 @@ class Simulation:
         progress: bool = True,
         keep_in_memory: bool | None = None,
         info: dict[str, Any] | None = None,
+        lock: IO[str] | None = None,
     ) -> RunResult:
         """Simulate `duration` ms (default: the config's) from the current state.
+
+        A protocol's epochs are looked up by the engine's step, counted from the start of the
+        simulation as the stimulus is, so a second `run` continues the protocol where the first
+        stopped. `lock`: `out`'s lock (`lock_folder`), already held by the caller (the CLI takes
+        it when it claims the folder); the run then uses it and leaves closing it to the caller.
 
         With `out`, spikes and traces stream to SONATA files there and run.json is written
         (status "running" until it ends; "interrupted" on SIGINT, SIGTERM or Ctrl-C, which
@@ -192,10 +198,10 @@ class Simulation:
         cfg = self.config
         n_steps = cfg.n_steps if duration is None else steps_in(duration, cfg.dt, "duration")
         keep = out is None if keep_in_memory is None else keep_in_memory
-        return self._run(n_steps, None if out is None else Path(out), progress, keep, info, None)
+        return self._run(n_steps, None if out is None else Path(out), progress, keep, info, None, lock)
 
     def resume(self, out: str | Path, checkpoint: dict[str, Any], progress: bool = True,
-               info: dict[str, Any] | None = None) -> RunResult:
+               info: dict[str, Any] | None = None, lock: IO[str] | None = None) -> RunResult:
         """Continue the run in folder `out` from `checkpoint` (checkpoint.py) to its planned end.
 
         The network must be the one the checkpoint was written from (same config, seed and
@@ -204,7 +210,7 @@ class Simulation:
         """
         self.engine.load_state_dict(checkpoint["engine"])
         end = int(checkpoint["k_start"]) + self.config.n_steps
-        return self._run(max(0, end - self.engine.k), Path(out), progress, False, info, checkpoint)
+        return self._run(max(0, end - self.engine.k), Path(out), progress, False, info, checkpoint, lock)
 
     def _writers(self, out: Path, neurons: np.ndarray, append: bool
                  ) -> tuple[SpikeWriter | None, dict[str, ReportWriter]]:
@@ -241,9 +247,10 @@ class Simulation:
         return rates, syn
 
     def _run(self, n_steps: int, out: Path | None, progress: bool, keep: bool, info: dict[str, Any] | None,
-             resumed: dict[str, Any] | None) -> RunResult:
+             resumed: dict[str, Any] | None, held: IO[str] | None = None) -> RunResult:
         neurons = trace_neurons(self.config)
-        lock = lock_folder(out) if out is not None else None  # one writer per folder
+        # One writer per folder; a caller that already holds the lock keeps it (and closes it).
+        lock = lock_folder(out) if out is not None and held is None else None
         try:
             return self._run_locked(n_steps, out, progress, keep, info, resumed, neurons)
         finally:
@@ -341,9 +348,10 @@ class Simulation:
                         later = [t for t in snap_steps if t > k]
                         if later:  # blocks end at snapshot steps too
                             m = min(m, later[0] - k)
-                        epoch = self.schedule.at(k - k_start) if self.schedule is not None else None
+                        # The protocol's clock is the stimulus's: the step since the simulation began.
+                        epoch = self.schedule.at(k) if self.schedule is not None else None
                         if epoch is not None:  # and at epoch boundaries, where receptor scales may change
-                            m = min(m, epoch.stop - (k - k_start))
+                            m = min(m, epoch.stop - k)
                         scales = epoch.scales if epoch is not None else outside
                         if scales != eng.scales:
                             eng.set_scales(scales)

@@ -1,0 +1,196 @@
+"""Claiming a run folder: created atomically and locked before anything in it is written or deleted.
+
+    folder = claim_run_folder(out, overwrite, inputs=[config_file, connectivity, input_path])
+    try:
+        sim.run(out=folder.path, lock=folder.lock)   # the lock is held from creation to the end
+    finally:
+        folder.close()
+
+- No `out`: a new `runs/<YYYYmmdd-HHMMSS>` (then `-2`, `-3`, ... when that name is taken),
+  made with an exclusive mkdir, so runs started in the same second get different folders.
+- `out` missing: made with an exclusive mkdir (its parents as needed).
+- `out` empty (a symlink to an empty folder or an empty mount point too): used as it is.
+- `out` not empty, with `overwrite`: its contents are deleted (the folder itself stays, so a
+  mount point or a symlink keeps working) only if it is a wmnet run folder (run.json with
+  `wmnet_run`), no wmnet process holds its lock, and it is neither the working folder, one of
+  its parents, nor a folder holding one of the run's inputs. Anything else is refused with one
+  line and nothing deleted.
+The lock is taken before the deletion, and the folder is checked again under it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from wmnet.errors import WmnetError
+from wmnet.io.runinfo import lock_folder
+
+LOCK = ".lock"  # the lock file lock_folder keeps in every run folder; not counted as content
+MAX_NAME_TRIES = 1000  # runs/<timestamp>-2 ... -1000: more runs in one second than anyone starts
+
+
+@dataclass
+class RunFolder:
+    """A claimed run folder: `path`, and `lock` (held; lock_folder's handle) until `close()`."""
+
+    path: Path
+    lock: IO[str]
+
+    def close(self) -> None:
+        self.lock.close()
+
+
+def is_run_folder(path: Path) -> bool:
+    """True if `path` holds a run.json that wmnet wrote (a JSON object with `wmnet_run`)."""
+    try:
+        with open(path / "run.json") as f:
+            data: Any = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and bool(data.get("wmnet_run"))
+
+
+def config_inputs(node: object) -> list[Path]:
+    """Every array-stimulus `path` in a config (any depth: stimulus, protocol epochs, sums)."""
+    from pydantic import BaseModel
+
+    from wmnet.config import ArrayInput
+
+    found: list[Path] = []
+    if isinstance(node, ArrayInput):
+        found.append(Path(node.path))
+    elif isinstance(node, BaseModel):
+        for name in type(node).model_fields:
+            found += config_inputs(getattr(node, name))
+    elif isinstance(node, (list, tuple)):
+        for item in node:
+            found += config_inputs(item)
+    elif isinstance(node, dict):
+        for item in node.values():
+            found += config_inputs(item)
+    return found
+
+
+def _contents(path: Path) -> list[Path]:
+    return [p for p in path.iterdir() if p.name != LOCK]
+
+
+def _inside(child: Path, folder: Path) -> bool:
+    return child == folder or folder in child.parents
+
+
+def _why_not_replaceable(path: Path, inputs: Iterable[tuple[str, Path]]) -> str | None:
+    """Why the non-empty folder `path` must not be replaced; None if it may be."""
+    real = path.resolve()
+    cwd = Path.cwd().resolve()
+    if real == cwd:
+        return "it is the working folder"
+    if real in cwd.parents:
+        return f"it holds the working folder {cwd}"
+    for what, p in inputs:
+        if _inside(Path(os.path.realpath(p)), real):
+            return f"it holds this run's {what} {p}"
+    if not is_run_folder(path):
+        return "it is not a wmnet run folder (no run.json written by wmnet)"
+    return None
+
+
+def _lock(path: Path, label: str) -> IO[str]:
+    try:
+        return lock_folder(path)
+    except WmnetError:
+        raise WmnetError(f"{label}: a wmnet process is writing this run folder; nothing was deleted") from None
+
+
+def _clear(path: Path, label: str) -> None:
+    """Delete everything in `path` but the lock file (symlinks themselves, never their targets)."""
+    try:
+        for p in _contents(path):
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+    except OSError as e:
+        raise WmnetError(f"{label}: cannot clear the previous run ({e.strerror or e}: "
+                         f"{getattr(e, 'filename', '') or path})") from None
+
+
+def _new_default(base: Path) -> RunFolder:
+    """A fresh base/<timestamp>[-n], made by an exclusive mkdir and locked."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise WmnetError(f"{base}: cannot create the runs folder ({e.strerror or e})") from None
+    for i in range(1, MAX_NAME_TRIES + 1):
+        path = base / (stamp if i == 1 else f"{stamp}-{i}")
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise WmnetError(f"{path}: cannot create the output folder ({e.strerror or e})") from None
+        try:
+            return RunFolder(path, lock_folder(path))
+        except WmnetError:
+            continue  # someone claimed our new, empty folder with --out first: take the next name
+    raise WmnetError(f"{base}: {MAX_NAME_TRIES} run folders named {stamp}* exist already")
+
+
+def claim_run_folder(out: str | Path | None, overwrite: bool,
+                     inputs: Iterable[tuple[str, str | Path | None]] = (),
+                     base: Path = Path("runs")) -> RunFolder:
+    """Create or claim the output folder of a run and hold its lock (see the module docstring).
+
+    `inputs`: (what, path) of every file the run reads, e.g. ("--connectivity", "x.npz"); a
+    folder holding one is never replaced. `base`: where folders without `out` go.
+    """
+    if out is None:
+        return _new_default(base)
+    path = Path(out)
+    label = f"--out {out}"
+    files = [(what, Path(p)) for what, p in inputs if p is not None]
+    if not path.exists():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.mkdir()
+            return RunFolder(path, lock_folder(path))
+        except FileExistsError:
+            pass  # made by someone else since: claim it as an existing folder below
+        except WmnetError:
+            raise WmnetError(f"{label}: another wmnet process claimed this new folder first") from None
+        except OSError as e:
+            raise WmnetError(f"{label}: cannot create the output folder ({e.strerror or e})") from None
+    if not path.is_dir():
+        raise WmnetError(f"{label}: exists and is not a folder")
+    try:
+        full = bool(_contents(path))
+    except OSError as e:
+        raise WmnetError(f"{label}: cannot read the folder ({e.strerror or e})") from None
+    if full and not overwrite:
+        raise WmnetError(f"{label}: folder is not empty (use --overwrite to replace a previous run there)")
+    if full:
+        why = _why_not_replaceable(path, files)
+        if why is not None:
+            raise WmnetError(f"{label}: refusing to replace it: {why}; nothing was deleted")
+    lock = _lock(path, label)
+    try:
+        # Checked again under the lock: another run may have finished or started in between.
+        if _contents(path):
+            if not overwrite:
+                raise WmnetError(f"{label}: folder is not empty (use --overwrite to replace a previous run there)")
+            why = _why_not_replaceable(path, files)
+            if why is not None:
+                raise WmnetError(f"{label}: refusing to replace it: {why}; nothing was deleted")
+            _clear(path, label)
+    except BaseException:
+        lock.close()
+        raise
+    return RunFolder(path, lock)

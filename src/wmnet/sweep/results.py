@@ -4,7 +4,8 @@ Columns: `point` (the folder name under points/), one column per swept key (name
 e.g. `stp.U`), `seed`, `status` (pending, running, complete, failed, interrupted), `error` (one
 line), `wall_s` (the point's time in its worker, s), `import_s` (the worker's imports, paid by a
 worker's first point only, s), `numba_compiled` (CPU-engine functions its worker compiled
-rather than loaded from numba's cache: 0 when the cache is shared), `wall_build_s`, `wall_simulate_s`, `wall_s_per_sim_s`,
+rather than loaded from numba's cache, over the worker's life: 0 when the cache is shared),
+`worker_pid`, `wall_build_s`, `wall_simulate_s`, `wall_s_per_sim_s`,
 `simulated_ms`, every number of run.json's summary flattened as `summary.<path>` (e.g.
 `summary.populations.E.rate_hz`), and for protocol runs `epoch.<i>.<name>.rate_hz.<group>` per
 epoch i of events.tsv (Hz; the rates of epoch_rates.tsv).
@@ -83,6 +84,7 @@ def point_row(point: dict[str, Any], folder: Path, state: dict[str, Any], runnin
     row["wall_s"] = state.get("wall_s", float("nan"))
     row["import_s"] = state.get("import_s", float("nan"))
     row["numba_compiled"] = state.get("compiled", float("nan"))
+    row["worker_pid"] = state.get("pid", float("nan"))
     if info is not None and status in ("complete", "failed"):
         wall = info.get("wall_seconds") or {}
         row["wall_build_s"] = wall.get("build", float("nan"))
@@ -111,8 +113,8 @@ def _column(values: pd.Series) -> pd.Series:
 def table(rows: list[dict[str, Any]], swept: list[str]) -> pd.DataFrame:
     """The DataFrame of rows, columns in a fixed order (point, swept keys, seed, status, ...)."""
     df = pd.DataFrame(rows)
-    first = ["point", *swept, "seed", "status", "error", "wall_s", "import_s", "numba_compiled", "wall_build_s", "wall_simulate_s",
-             "wall_s_per_sim_s", "simulated_ms"]
+    first = ["point", *swept, "seed", "status", "error", "wall_s", "import_s", "numba_compiled", "worker_pid",
+             "wall_build_s", "wall_simulate_s", "wall_s_per_sim_s", "simulated_ms"]
     for c in first:
         if c not in df:
             df[c] = None

@@ -83,21 +83,29 @@ def test_release_coefficients_by_hand() -> None:
     assert B2 == pytest.approx(0.0005 * (1 - c ** 21) / (1 - c), rel=1e-12)
 
 
-@pytest.mark.parametrize("U, rate_hz", [(0.45, 5.0), (0.05, 20.0), (0.05, 60.0)])
-def test_std_steady_state_matches_the_per_step_update(U: float, rate_hz: float) -> None:
+@pytest.mark.parametrize("U, rate_hz, regular", [(0.45, 5.0, False), (0.05, 20.0, False), (0.05, 60.0, False),
+                                                 (0.05, 20.0, True)])
+def test_std_steady_state_matches_the_per_step_update(U: float, rate_hz: float, regular: bool) -> None:
     """x' = x + dt(1 − x)/τ_rec − U·s over many neurons whose pulses start at random (Poisson
-    off-times), against Release.steady_state: time-mean x and resources released per pulse."""
+    off-times, CV = 1) or regularly (CV = 0), against Release.steady_state: time-mean x and
+    resources released per pulse."""
     dt, tau_rec, n_pulse, n, steps = 0.1, 200.0, 21, 2000, 40000
     mean_off = 1000 / rate_hz - n_pulse * dt  # ms
     hazard = 1 - np.exp(-dt / mean_off)
     rng = np.random.default_rng(2)
     x = np.ones(n)
     left = np.zeros(n, dtype=np.int64)
+    wait = rng.integers(0, round(mean_off / dt), n)  # regular: steps off left, random phases
     released = x_sum = 0.0
     pulses = 0
     burn = 10000
     for k in range(steps):
-        start = (left == 0) & (rng.random(n) < hazard)
+        if regular:
+            start = (left == 0) & (wait == 0)
+            wait[(left == 0) & ~start] -= 1
+            wait[start] = round(mean_off / dt)
+        else:
+            start = (left == 0) & (rng.random(n) < hazard)
         left[start] = n_pulse
         on = left > 0
         s = np.where(on, x, 0.0)
@@ -108,7 +116,9 @@ def test_std_steady_state_matches_the_per_step_update(U: float, rate_hz: float) 
         x = x + (dt * ((1 - x) / tau_rec) - U * s)
         left[on] -= 1
     rate = pulses / (n * (steps - burn) * dt)  # 1/ms, measured
-    X, S, R, R2, xbar = Release(n_pulse, U, tau_rec, dt).steady_state(np.array(rate))
+    # The ISI's CV: exponential time off (std = its mean) after the fixed pulse; or none.
+    cv = 0.0 if regular else mean_off / (mean_off + n_pulse * dt)
+    X, S, R, R2, xbar = Release(n_pulse, U, tau_rec, dt).steady_state(np.array(rate), cv)
     assert float(xbar) == pytest.approx(x_sum / (n * (steps - burn)), rel=0.02)
     assert float(R) == pytest.approx(released / pulses, rel=0.02)
     assert float(S) >= float(X) ** 2  # E[x0²] ≥ E[x0]²

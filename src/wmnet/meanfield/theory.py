@@ -7,7 +7,7 @@ Everything here is plain numpy, vectorised over any leading axes, in float64. Ra
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 from scipy.special import erf, erfcx
@@ -56,6 +56,63 @@ def siegert_integral(y_r: np.ndarray, y_th: np.ndarray) -> np.ndarray:
     pos = _gl(np.exp(-2.0 * bb * t + t * t) * (1.0 + erf(bb - t)), length)
     with np.errstate(over="ignore", invalid="ignore"):
         return neg + np.where(pos > 0, np.exp(b * b) * pos, 0.0)
+
+
+@lru_cache(maxsize=1)
+def _cv_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """F(x) = ∫_{−∞}^x e^{y²}(1 + erf y)² dy in two bounded forms, on a 0.001 grid:
+    P(x) = e^{x²}∫_{−∞}^x e^{−y²}erfcx(−y)² dy on x ≤ 0 and G(x) = e^{−x²}F(x) on x ≥ 0 (~2/x),
+    each by an exponential integrator of its linear ODE (P' = 2xP + erfcx(−x)², G' = (1 + erf x)² − 2xG)."""
+    h = 1e-3
+    xn = np.arange(-40.0, h / 2, h)
+    P = np.zeros_like(xn)
+    mid = xn[:-1] + h / 2
+    src_n = erfcx(-mid) ** 2 * np.exp(xn[1:] ** 2 - mid ** 2)
+    dec_n = np.exp(xn[1:] ** 2 - xn[:-1] ** 2)
+    for i in range(xn.size - 1):  # P(x+h) = P(x)·e^{(x+h)²−x²} + the source over the step
+        P[i + 1] = P[i] * dec_n[i] + h * src_n[i]
+    xp = np.arange(0.0, 20.0 + h / 2, h)
+    G = np.empty_like(xp)
+    G[0] = P[-1]
+    src_p = (1 + erf(xp[:-1] + h / 2)) ** 2 * np.exp((xp[:-1] + h / 2) ** 2 - xp[1:] ** 2)
+    dec_p = np.exp(xp[:-1] ** 2 - xp[1:] ** 2)
+    for i in range(xp.size - 1):
+        G[i + 1] = G[i] * dec_p[i] + h * src_p[i]
+    return xn, P, xp, G
+
+
+def lif_rate_cv(mu: np.ndarray, sigma: np.ndarray, tau_m: np.ndarray, theta: np.ndarray, v_reset: np.ndarray,
+                t_ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rate (1/ms) and the interspike intervals' coefficient of variation of the LIF neuron of
+    `siegert` (Brunel 2000: CV² = 2π(ντ_m)² ∫_{y_r}^{y_θ} e^{x²} dx ∫_{−∞}^x e^{y²}(1 + erf y)² dy)."""
+    sigma = np.maximum(sigma, 1e-6)
+    y_r, y_th = np.broadcast_arrays((v_reset - mu) / sigma, (theta - mu) / sigma)
+    y_r, y_th = np.asarray(y_r, float), np.asarray(y_th, float)
+    xn, P, xp, G = _cv_tables()
+    # Rate pieces, as siegert_integral: below 0 and above 0 (scaled by e^{−b²}).
+    lo_w = np.maximum(-y_th, 0.0)
+    len_n = np.maximum(-y_r, lo_w) - lo_w
+    w = lo_w[..., None] + _nodes(len_n)
+    neg = _gl(erfcx(w), len_n)
+    neg_cv = _gl(np.interp(-w, xn, P), len_n)
+    a = np.maximum(y_r, 0.0)
+    b = np.maximum(y_th, a)
+    bb = b[..., None]
+    length = np.minimum(b - a, 30.0 / (2.0 * b + 1e-300))
+    t = _nodes(length)
+    pos = _gl(np.exp(-2.0 * bb * t + t * t) * (1.0 + erf(bb - t)), length)
+    length2 = np.minimum(b - a, 30.0 / (4.0 * b + 1e-300))
+    t2 = _nodes(length2)
+    x2 = bb - t2
+    g = np.where(x2 < xp[-1], np.interp(x2, xp, G), 2.0 / np.maximum(x2, 1e-300))
+    pos_cv = _gl(np.exp(-4.0 * bb * t2 + 2 * t2 * t2) * g, length2)
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        eb = np.exp(-b * b)
+        nu = eb / (t_ref * eb + tau_m * np.sqrt(np.pi) * (neg * eb + pos))
+        nu = np.where(np.isfinite(nu), nu, 0.0)
+        denom = t_ref * eb / tau_m + np.sqrt(np.pi) * (neg * eb + pos)
+        cv2 = 2 * np.pi * ((nu * tau_m) ** 2 * neg_cv + np.where(pos_cv > 0, pos_cv / denom ** 2, 0.0))
+    return nu, np.sqrt(np.maximum(cv2, 0.0))
 
 
 def siegert(mu: np.ndarray, sigma: np.ndarray, tau_m: np.ndarray, theta: np.ndarray, v_reset: np.ndarray,
@@ -114,18 +171,24 @@ class Release:
         w = c ** np.arange(self.n)
         return float(self.dt * max(w.sum() ** 2 / (2 * (w * w).sum()) - 0.5, 0.0))
 
-    def steady_state(self, nu: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """For pulse onsets at rate ν (1/ms), Poisson apart from the pulse itself (the time off
-        between pulses is exponential with mean 1/ν − n·dt): (X, S, R, R2, xbar) with X = E[x0] and
-        S = E[x0²] at pulse onset, R = E[release per pulse], R2 = E[release²], xbar = time-mean x."""
+    def steady_state(self, nu: np.ndarray, cv: np.ndarray | float = 1.0
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """For pulse onsets at rate ν (1/ms) as a renewal process whose interspike intervals have
+        coefficient of variation `cv` (the time off between pulses, 1/ν − n·dt on average, is
+        Gamma-distributed; cv = 1: exponential, Poisson apart from the pulse): (X, S, R, R2, xbar)
+        with X = E[x0] and S = E[x0²] at pulse onset, R = E[release per pulse], R2 = E[release²],
+        xbar = the time-mean x."""
         A1, B1, A2, B2 = self.coefficients
         b = self.dt / self.tau_rec
         kappa = -np.log1p(-b) / self.dt  # recovery per ms: 1 − x shrinks by (1 − b) per step
         nu = np.clip(np.asarray(nu, float), 0.0, None)
         off = np.clip(1.0 - nu * self.n * self.dt, 1e-12, None)  # ν × mean time off (dimensionless)
-        # E[(1−b)^m] over the exponential time off m·dt, in a form that is finite at ν = 0.
-        g = nu / (nu + kappa * off)
-        g2 = nu / (nu + 2 * kappa * off)
+        # E[(1−b)^m] = E[e^{−κT}] over the Gamma time off T (shape 1/cv_off², mean off/ν).
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            t_off = np.where(nu > 0, off / np.where(nu > 0, nu, 1.0), np.inf)
+            cv_off2 = np.clip((np.asarray(cv, float) / off) ** 2, 1e-4, 1e4)  # the ISI's std is the time off's
+            g = np.where(nu > 0, (1 + kappa * t_off * cv_off2) ** (-1 / cv_off2), 0.0)
+            g2 = np.where(nu > 0, (1 + 2 * kappa * t_off * cv_off2) ** (-1 / cv_off2), 0.0)
         X = (1 - g + g * B2) / (1 - g * A2)
         S = (1 - 2 * (1 - A2 * X - B2) * g + g2 * ((1 - B2) ** 2 - 2 * (1 - B2) * A2 * X)) / (1 - g2 * A2 * A2)
         R = A1 * X + B1
@@ -164,15 +227,27 @@ class Model:
     release: list[Release]  # per unit (its pulse length)
     dt: float  # ms
 
-    def inputs(self, nu: np.ndarray) -> dict[str, np.ndarray]:
-        """μ, σ (mV), the Fourcaud–Brunel shift (mV) and x for rates ν (1/ms), shape (..., M)."""
+    def inputs(self, nu: np.ndarray, poisson: bool = False) -> dict[str, np.ndarray]:
+        """μ, σ (mV), the Fourcaud–Brunel shift (mV), x and the ISI CV for rates ν (1/ms), shape
+        (..., M). Depression depends on how regular the presynaptic neurons fire: the CV comes from
+        each unit's own μ and σ computed with Poisson firing (one pass; `poisson`: CV = 1 throughout)."""
         nu = np.clip(np.asarray(nu, float), 0.0, None)
+        cv = np.ones_like(nu)
+        if not poisson:
+            first = self._inputs(nu, cv)
+            _, cv = lif_rate_cv(first["mu"], first["sigma"], self.tau_m, self.theta + first["shift"],
+                                self.v_reset + first["shift"], self.t_ref)
+        out = self._inputs(nu, cv)
+        out["cv"] = cv
+        return out
+
+    def _inputs(self, nu: np.ndarray, cv: np.ndarray) -> dict[str, np.ndarray]:
         M = len(self.names)
         R = np.empty_like(nu)
         R2 = np.empty_like(nu)
         xbar = np.empty_like(nu)
         for v in range(M):
-            _, _, R[..., v], R2[..., v], xbar[..., v] = self.release[v].steady_state(nu[..., v])
+            _, _, R[..., v], R2[..., v], xbar[..., v] = self.release[v].steady_state(nu[..., v], cv[..., v])
         dt = self.dt
         drive = nu * dt * R  # mean released resource per ms of one presynaptic neuron
         # A spike of a neuron with release R moves the post current's integral by J·dt·R (mV), so

@@ -143,10 +143,11 @@ def scan(cfg: Config, key: str, values: np.ndarray | list[float], *, max_active:
     values = np.asarray(values, dtype=float)
     measured = measured_potentiation(cfg, connectivity, synapses)
     points = []
+    warm: dict[str, np.ndarray] = {}  # continuation from one value to the next
     for v in values:
         if key in POTENTIATION_KEYS:
             model = build(cfg, measured=measured, **{**g, key: float(v)})
         else:
             model = build(with_value(cfg, key, float(v)), measured=measured, **g)
-        points.append(solve_model(model, max_active))
+        points.append(solve_model(model, max_active, warm=warm))
     return Scan(key, values, points)

@@ -79,10 +79,12 @@ def _fixed_point(model: Model, nu: np.ndarray, multiplicity: int) -> FixedPoint:
 def _polish(model: Model, nu0: np.ndarray, expand: np.ndarray | None = None) -> np.ndarray | None:
     """Newton–Powell (MINPACK hybr) on ν = Φ(ν) in Hz from nu0; `expand` maps reduced variables to units."""
     E = np.eye(len(model.names)) if expand is None else expand
+    rep = E.argmax(0)  # first unit of each block
+    block_of = E.argmax(1)
 
     def f(r_hz: np.ndarray) -> np.ndarray:
         nu = E @ (np.abs(r_hz) / 1000)
-        return (model.phi(nu) * 1000) @ E / E.sum(0) - np.abs(r_hz)
+        return model.phi(nu, rows=rep, block=block_of) * 1000 - np.abs(r_hz)
 
     x0 = (nu0 @ E / E.sum(0)) * 1000
     sol = root(f, x0, method="hybr", options={"xtol": 1e-10})
@@ -114,7 +116,8 @@ def _symmetric(model: Model) -> bool:
     return bool(np.ptp(model.ext_mean[g]) < 1e-12 and np.ptp(model.ext_D[g]) < 1e-12)
 
 
-def _sweep(model: Model, active: list[int], grid_hz: np.ndarray) -> list[np.ndarray]:
+def _sweep(model: Model, active: list[int], grid_hz: np.ndarray, warm: dict[str, np.ndarray] | None = None
+           ) -> list[np.ndarray]:
     """All fixed points with the units `active` at one common rate and every other set of
     interchangeable units at its own: the rest is solved for each grid rate of the active set
     (vectorised Newton), and sign changes of Φ_active − ν_active bracket the fixed points."""
@@ -131,15 +134,20 @@ def _sweep(model: Model, active: list[int], grid_hz: np.ndarray) -> list[np.ndar
     nb = len(blocks)
     G = grid_hz.size
     grid = grid_hz / 1000
-    rest = np.tile(np.where(model.is_e[[blk[0] for blk in blocks[1:]]], 0.002, 0.008), (G, 1))
-    rep = [blk[0] for blk in blocks]
+    key = f"{len(active)}/{nb}/{G}"
+    cold = np.tile(np.where(model.is_e[[blk[0] for blk in blocks[1:]]], 0.002, 0.008), (G, 1))
+    # A continuation (scan) starts from the previous value's solution: a few steps then suffice.
+    rest = warm[key] if warm is not None and key in warm else cold
+    damped = 3 if rest is not cold else 25
+    rep = np.array([blk[0] for blk in blocks])
+    block_of = expand.argmax(1)  # unit → its block (= its row among rep)
 
     def rest_residual(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         nu = np.concatenate([grid[:, None], r], axis=1) @ expand.T
-        out = model.phi(nu)[:, rep]
+        out = model.phi(nu, rows=rep, block=block_of)  # one representative per block
         return out[:, 1:] - r, out[:, 0]
 
-    for _ in range(25):  # damped iteration first: it settles on the rest's stable (low) branch
+    for _ in range(damped):  # damped iteration first: it settles on the rest's stable (low) branch
         F, _ = rest_residual(rest)
         rest = np.maximum(rest + 0.5 * F, 0.0)
     for _ in range(20):  # then Newton on the rest, all grid points at once
@@ -161,6 +169,8 @@ def _sweep(model: Model, active: list[int], grid_hz: np.ndarray) -> list[np.ndar
         rest = np.maximum(rest + scale[:, None] * step, 0.0)
     F, out_active = rest_residual(rest)
     ok = np.all(np.abs(F) < 1e-8, axis=1)
+    if warm is not None:
+        warm[key] = np.where(ok[:, None], rest, cold)
     h_res = np.where(ok, out_active - grid, np.nan)
     found: list[np.ndarray] = []
     for i in range(G - 1):
@@ -174,12 +184,14 @@ def _sweep(model: Model, active: list[int], grid_hz: np.ndarray) -> list[np.ndar
     return found
 
 
-DEFAULT_GRID_HZ = np.concatenate([[0.0], np.geomspace(0.05, 470.0, 70)])
+DEFAULT_GRID_HZ = np.concatenate([[0.0], np.geomspace(0.05, 470.0, 50)])
 
 
-def solve(model: Model, max_active: int = 2, grid_hz: np.ndarray | None = None) -> list[FixedPoint]:
+def solve(model: Model, max_active: int = 2, grid_hz: np.ndarray | None = None,
+          warm: dict[str, np.ndarray] | None = None) -> list[FixedPoint]:
     """Every fixed point found with up to `max_active` groups active (all of them: spontaneous,
-    each group selective, combinations), deduplicated, spontaneous first."""
+    each group selective, combinations), deduplicated, spontaneous first. `warm`: a dict that
+    carries the solution of the rest of the network from one call to the next (continuation)."""
     grid_hz = DEFAULT_GRID_HZ if grid_hz is None else grid_hz
     grid_hz = grid_hz[grid_hz < 1000 / model.t_ref.min()]
     groups = _groups(model)
@@ -191,7 +203,7 @@ def solve(model: Model, max_active: int = 2, grid_hz: np.ndarray | None = None) 
         if P >= 2 and max_active >= P:
             pass  # all groups active is the first set's upper branch
         for active, mult in sets:
-            for nu in _sweep(model, active, grid_hz):
+            for nu in _sweep(model, active, grid_hz, warm):
                 found.append((nu, mult))
     else:
         starts = [np.where(model.is_e, 0.002, 0.008)]

@@ -21,6 +21,15 @@ FB_C = ZETA_HALF / np.sqrt(2.0)
 GRID_TAU_FACTOR = 1.0 / np.pi
 
 _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(40)
+CV_TABLE_STEP = 2e-3  # grid of the CV tables (linear interpolation error ~1e-6 relative)
+
+
+def _interp_uniform(x: np.ndarray, x0: float, table: np.ndarray) -> np.ndarray:
+    """Linear interpolation in a table sampled every CV_TABLE_STEP from x0 (clamped at the ends)."""
+    pos = np.clip((x - x0) / CV_TABLE_STEP, 0.0, table.size - 1.000001)
+    i = pos.astype(np.int64)
+    w = pos - i
+    return table[i] * (1 - w) + table[i + 1] * w
 
 
 def _gl(f_of_t: np.ndarray, length: np.ndarray) -> np.ndarray:
@@ -63,7 +72,7 @@ def _cv_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """F(x) = ∫_{−∞}^x e^{y²}(1 + erf y)² dy in two bounded forms, on a 0.001 grid:
     P(x) = e^{x²}∫_{−∞}^x e^{−y²}erfcx(−y)² dy on x ≤ 0 and G(x) = e^{−x²}F(x) on x ≥ 0 (~2/x),
     each by an exponential integrator of its linear ODE (P' = 2xP + erfcx(−x)², G' = (1 + erf x)² − 2xG)."""
-    h = 1e-3
+    h = CV_TABLE_STEP
     xn = np.arange(-40.0, h / 2, h)
     P = np.zeros_like(xn)
     mid = xn[:-1] + h / 2
@@ -94,7 +103,7 @@ def lif_rate_cv(mu: np.ndarray, sigma: np.ndarray, tau_m: np.ndarray, theta: np.
     len_n = np.maximum(-y_r, lo_w) - lo_w
     w = lo_w[..., None] + _nodes(len_n)
     neg = _gl(erfcx(w), len_n)
-    neg_cv = _gl(np.interp(-w, xn, P), len_n)
+    neg_cv = _gl(_interp_uniform(-w, float(xn[0]), P), len_n)
     a = np.maximum(y_r, 0.0)
     b = np.maximum(y_th, a)
     bb = b[..., None]
@@ -104,7 +113,7 @@ def lif_rate_cv(mu: np.ndarray, sigma: np.ndarray, tau_m: np.ndarray, theta: np.
     length2 = np.minimum(b - a, 30.0 / (4.0 * b + 1e-300))
     t2 = _nodes(length2)
     x2 = bb - t2
-    g = np.where(x2 < xp[-1], np.interp(x2, xp, G), 2.0 / np.maximum(x2, 1e-300))
+    g = np.where(x2 < xp[-1], _interp_uniform(x2, 0.0, G), 2.0 / np.maximum(x2, 1e-300))
     pos_cv = _gl(np.exp(-4.0 * bb * t2 + 2 * t2 * t2) * g, length2)
     with np.errstate(over="ignore", invalid="ignore", under="ignore"):
         eb = np.exp(-b * b)
@@ -178,25 +187,31 @@ class Release:
         Gamma-distributed; cv = 1: exponential, Poisson apart from the pulse): (X, S, R, R2, xbar)
         with X = E[x0] and S = E[x0²] at pulse onset, R = E[release per pulse], R2 = E[release²],
         xbar = the time-mean x."""
-        A1, B1, A2, B2 = self.coefficients
-        b = self.dt / self.tau_rec
-        kappa = -np.log1p(-b) / self.dt  # recovery per ms: 1 − x shrinks by (1 − b) per step
-        nu = np.clip(np.asarray(nu, float), 0.0, None)
-        off = np.clip(1.0 - nu * self.n * self.dt, 1e-12, None)  # ν × mean time off (dimensionless)
-        # E[(1−b)^m] = E[e^{−κT}] over the Gamma time off T (shape 1/cv_off², mean off/ν).
-        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-            t_off = np.where(nu > 0, off / np.where(nu > 0, nu, 1.0), np.inf)
-            cv_off2 = np.clip((np.asarray(cv, float) / off) ** 2, 1e-4, 1e4)  # the ISI's std is the time off's
-            g = np.where(nu > 0, (1 + kappa * t_off * cv_off2) ** (-1 / cv_off2), 0.0)
-            g2 = np.where(nu > 0, (1 + 2 * kappa * t_off * cv_off2) ** (-1 / cv_off2), 0.0)
-        X = (1 - g + g * B2) / (1 - g * A2)
-        S = (1 - 2 * (1 - A2 * X - B2) * g + g2 * ((1 - B2) ** 2 - 2 * (1 - B2) * A2 * X)) / (1 - g2 * A2 * A2)
-        R = A1 * X + B1
-        R2 = A1 * A1 * S + 2 * A1 * B1 * X + B1 * B1
-        # Time mean: (release in the pulse + Σ over the m steps off) / (n + E[m]), times ν.
-        y = A2 * X + B2
-        xbar = (nu * R + off / self.dt - nu * (1 - y) * (1 - g) / b) / (nu * self.n + off / self.dt)
-        return X, S, R, R2, xbar
+        return _steady_state(np.asarray(nu, float), np.asarray(cv, float), *self.coefficients, self.n,
+                             self.dt / self.tau_rec, self.dt)
+
+
+def _steady_state(nu: np.ndarray, cv: np.ndarray, A1: np.ndarray | float, B1: np.ndarray | float,
+                  A2: np.ndarray | float, B2: np.ndarray | float, n: np.ndarray | int, b: float, dt: float
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Release.steady_state, broadcast over units (coefficients per unit on the last axis)."""
+    kappa = -np.log1p(-b) / dt  # recovery per ms: 1 − x shrinks by (1 − b) per step
+    nu = np.clip(nu, 0.0, None)
+    off = np.clip(1.0 - nu * n * dt, 1e-12, None)  # ν × mean time off (dimensionless)
+    # E[(1−b)^m] = E[e^{−κT}] over the Gamma time off T (shape 1/cv_off², mean off/ν).
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        t_off = np.where(nu > 0, off / np.where(nu > 0, nu, 1.0), np.inf)
+        cv_off2 = np.clip((cv / off) ** 2, 1e-4, 1e4)  # the ISI's std is the time off's
+        g = np.where(nu > 0, (1 + kappa * t_off * cv_off2) ** (-1 / cv_off2), 0.0)
+        g2 = np.where(nu > 0, (1 + 2 * kappa * t_off * cv_off2) ** (-1 / cv_off2), 0.0)
+    X = (1 - g + g * B2) / (1 - g * A2)
+    S = (1 - 2 * (1 - A2 * X - B2) * g + g2 * ((1 - B2) ** 2 - 2 * (1 - B2) * A2 * X)) / (1 - g2 * A2 * A2)
+    R = A1 * X + B1
+    R2 = A1 * A1 * S + 2 * A1 * B1 * X + B1 * B1
+    # Time mean: (release in the pulse + Σ over the m steps off) / (n + E[m]), times ν.
+    y = A2 * X + B2
+    xbar = (nu * R + off / dt - nu * (1 - y) * (1 - g) / b) / (nu * n + off / dt)
+    return X, S, R, R2, xbar
 
 
 @dataclass
@@ -227,51 +242,66 @@ class Model:
     release: list[Release]  # per unit (its pulse length)
     dt: float  # ms
 
-    def inputs(self, nu: np.ndarray, poisson: bool = False) -> dict[str, np.ndarray]:
-        """μ, σ (mV), the Fourcaud–Brunel shift (mV), x and the ISI CV for rates ν (1/ms), shape
-        (..., M). Depression depends on how regular the presynaptic neurons fire: the CV comes from
-        each unit's own μ and σ computed with Poisson firing (one pass; `poisson`: CV = 1 throughout)."""
+    @cached_property
+    def _coefficients(self) -> tuple[np.ndarray, ...]:
+        """(A1, B1, A2, B2, n) per unit, for the vectorised steady state."""
+        c = np.array([r.coefficients for r in self.release]).T
+        return (*c, np.array([r.n for r in self.release]))
+
+    @cached_property
+    def _tau_profile(self) -> np.ndarray:
+        return np.array([r.profile_tau for r in self.release])
+
+    def inputs(self, nu: np.ndarray, poisson: bool = False, rows: np.ndarray | None = None,
+               block: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """μ, σ (mV), the Fourcaud–Brunel shift (mV) and the ISI CV of the post units `rows` (all
+        by default), and x of every unit, for rates ν (1/ms), shape (..., M). Depression depends on
+        how regular the presynaptic neurons fire: their CV comes from each unit's own μ and σ
+        computed with Poisson firing (one pass; `poisson`: CV = 1 throughout). With `rows`,
+        `block[v]` names the row whose neurons unit v's are interchangeable with (same CV)."""
         nu = np.clip(np.asarray(nu, float), 0.0, None)
+        M = len(self.names)
+        rows = np.arange(M) if rows is None else np.asarray(rows)
+        block = np.arange(M) if block is None else np.asarray(block)
         cv = np.ones_like(nu)
         if not poisson:
-            first = self._inputs(nu, cv)
-            _, cv = lif_rate_cv(first["mu"], first["sigma"], self.tau_m, self.theta + first["shift"],
-                                self.v_reset + first["shift"], self.t_ref)
-        out = self._inputs(nu, cv)
-        out["cv"] = cv
+            first = self._inputs(nu, cv, rows)
+            _, cv_rows = lif_rate_cv(first["mu"], first["sigma"], self.tau_m[rows], self.theta[rows] + first["shift"],
+                                     self.v_reset[rows] + first["shift"], self.t_ref[rows])
+            cv = cv_rows[..., block]
+        out = self._inputs(nu, cv, rows)
+        out["cv"] = cv[..., rows]
         return out
 
-    def _inputs(self, nu: np.ndarray, cv: np.ndarray) -> dict[str, np.ndarray]:
-        M = len(self.names)
-        R = np.empty_like(nu)
-        R2 = np.empty_like(nu)
-        xbar = np.empty_like(nu)
-        for v in range(M):
-            _, _, R[..., v], R2[..., v], xbar[..., v] = self.release[v].steady_state(nu[..., v], cv[..., v])
+    def _inputs(self, nu: np.ndarray, cv: np.ndarray, rows: np.ndarray) -> dict[str, np.ndarray]:
+        r0 = self.release[0]
+        _, _, R, R2, xbar = _steady_state(nu, cv, *self._coefficients, r0.dt / r0.tau_rec, r0.dt)
         dt = self.dt
         drive = nu * dt * R  # mean released resource per ms of one presynaptic neuron
         # A spike of a neuron with release R moves the post current's integral by J·dt·R (mV), so
         # Poisson spikes give a white-noise intensity ν·(J·dt)²·E[R²] per synapse.
         drive2 = nu * dt * dt * R2
-        mean_I = drive @ (self.K_slow * self.J_slow + self.K_fast * self.J_fast).T + self.ext_mean  # mV/ms
-        D_slow = drive2 @ (self.K_slow * self.J2_slow).T  # white-noise intensity, (mV/ms)²·ms
-        tau_prof = np.array([r.profile_tau for r in self.release])
-        D_fast_parts = drive2[..., None, :] * (self.K_fast * self.J2_fast)  # (..., post, pre)
-        D_fast = D_fast_parts.sum(-1)
-        D = D_slow + D_fast + self.ext_D
-        mu = self.tau_m * mean_I
-        sigma = np.sqrt(np.maximum(self.tau_m * D, 0.0))
+        Ks, Kf = self.K_slow[rows], self.K_fast[rows]
+        mean_I = drive @ (Ks * self.J_slow[rows] + Kf * self.J_fast[rows]).T + self.ext_mean[rows]  # mV/ms
+        D_slow = drive2 @ (Ks * self.J2_slow[rows]).T  # white-noise intensity, (mV/ms)²·ms
+        fast = Kf * self.J2_fast[rows]
+        D_fast = drive2 @ fast.T
+        D = D_slow + D_fast + self.ext_D[rows]
+        tau_m = self.tau_m[rows]
+        mu = tau_m * mean_I
+        sigma = np.sqrt(np.maximum(tau_m * D, 0.0))
         # Filter times weighted by each source's share of the noise (docs/meanfield.md).
-        Dtau = (D_slow * (self.tau_s + 0) + (D_fast_parts * tau_prof).sum(-1) + self.ext_D * self.ext_tau
+        Dtau = (D_slow * self.tau_s[rows] + drive2 @ (fast * self._tau_profile).T + self.ext_D[rows] * self.ext_tau[rows]
                 + D * GRID_TAU_FACTOR * dt)
         shift = FB_C * np.sqrt(np.maximum(Dtau, 0.0))  # = C·σ·√(τ_eff/τ_m), τ_eff = Dtau/D
         return {"mu": mu, "sigma": sigma, "shift": shift, "x": xbar}
 
-    def phi(self, nu: np.ndarray) -> np.ndarray:
-        """Output rates (1/ms) of every unit for input rates ν (1/ms), shape (..., M)."""
-        inp = self.inputs(nu)
-        return siegert(inp["mu"], inp["sigma"], self.tau_m, self.theta + inp["shift"],
-                       self.v_reset + inp["shift"], self.t_ref)
+    def phi(self, nu: np.ndarray, rows: np.ndarray | None = None, block: np.ndarray | None = None) -> np.ndarray:
+        """Output rates (1/ms) of the units `rows` (all by default) for input rates ν (1/ms), shape (..., M)."""
+        inp = self.inputs(nu, rows=rows, block=block)
+        r = slice(None) if rows is None else np.asarray(rows)
+        return siegert(inp["mu"], inp["sigma"], self.tau_m[r], self.theta[r] + inp["shift"],
+                       self.v_reset[r] + inp["shift"], self.t_ref[r])
 
     def jacobian(self, nu: np.ndarray, rel: float = 1e-5) -> np.ndarray:
         """∂Φ_u/∂ν_v (central differences, all columns in one vectorised call)."""

@@ -208,6 +208,21 @@ def test_overwrite_of_a_folder_holding_the_runs_input_is_refused(previous: Path,
     assert tree(run) == before
 
 
+def test_overwrite_of_a_run_holding_a_running_run_is_refused(previous: Path, tmp_path: Path) -> None:
+    """A previous run folder with a run writing in a subfolder of it (its lock held): refused."""
+    from wmnet.io.runinfo import lock_folder
+
+    run = copy_of(previous, tmp_path / "run")
+    held = lock_folder(run / "inner")  # as a running `wmnet run --out run/inner` holds it
+    try:
+        before = tree(run)
+        refused(wmnet("run", "--out", run, "--overwrite", *TINY),
+                f"a wmnet process is writing the run folder {run / 'inner'} inside it")
+        assert tree(run) == before
+    finally:
+        held.close()
+
+
 def test_out_that_is_a_file_is_refused(tmp_path: Path) -> None:
     f = tmp_path / "file"
     f.write_text("precious")
@@ -246,3 +261,27 @@ def test_new_empty_and_symlinked_folders_are_used_as_they_are(tmp_path: Path) ->
     assert link.is_symlink()
     complete(target)
     refused(wmnet("run", "--out", link, *TINY), "folder is not empty")  # without --overwrite
+
+
+def test_the_claimed_lock_is_held_from_creation_to_the_end_of_the_run(tmp_path: Path) -> None:
+    """claim_run_folder returns the folder locked; Simulation.run(lock=...) runs under that same
+    lock and leaves it held (no moment where another process could take it) until closed."""
+    from wmnet.config import load_config
+    from wmnet.errors import WmnetError
+    from wmnet.io.runfolder import claim_run_folder
+    from wmnet.io.runinfo import lock_folder
+    from wmnet.network import Network
+    from wmnet.simulation import Simulation
+
+    folder = claim_run_folder(tmp_path / "new", overwrite=False)
+    try:
+        with pytest.raises(WmnetError, match="another wmnet process is writing this run folder"):
+            lock_folder(folder.path).close()
+        cfg = load_config(None, ["populations.E.size=80", "populations.I.size=20", "device=cpu", "duration=5"])
+        info = Simulation(Network.build(cfg)).run(out=folder.path, progress=False, lock=folder.lock).info
+        assert info["status"] == "complete"
+        with pytest.raises(WmnetError, match="another wmnet process is writing this run folder"):
+            lock_folder(folder.path).close()
+    finally:
+        folder.close()
+    lock_folder(folder.path).close()  # free once closed

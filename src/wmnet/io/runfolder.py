@@ -86,6 +86,22 @@ def _inside(child: Path, folder: Path) -> bool:
     return child == folder or folder in child.parents
 
 
+def _running_inside(path: Path) -> Path | None:
+    """A folder below `path` whose lock a wmnet process holds (a run writing there), or None.
+    Probed with a shared lock, released at once: it never blocks or fails the holder."""
+    import fcntl
+
+    for root, _dirs, files in os.walk(path):  # not into symlinked folders: we only unlink those
+        if LOCK not in files or Path(root) == path:
+            continue
+        try:
+            with open(Path(root) / LOCK, "a") as fh:
+                fcntl.flock(fh, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return Path(root)
+    return None
+
+
 def _why_not_replaceable(path: Path, inputs: Iterable[tuple[str, Path]]) -> str | None:
     """Why the non-empty folder `path` must not be replaced; None if it may be."""
     real = path.resolve()
@@ -99,6 +115,9 @@ def _why_not_replaceable(path: Path, inputs: Iterable[tuple[str, Path]]) -> str 
             return f"it holds this run's {what} {p}"
     if not is_run_folder(path):
         return "it is not a wmnet run folder (no run.json written by wmnet)"
+    busy = _running_inside(path)
+    if busy is not None:
+        return f"a wmnet process is writing the run folder {busy} inside it"
     return None
 
 

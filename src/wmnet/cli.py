@@ -7,9 +7,7 @@ folder that looks complete.
 from __future__ import annotations
 
 import math
-import shutil
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any

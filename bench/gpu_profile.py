@@ -4,6 +4,7 @@
     python bench/gpu_profile.py time      # µs per step: graph replay, eager, each kernel alone
     python bench/gpu_profile.py kernels   # GPU time per kernel over real steps (torch.profiler)
     python bench/gpu_profile.py tune      # graph µs per step for other block sizes and warps
+    python bench/gpu_profile.py split     # graph µs per step: split catch-up on/off, and exact?
     python bench/gpu_profile.py sample    # one synapse-statistics sample against one step
 
 For the device machine; prints short tables.
@@ -18,8 +19,9 @@ import numpy as np
 import torch
 
 from wmnet.config import load_config
+from wmnet.dynamics import NeuronState
 from wmnet.engines import make_engine
-from wmnet.engines.gpu import GpuSparseEngine
+from wmnet.engines.gpu import Blocks, GpuSparseEngine
 from wmnet.network import Network
 from wmnet.stimuli import make_stimulus
 
@@ -92,14 +94,14 @@ def timing(extra: list[str], label: str) -> None:
           f"synapse kernel alone {t_syn * 1e6:8.1f} µs", flush=True)
 
 
-def _warm_engine(extra: list[str]) -> tuple:
-    """The default network (plus overrides) on CUDA, float32, after 600 steps: an eager block
-    (compiles the kernels), then a captured one, then a replay."""
-    cfg = load_config(None, extra + ["device=cuda", "dtype=float32"])
+def _warm_engine(extra: list[str], blocks: Blocks = Blocks(), dtype: str = "float32") -> tuple:
+    """The default network (plus overrides) on CUDA, after 600 steps: an eager block (compiles
+    the kernels), then a captured one, then a replay."""
+    cfg = load_config(None, extra + ["device=cuda", f"dtype={dtype}"])
     net = Network.build(cfg)
     stim = make_stimulus(cfg, net.device, net.dtype)
-    eng = make_engine("sparse", net)
-    assert isinstance(eng, GpuSparseEngine)
+    eng = GpuSparseEngine(net, NeuronState.initial(net.n, net.device, net.dtype), net.connectivity.initial.clone(),
+                          blocks=blocks)
     for k0 in range(0, 600, 200):
         eng.run_block(stim.block(k0, 200))
     torch.cuda.synchronize()
@@ -124,23 +126,38 @@ def kernels(extra: list[str], label: str, steps: int = 400) -> None:
           + ", ".join(f"{name[:40]} {t:.1f} µs ({c} calls)" for name, t, c in rows[:6]), flush=True)
 
 
-def tune() -> None:
+def tune(variants: list[Blocks] | None = None) -> None:
     """Graph replay µs per step for other launch shapes (same network, same start state), and
-    the onset catch-up over (row, block) items (`SPLIT_CATCH_UP`) against whole rows."""
-    import wmnet.engines.gpu as gpu
-
-    base = (gpu.BLOCK_SYN, gpu.BLOCK_CATCH_UP, gpu.SPLIT_CATCH_UP)
-    variants = [base, (base[0], base[1], not base[2]), (base[0], 256, True), (base[0], 128, True),
-                (256, 1024, False), (1024, 512, False), (512, 256, False)]
+    the onset catch-up over (row, block) items (`Blocks.split_catch_up`) against whole rows."""
+    base = Blocks()
+    if variants is None:
+        variants = [base, Blocks(split_catch_up=not base.split_catch_up), Blocks(catch_up=256, split_catch_up=True),
+                    Blocks(catch_up=128, split_catch_up=True), Blocks(synapse=256, catch_up=1024),
+                    Blocks(synapse=1024), Blocks(catch_up=256)]
     for extra, label in (([], "default"), (["stimulus.amplitude_max=1.0"], "low")):
-        for syn, cu, split in variants:
-            gpu.BLOCK_SYN, gpu.BLOCK_CATCH_UP, gpu.SPLIT_CATCH_UP = syn, cu, split
-            net, stim, eng = _warm_engine(extra)
+        for b in variants:
+            net, stim, eng = _warm_engine(extra, b)
             i_blk = stim.block(eng.k, 200)
             t = _time(lambda: eng.run_block(i_blk), 10) / 200
-            print(f"{label:8s} BLOCK_SYN {syn:4d} BLOCK_CATCH_UP {cu:5d} split {split!s:5}  graph "
-                  f"{t * 1e6:7.1f} µs/step", flush=True)
-    gpu.BLOCK_SYN, gpu.BLOCK_CATCH_UP, gpu.SPLIT_CATCH_UP = base
+            print(f"{label:8s} blocks: synapse {b.synapse:4d} catch_up {b.catch_up:5d} split {b.split_catch_up!s:5}"
+                  f"  graph {t * 1e6:7.1f} µs/step", flush=True)
+
+
+def split() -> None:
+    """The split catch-up against whole rows: graph µs per step (default blocks otherwise), then
+    whether the two give bitwise the same float64 state and switch counts after 600 steps in
+    deterministic mode (summation order cannot differ there, so any difference is a defect)."""
+    tune([Blocks(), Blocks(split_catch_up=True), Blocks(catch_up=256, split_catch_up=True)])
+    ends = []
+    for b in (Blocks(), Blocks(split_catch_up=True)):
+        net, stim, eng = _warm_engine(["deterministic=true"], b, "float64")
+        syn = eng.synapses()
+        ends.append((eng.neurons.v.clone(), syn.L.clone(), syn.potentiated.clone(),
+                     (eng.switches.n_up, eng.switches.n_down)))
+    same = (torch.equal(ends[0][0], ends[1][0]) and torch.equal(ends[0][1], ends[1][1])
+            and torch.equal(ends[0][2], ends[1][2]) and ends[0][3] == ends[1][3])
+    print(f"split vs whole rows, float64 deterministic, 600 steps: bitwise equal {same}; switches "
+          f"{ends[0][3]} vs {ends[1][3]}", flush=True)
 
 
 def sample_cost() -> None:
@@ -168,6 +185,8 @@ def main() -> None:
         kernels(["stimulus.amplitude_max=1.0"], "low")
     elif what == "tune":
         tune()
+    elif what == "split":
+        split()
     elif what == "sample":
         sample_cost()
     else:

@@ -14,9 +14,10 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
 from wmnet.engines import kernels as K
-from wmnet.engines.gpu import BLOCK_CATCH_UP, BLOCK_NEURON, BLOCK_SYN
+from wmnet.engines.gpu import Blocks
 
 TARGET = GPUTarget("cuda", 90, 32)
+BLOCKS = Blocks()  # the engine's default launch shapes
 CONST = ("PLASTIC", "BOUNDED", "DET", "KEEP", "MANT", "BLOCK", "FROM_LIST", "NPROG", "NCHUNK")
 
 
@@ -58,12 +59,12 @@ def main() -> None:
             if not plastic and (bounded or keep):
                 continue
             compile_one(K.synapse_step, dt, det, {"PLASTIC": plastic, "BOUNDED": bounded, "DET": det, "KEEP": keep,
-                                                  "MANT": mant, "BLOCK": BLOCK_SYN})
+                                                  "MANT": mant, "BLOCK": BLOCKS.synapse})
         for det, plastic in itertools.product([False, True], [True, False]):
-            compile_one(K.neuron_step, dt, det, {"DET": det, "PLASTIC": plastic, "BLOCK": BLOCK_NEURON})
+            compile_one(K.neuron_step, dt, det, {"DET": det, "PLASTIC": plastic, "BLOCK": BLOCKS.neuron})
         for (from_list, nchunk), bounded in itertools.product([(True, 0), (True, 4), (False, 0)], [True, False]):
             compile_one(K.catch_up, dt, False, {"FROM_LIST": from_list, "NPROG": 264, "BOUNDED": bounded,
-                                                "MANT": mant, "KEEP": True, "BLOCK": BLOCK_CATCH_UP,
+                                                "MANT": mant, "KEEP": True, "BLOCK": BLOCKS.catch_up,
                                                 "NCHUNK": nchunk})
 
 

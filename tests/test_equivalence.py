@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from wmnet.config import Config
 from wmnet.engines import make_engine
 from wmnet.network import Network
 from wmnet.stimuli import make_stimulus
@@ -61,16 +62,68 @@ def test_sparse_matches_reference_float64(small_config, mode: str, device: str) 
         assert (ev_ref[:, 3] == 1).any() and (ev_ref[:, 3] == -1).any()
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("mode", ["bounded", "unbounded"])
-def test_split_catch_up_matches_reference_on_cuda(small_config, mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The same with the onset catch-up over (row, block) items (rows of ~160 synapses, blocks of
-    64: three items per row, run by different programs at once)."""
-    import wmnet.engines.gpu as gpu
+# GPU launch shapes (wmnet.engines.gpu.Blocks keyword arguments) for the CUDA tests below.
+CUDA_BLOCKS = {
+    # rows of ~160 synapses, blocks of 64: three (row, block) items per row, run by different programs
+    "split64": {"split_catch_up": True, "catch_up": 64},
+    # 1000 neurons in 8 neuron programs, rows in 3+ synapse and catch-up vector steps
+    "small": {"neuron": 128, "synapse": 64, "catch_up": 64},
+}
 
-    monkeypatch.setattr(gpu, "SPLIT_CATCH_UP", True)
-    monkeypatch.setattr(gpu, "BLOCK_CATCH_UP", 64)
-    test_sparse_matches_reference_float64(small_config, mode, "cuda")
+
+def _check_gpu_float64(cfg: Config, mode: str, blocks: dict[str, int | bool]) -> None:
+    """The GPU engine with these launch shapes in float64 lockstep with the reference: identical
+    σ at every step and switch events; state and L within 1e-9."""
+    from wmnet.engines.gpu import Blocks, GpuSparseEngine
+
+    net = Network.build(cfg)
+    stim = make_stimulus(cfg, net.device, net.dtype)
+    ref = make_engine("reference", net, keep_switch_events=True)
+    gpu = GpuSparseEngine(net, ref.neurons.clone(), net.connectivity.initial.clone(), keep_switch_events=True,
+                          blocks=Blocks(**blocks))
+    active = 0
+    for k in range(cfg.n_steps):
+        i_ext = stim(k)
+        a, b = ref.step(i_ext), gpu.step(i_ext)
+        assert torch.equal(a, b), f"σ differs at step {k}"
+        active += int(a.sum())
+    assert active > 0.1 * net.n * cfg.n_steps  # the network is active, so the check has teeth
+    for var in ("v", "i_s", "i_f", "x", "a"):
+        diff = (ref.neurons[var] - gpu.neurons[var]).abs().max().item()
+        assert diff <= 1e-9, f"{var} differs by {diff}"
+    s_ref, s_gpu = ref.synapses(), gpu.synapses()
+    assert torch.equal(s_ref.potentiated, s_gpu.potentiated)
+    assert (s_ref.L - s_gpu.L).abs().max().item() <= 1e-9
+    ev_ref, ev_gpu = ref.switches.table(), gpu.switches.table()
+    np.testing.assert_array_equal(ev_ref, ev_gpu)
+    if mode == "off":
+        assert len(ev_ref) == 0
+    else:
+        assert len(ev_ref) > 1000 and (ev_ref[:, 3] == 1).any() and (ev_ref[:, 3] == -1).any()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("blocks", list(CUDA_BLOCKS))
+@pytest.mark.parametrize("mode", list(MODES))
+def test_gpu_blocks_match_reference_on_cuda(small_config, mode: str, blocks: str) -> None:
+    """1000 neurons, launch shapes that make every kernel multi-program (or split the catch-up)."""
+    if blocks == "split64" and mode == "off":
+        pytest.skip("no catch-up without plasticity")
+    cfg = small_config("dtype=float64", "duration=300", "device=cuda", *MODES[mode])
+    _check_gpu_float64(cfg, mode, CUDA_BLOCKS[blocks])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("split", [False, True])
+@pytest.mark.parametrize("mode", list(MODES))
+def test_gpu_10k_matches_reference_on_cuda(small_config, mode: str, split: bool) -> None:
+    """The default network (10,000 neurons) with the engine's own launch shapes: the neuron kernel
+    runs 10 programs, which the step-counter race needed (the 1000-neuron tests ran one)."""
+    if split and mode == "off":
+        pytest.skip("no catch-up without plasticity")
+    cfg = small_config("populations.E.size=8000", "populations.I.size=2000", "dtype=float64", "duration=100",
+                       "device=cuda", *MODES[mode])
+    _check_gpu_float64(cfg, mode, {"split_catch_up": split})
 
 
 @pytest.mark.parametrize("device", DEVICES)

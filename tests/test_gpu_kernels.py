@@ -22,13 +22,18 @@ pytest.importorskip("triton")
 from wmnet.config import Config  # noqa: E402
 from wmnet.dynamics import NeuronState  # noqa: E402
 from wmnet.engines import make_engine  # noqa: E402
-from wmnet.engines.gpu import GpuSparseEngine, _patch_interpreter  # noqa: E402
+from wmnet.engines.gpu import Blocks, GpuSparseEngine, _patch_interpreter  # noqa: E402
 from wmnet.engines.kernels import drift_probe  # noqa: E402
 from wmnet.engines.sparse import _drift_to  # noqa: E402
 from wmnet.network import Network  # noqa: E402
 from wmnet.stimuli import make_stimulus  # noqa: E402
 
 TINY = ["populations.E.size=80", "populations.I.size=20", "seed=3", "device=cpu"]
+# Launch shapes: the engine's, under which the tiny network's neuron kernel is one program, and
+# small ones, under which every kernel runs several programs and rows take several vector steps
+# (100 neurons: 4 neuron programs; E→E rows of ~16 synapses: 2+ synapse and 4+ catch-up blocks).
+BLOCKS = {"default": Blocks(), "small": Blocks(neuron=32, synapse=8, catch_up=4)}
+SPLIT = Blocks(32, 8, 4, split_catch_up=True)  # also a row's catch-up in 4+ (row, block) items
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -66,11 +71,11 @@ def test_drift_kernel_is_bitwise_the_cpu_replay(dtype: type, bounds: tuple[float
         assert (expect_at >= 0).any()  # the θ_X cases crossed, so the check has teeth
 
 
-def _lockstep(net: Network, steps: int, deterministic: bool) -> tuple:
+def _lockstep(net: Network, steps: int, deterministic: bool, blocks: Blocks) -> tuple:
     stim = make_stimulus(net.config, net.device, net.dtype)
     ref = make_engine("reference", net, keep_switch_events=True)
     gpu = GpuSparseEngine(net, ref.neurons.clone(), net.connectivity.initial.clone(), keep_switch_events=True,
-                          deterministic=deterministic)
+                          deterministic=deterministic, blocks=blocks)
     active = 0
     for k in range(steps):
         i_ext = stim(k)
@@ -80,6 +85,7 @@ def _lockstep(net: Network, steps: int, deterministic: bool) -> tuple:
     return ref, gpu, active
 
 
+@pytest.mark.parametrize("blocks", list(BLOCKS))
 @pytest.mark.parametrize("mode,deterministic", [
     ("plasticity.bounds=[0, 1]", False),
     ("plasticity.bounds=null", True),
@@ -88,35 +94,42 @@ def _lockstep(net: Network, steps: int, deterministic: bool) -> tuple:
     ("projections={E->E: {slow_scale: 0.5, fast_scale: 1.25}, I->E: {fast_scale: 1.5}, "
      "I->I: {slow_scale: 3, fast_scale: 0.5}}", False),
 ])
-def test_kernels_match_reference_float64(small_config, mode: str, deterministic: bool) -> None:
-    check_against_reference(small_config(*TINY, "dtype=float64", "duration=15", mode), mode, deterministic)
+def test_kernels_match_reference_float64(small_config, mode: str, deterministic: bool, blocks: str) -> None:
+    """With small blocks this failed before the step counter was double-buffered: programs of the
+    neuron kernel that ran after program 0 advanced k filed their onsets under the wrong parity
+    (bounded: L off by 0.126, 94 switch events against the reference's 91)."""
+    cfg = small_config(*TINY, "dtype=float64", "duration=15", mode)
+    check_against_reference(cfg, mode, deterministic, BLOCKS[blocks])
 
 
 @pytest.mark.parametrize("mode", ["plasticity.bounds=[0, 1]", "plasticity.bounds=null"])
-def test_split_catch_up_matches_reference_float64(small_config, mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_split_catch_up_matches_reference_float64(small_config, mode: str) -> None:
     """The onset catch-up over (row, block) items, 4 synapses a block: a row's blocks are separate
-    items, none of which may move the row's last-update step before the others have read it."""
-    import wmnet.engines.gpu as gpu_mod
-
-    monkeypatch.setattr(gpu_mod, "SPLIT_CATCH_UP", True)
-    monkeypatch.setattr(gpu_mod, "BLOCK_CATCH_UP", 4)
+    items, none of which may move the row's last-update step before the others have read it.
+    Small blocks for the other kernels too (the default split run would repeat the above)."""
     cfg = small_config(*TINY, "dtype=float64", "duration=15", mode)
     net = Network.build(cfg)
-    eng = GpuSparseEngine(net, NeuronState.initial(net.n, net.device, net.dtype), net.connectivity.initial.clone())
+    eng = GpuSparseEngine(net, NeuronState.initial(net.n, net.device, net.dtype), net.connectivity.initial.clone(),
+                          blocks=SPLIT)
     assert eng._nchunk >= 3  # rows of ~16 synapses in blocks of 4
-    check_against_reference(cfg, mode, False)
+    check_against_reference(cfg, mode, False, SPLIT)
 
 
-def check_against_reference(cfg: Config, mode: str, deterministic: bool) -> None:
+def check_against_reference(cfg: Config, mode: str, deterministic: bool, blocks: Blocks) -> None:
     net = Network.build(cfg)
-    ref, gpu, active = _lockstep(net, cfg.n_steps, deterministic)
+    if blocks.neuron < 1024:  # the launch shapes really are multi-program on this network
+        rows = net.connectivity.projections["E->E"].row_lengths()
+        assert -(-net.n // blocks.neuron) >= 3
+        assert int(rows.max()) > 2 * blocks.synapse and int(rows.max()) > 3 * blocks.catch_up
+    ref, gpu, active = _lockstep(net, cfg.n_steps, deterministic, blocks)
     assert active > 0.1 * net.n * cfg.n_steps  # an active network, so the check has teeth
     for var in ("v", "i_s", "i_f", "x", "a"):
         diff = (ref.neurons[var] - gpu.neurons[var]).abs().max().item()
         assert diff <= 1e-9, f"{var} differs by {diff}"
     s_ref, s_gpu = ref.synapses(), gpu.synapses()
+    diff = (s_ref.L - s_gpu.L).abs().max().item()
+    assert diff <= 1e-9, f"L differs by {diff}"
     assert torch.equal(s_ref.potentiated, s_gpu.potentiated)
-    assert (s_ref.L - s_gpu.L).abs().max().item() <= 1e-9
     ev_ref, ev_gpu = ref.switches.table(), gpu.switches.table()
     np.testing.assert_array_equal(ev_ref, ev_gpu)
     if "enabled=false" in mode:
@@ -124,9 +137,11 @@ def check_against_reference(cfg: Config, mode: str, deterministic: bool) -> None
     else:
         assert len(ev_ref) > 20 and (ev_ref[:, 3] == 1).any() and (ev_ref[:, 3] == -1).any()
         assert (gpu.switches.n_up, gpu.switches.n_down) == (ref.switches.n_up, ref.switches.n_down)
+    assert gpu._kbuf2.tolist() == [cfg.n_steps, cfg.n_steps]  # k and k + 1 of the last step
 
 
-def test_kernels_run_block_equals_steps(small_config) -> None:
+@pytest.mark.parametrize("blocks", list(BLOCKS))
+def test_kernels_run_block_equals_steps(small_config, blocks: str) -> None:
     """The block path (flags, trace samples) gives what stepping one at a time gives."""
     from wmnet.engines.base import TraceRequest, run_block_stepwise
 
@@ -134,7 +149,8 @@ def test_kernels_run_block_equals_steps(small_config) -> None:
     net = Network.build(cfg)
     stim = make_stimulus(cfg, net.device, net.dtype)
     trace = TraceRequest(("v", "x"), torch.tensor([0, 5, 90]), 3)
-    a = GpuSparseEngine(net, make_engine("reference", net).neurons, net.connectivity.initial.clone())
+    a = GpuSparseEngine(net, make_engine("reference", net).neurons, net.connectivity.initial.clone(),
+                        blocks=BLOCKS[blocks])
     b = make_engine("reference", net)
     block = stim.block(0, cfg.n_steps)
     fa, sa, xa = a.run_block(block, trace)

@@ -2,8 +2,9 @@
 
 Same storage and semantics as the CPU engine (engines/sparse.py): CSR by presynaptic neuron,
 9 bytes per plastic E→E synapse and 4 per static one, L updated lazily with one last-update
-step per presynaptic neuron. Per step it launches two kernels (synapses, neurons); blocks of
-steps are captured once as a CUDA graph and replayed, so the host issues one launch per block.
+step per presynaptic neuron. Per step it launches three kernels (the drift catch-up of the E
+neurons that turned on, with plasticity only; synapses; neurons); blocks of steps are captured
+once as a CUDA graph and replayed, so the host issues one launch per block.
 
 Runs on CUDA. With TRITON_INTERPRET=1 the same kernels run on CPU tensors (slowly), which is
 how the test suite checks them on machines without a GPU.
@@ -12,6 +13,7 @@ how the test suite checks them on machines without a GPU.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -22,14 +24,29 @@ from wmnet.engines.base import SwitchLog, TraceRequest, channel_efficacies, load
 from wmnet.network import Network
 from wmnet.protocol import Scales, base_scales
 
-BLOCK_SYN = 512  # synapses per vector step of a synapse program (H100: 512 beat 128, 256, 1024)
-BLOCK_CATCH_UP = 512  # a drift replay loop runs as long as its slowest lane (H100: 512 beat 256, 1024)
-BLOCK_NEURON = 1024
-# The onset catch-up's work items: (row, block) pairs, so that a row's blocks run in parallel
-# (True), or whole rows (False). Off until timed on a GPU (`bench/gpu_profile.py tune`); both
-# are exact, and tests/test_gpu_kernels.py runs both.
-SPLIT_CATCH_UP = False
 MIN_GRAPH_STEPS = 8  # shorter blocks run eagerly
+
+
+@dataclass(frozen=True)
+class Blocks:
+    """Launch shapes of the kernels, fixed per engine (a captured graph keeps them).
+
+    The defaults are the timed ones; tests shrink them so that every kernel runs several
+    programs (or vector steps per row) on tiny networks."""
+
+    neuron: int = 1024  # neurons per program of `neuron_step`
+    synapse: int = 512  # synapses per vector step of a synapse program (H100: 512 beat 128, 256, 1024)
+    catch_up: int = 512  # a drift replay loop runs as long as its slowest lane (H100: 512 beat 256, 1024)
+    # The onset catch-up's work items: (row, block) pairs, so that a row's blocks run in parallel
+    # (True), or whole rows (False). Off until timed on a GPU (`bench/gpu_profile.py tune`); both
+    # are exact, and tests/test_gpu_kernels.py runs both.
+    split_catch_up: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("neuron", "synapse", "catch_up"):
+            size = getattr(self, name)
+            if size < 1 or size & (size - 1):  # Triton's tl.arange needs a power of two
+                raise ValueError(f"Blocks.{name}: {size} is not a power of two")
 
 
 def interpreting() -> bool:
@@ -71,6 +88,7 @@ class GpuSparseEngine:
         synapses: SynapseState,
         keep_switch_events: bool = False,
         deterministic: bool | None = None,
+        blocks: Blocks = Blocks(),
     ):
         from wmnet.engines import kernels  # Triton: imported only when a GPU engine is made
 
@@ -94,18 +112,19 @@ class GpuSparseEngine:
         self._pot = synapses.potentiated.to(dev).clone().contiguous()
         self._L = synapses.L.to(dev, dtype).clone().contiguous()
         self._last = torch.zeros(n_e, dtype=torch.int64, device=dev)
-        self._kbuf = torch.zeros(1, dtype=torch.int64, device=dev)
+        # k and k + 1 (kernels.neuron_step says why two words); only k is state.
+        self._kbuf2 = torch.zeros(2, dtype=torch.int64, device=dev)
+        self._kbuf = self._kbuf2[:1]
         # E neurons that turn on at the next step (their synapses need the drift catch-up),
         # double-buffered by step parity; empty at start, since last = k there.
         self._onsets = torch.zeros(2, max(n_e, 1), dtype=torch.int32, device=dev)
         self._onset_cnt = torch.zeros(2, dtype=torch.int32, device=dev)
         self._nprog = 4 if interpreting() else 2 * torch.cuda.get_device_properties(dev).multi_processor_count
-        # Launch shapes, fixed per engine (a captured graph keeps them).
-        self._block_syn, self._block_cu = BLOCK_SYN, BLOCK_CATCH_UP
+        self.blocks = blocks
         self._nchunk = 0  # whole rows
-        if SPLIT_CATCH_UP:  # enough blocks per row for the longest one
+        if blocks.split_catch_up:  # enough blocks per row for the longest one
             rows = conn.projections["E->E"].row_lengths()
-            self._nchunk = max(1, -(-int(rows.max() if rows.numel() else 0) // self._block_cu))
+            self._nchunk = max(1, -(-int(rows.max() if rows.numel() else 0) // blocks.catch_up))
         acc_dtype = torch.int64 if self.deterministic else dtype
         self._acc = torch.zeros(2 * n, dtype=acc_dtype, device=dev)
         bits = {torch.float32: torch.int32, torch.float64: torch.int64, torch.int64: torch.int64}[acc_dtype]
@@ -178,20 +197,20 @@ class GpuSparseEngine:
         c = self._const
         grid = (self._nprog,) if from_list else (self.net.n_E,)
         self._kn.catch_up[grid](
-            self._kbuf, self._onsets, self._onset_cnt, self.net.n_E, self._proj["E->E"][0], self._proj["E->E"][2],
+            self._kbuf2, self._onsets, self._onset_cnt, self.net.n_E, self._proj["E->E"][0], self._proj["E->E"][2],
             self._pot, self._L, self._last, self._prm, self._events, self._cnt, self._events.shape[0],
             FROM_LIST=from_list, NPROG=self._nprog, BOUNDED=c["BOUNDED"], MANT=c["MANT"], KEEP=c["KEEP"],
-            BLOCK=self._block_cu, NCHUNK=self._nchunk if from_list else 0, num_warps=8, enable_fp_fusion=False)
+            BLOCK=self.blocks.catch_up, NCHUNK=self._nchunk if from_list else 0, num_warps=8, enable_fp_fusion=False)
 
     def _synapse_step(self, **launch: Any) -> None:
         """The synapse kernel of step k (launch options such as num_warps may be overridden)."""
         n, p = self.net.n, self.net.params
         self._kn.synapse_step[(n,)](
-            self._kbuf, self._v, self._x, p.theta, self._f, self._prm, self._acc,
+            self._kbuf2, self._v, self._x, p.theta, self._f, self._prm, self._acc,
             *self._proj["E->E"], self._pot, self._L, self._last,
             *self._proj["E->I"], *self._proj["I->E"], *self._proj["I->I"],
             self._events, self._cnt, self._events.shape[0], self._onset_cnt, self.net.n_E, n,
-            **{"BLOCK": self._block_syn, "enable_fp_fusion": False, **self._const, **launch})
+            **{"BLOCK": self.blocks.synapse, "enable_fp_fusion": False, **self._const, **launch})
 
     def _launch(self, i_ext: torch.Tensor, flags: torch.Tensor) -> None:
         """Step k → k+1: catch-up, synapse and neuron kernels (k itself lives in self._kbuf)."""
@@ -199,12 +218,13 @@ class GpuSparseEngine:
         p = self.net.params
         if c["PLASTIC"]:
             self._catch_up(from_list=True)
-        self._synapse_step()
-        kn.neuron_step[((n + BLOCK_NEURON - 1) // BLOCK_NEURON,)](
-            self._kbuf, self._v, self._i_s, self._i_f, self._x, self._a, self._f,
+        self._synapse_step()  # also writes k + 1 for neuron_step
+        block = self.blocks.neuron
+        kn.neuron_step[((n + block - 1) // block,)](
+            self._kbuf2, self._v, self._i_s, self._i_f, self._x, self._a, self._f,
             p.theta, p.v_reset, p.tau_m, p.dt_tau_s, p.pulse_inc,
             self._acc_bits, i_ext, self._prm, flags, self._onsets, self._onset_cnt, n, n_e,
-            DET=c["DET"], PLASTIC=c["PLASTIC"], BLOCK=BLOCK_NEURON, enable_fp_fusion=False)
+            DET=c["DET"], PLASTIC=c["PLASTIC"], BLOCK=block, enable_fp_fusion=False)
 
     def _issue(self, i_ext: torch.Tensor, flags: torch.Tensor, rows: tuple[int, ...],
                trace: TraceRequest | None, samples: torch.Tensor | None) -> None:

@@ -1,6 +1,7 @@
 """Triton kernels of the event-driven sparse engine on the GPU (engines/gpu.py drives them).
 
-Three kernels per step, all graph-capturable (the step index lives on the device):
+Three kernels per step, all graph-capturable (the step index lives on the device, in two words:
+k_ptr[0] = k, k_ptr[1] = k + 1; see `neuron_step` for why two):
 
 - `catch_up`: for each E neuron j with σ_j = 1, brings its outgoing synapses' L from the last
   update to t_k (the exact drift replay of the CPU engine, `_drift`), with any drift-only switch.
@@ -223,9 +224,12 @@ def synapse_step(
     MANT: tl.constexpr, BLOCK: tl.constexpr,
 ):
     j = tl.program_id(0).to(tl.int64)
-    if PLASTIC:
-        if j == 0:  # empty the onset list that neuron_step fills next (catch_up read the other)
-            tl.store(onset_cnt + (tl.load(k_ptr) + 1) % 2, 0)
+    if j == 0:
+        # k + 1 for neuron_step, into the word no program of this launch reads.
+        k_next = tl.load(k_ptr) + 1
+        tl.store(k_ptr + 1, k_next)
+        if PLASTIC:  # empty the onset list that neuron_step fills next (catch_up read the other)
+            tl.store(onset_cnt + k_next % 2, 0)
     v_j = tl.load(v_ptr + j)
     if v_j >= tl.load(theta_ptr + j):  # σ_j = 1; silent neurons do nothing
         s = tl.load(x_ptr + j)  # s_j = x_j σ_j
@@ -381,7 +385,13 @@ def neuron_step(
     acc_bits, iext_ptr, prm_ptr, flags_ptr, onset_ptr, onset_cnt, n, n_e,
     DET: tl.constexpr, PLASTIC: tl.constexpr, BLOCK: tl.constexpr,
 ):
-    """MODEL.md steps 1–7 (as dynamics.advance), in place; then f(v) at t_{k+1} and k += 1."""
+    """MODEL.md steps 1–7 (as dynamics.advance), in place; then f(v) at t_{k+1} and k += 1.
+
+    The programs of one launch run in no fixed order, so none may read a word another writes:
+    they read k + 1 from k_ptr[1] (written by `synapse_step`) and program 0 alone writes it to
+    k_ptr[0], which no program here reads. (One word, read by all and advanced by program 0,
+    filed the onsets of programs that ran after that store in the wrong parity list.)
+    """
     pid = tl.program_id(0)
     offs = pid * BLOCK + tl.arange(0, BLOCK)
     m = offs < n
@@ -434,15 +444,15 @@ def neuron_step(
     tl.store(f_ptr + offs, f_new, mask=m & (offs < n_e))
     flags = on.to(tl.uint8) | ((on & (a == 0)).to(tl.uint8) << 1)  # bit 0: σ, bit 1: pulse onset
     tl.store(flags_ptr + offs, flags, mask=m)
-    k = tl.load(k_ptr)
+    k_next = tl.load(k_ptr + 1)
     if PLASTIC:
         # E neurons silent at t_k and on at t_{k+1}: their synapses need the drift catch-up.
         need = m & (offs < n_e) & (v_new >= theta) & ~on
         n_need = tl.sum(need.to(tl.int32), axis=0)
         if n_need > 0:
-            par = (k + 1) % 2
+            par = k_next % 2
             first = tl.atomic_add(onset_cnt + par, n_need)
             slot = first + tl.cumsum(need.to(tl.int32), axis=0) - 1
             tl.store(onset_ptr + par * n_e + slot, offs, mask=need)
     if pid == 0:
-        tl.store(k_ptr, k + 1)
+        tl.store(k_ptr, k_next)

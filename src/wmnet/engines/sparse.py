@@ -466,7 +466,7 @@ class SparseEngine:
 
     def __init__(self, net: Network, neurons: NeuronState, synapses: SynapseState, keep_switch_events: bool = False):
         if net.device.type != "cpu":
-            raise NotImplementedError("the sparse engine's GPU path is not built yet; use --engine reference")
+            raise NotImplementedError("SparseEngine runs on the CPU; on CUDA use GpuSparseEngine (engines/gpu.py)")
         if net.dtype not in (torch.float32, torch.float64):
             raise ValueError("the sparse engine runs in float32 or float64")
         cfg, conn = net.config, net.connectivity

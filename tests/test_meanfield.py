@@ -222,3 +222,61 @@ def test_cli_writes_json_and_figure(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         assert set(fp["x"]) == set(fp["mu"]) == set(fp["sigma"]) >= {"P1", "I"}
     assert len(data["scan"]["points"]) == 8 and data["scan"]["boundaries"]
     assert (out / "bifurcation.png").stat().st_size > 10000
+
+
+def test_potentiated_fractions_from_a_snapshot_and_from_synapses_h5(tmp_path: Path) -> None:
+    """A small structured run: the fractions read back per group pair match the structure's
+    probabilities (±0.05 for ~1000 synapses a pair) and the right pair goes to the right cell."""
+    import subprocess
+
+    cfg_path = tmp_path / "c.yaml"
+    cfg = load_config(None, [
+        "populations.E.size=400", "populations.I.size=100", "stimulus.kind=constant", "duration=20",
+        "plasticity.enabled=false", "groups.prototypes={count: 2, fraction: 0.25}",
+        "projections.E->E.structure={within: 0.8, between: 0.1, to_nonselective: 0.5, from_nonselective: 0.0}",
+        "record.snapshots=[10]", "record.traces={variables: [v], neurons: [0], every: 100}",
+        "record.synapses={every: 10, groups: [[P1, P1], [P1, P2], [P1, nonselective], [nonselective, P2]]}"])
+    cfg_path.write_text(cfg.to_yaml())
+    run = tmp_path / "run"
+    subprocess.run([sys.executable, "-c", "from wmnet.cli import main; main()", "run", str(cfg_path), "--out",
+                    str(run), "--no-plot", "--quiet"], check=True)
+    names = meanfield.build(cfg).names  # P1, P2, nonselective, I
+    expect = np.array([[0.8, 0.1, 0.0], [0.1, 0.8, 0.0], [0.5, 0.5, 0.2]])  # [post, pre]
+    snap = next((run / "snapshots").glob("*.npz"))
+    g = meanfield.measured_potentiation(cfg, connectivity=snap)
+    assert names[:3] == ["P1", "P2", "nonselective"] and g.shape == (3, 3)
+    assert np.abs(g - expect).max() < 0.05, g
+    h = meanfield.measured_potentiation(cfg, synapses=run / "synapses.h5")
+    # Recorded: P1→P1, P1→P2, P1→nonselective, nonselective→P2; the rest filled from their kind.
+    for post, pre in [(0, 0), (1, 0), (2, 0), (1, 2), (1, 1), (0, 1), (2, 1), (0, 2)]:
+        assert h[post, pre] == pytest.approx(expect[post, pre], abs=0.05), (post, pre, h)
+    # Explicit values win over measured ones; the model's E→E efficacy follows the fractions.
+    m = meanfield.build(cfg, g_in=0.3, measured=g)
+    ee = cfg.projections.EE
+    assert m.J_slow[0, 0] == pytest.approx(0.3 * ee.J_p + 0.7 * ee.J_d)
+    assert m.J_slow[2, 0] == pytest.approx(g[2, 0] * ee.J_p + (1 - g[2, 0]) * ee.J_d)
+    assert m.J2_fast[1, 0] == pytest.approx(g[1, 0] * ee.J_p ** 2 + (1 - g[1, 0]) * ee.J_d ** 2)
+    fps = meanfield.solve(cfg, connectivity=snap)  # the asymmetric (multi-start) path
+    assert fps and fps[0].kind == "spontaneous"
+
+
+def test_in_degrees_and_means_by_hand() -> None:
+    # p = 0.8, r = 0.5 for E→E: K_slow = 0.4·(n − δ), K_fast = 0.4·(1 − 0.4)·(n − δ) (fast only where no slow).
+    cfg = load_config(WM_CPU)
+    m = meanfield.build(cfg)
+    p1, ns, i = 0, 5, 6
+    assert m.K_slow[p1, p1] == pytest.approx(0.4 * 199) and m.K_fast[p1, p1] == pytest.approx(0.24 * 199)
+    assert m.K_slow[p1, ns] == pytest.approx(0.4 * 1000)
+    assert m.K_fast[p1, i] == pytest.approx(0.8 * 500) and m.K_slow[p1, i] == 0  # I→E is all fast
+    assert m.K_slow[i, i] == pytest.approx(0.8 * 0.1 * 499)
+    assert m.K_fast[i, i] == pytest.approx(0.8 * 0.9 * (1 - 0.08) * 499)
+    # μ by hand at given rates: τ_m·(Σ K·J·ν·dt·R + I_ext).
+    nu = np.full(7, 0.002)
+    nu[i] = 0.01
+    inp = m.inputs(nu)
+    R = np.array([m.release[u].steady_state(nu[u], inp["cv"][u])[2] for u in range(7)])
+    hand = 20 * (sum((m.K_slow[p1, v] * m.J_slow[p1, v] + m.K_fast[p1, v] * m.J_fast[p1, v]) * nu[v] * 0.1 * R[v]
+                     for v in range(7)) + 1.45)
+    assert inp["mu"][p1] == pytest.approx(hand, rel=1e-12)
+    # The background's white-noise intensity: std²·grain, σ² ⊇ τ_m·1.5²·1.
+    assert inp["sigma"][p1] ** 2 > 20 * 1.5 ** 2 * 1.0

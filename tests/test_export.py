@@ -373,3 +373,17 @@ def test_neo_in_seconds_and_elephant(run_dir: Path) -> None:
     assert cv(isi(st)) == pytest.approx(d.std() / d.mean())
     with pytest.raises(WmnetError, match="time_units 'h'"):
         to_neo(run_dir, time_units="h")
+
+
+def test_result_objects(run_dir: Path, tmp_path: Path) -> None:
+    """A RunResult exports through its folder; one without a folder says so."""
+    from types import SimpleNamespace
+
+    from wmnet.io import to_neo, to_nwb
+
+    u = read_units(to_nwb(SimpleNamespace(out=run_dir), tmp_path / "r.nwb"))  # type: ignore[arg-type]
+    assert u["id"].size == np.unique(spikes_global(run_dir)[1]).size
+    assert len(to_neo(SimpleNamespace(out=run_dir)).segments[0].spiketrains) == N  # type: ignore[arg-type]
+    with pytest.raises(WmnetError, match="this result has no run folder"):
+        to_nwb(SimpleNamespace(out=None), tmp_path / "n.nwb")  # type: ignore[arg-type]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.nwb"]

@@ -260,7 +260,6 @@ def test_new_empty_and_symlinked_folders_are_used_as_they_are(tmp_path: Path) ->
     ok(wmnet("run", "--out", link, *TINY))
     assert link.is_symlink()
     complete(target)
-    refused(wmnet("run", "--out", link, *TINY), "folder is not empty")  # without --overwrite
 
 
 def test_the_claimed_lock_is_held_from_creation_to_the_end_of_the_run(tmp_path: Path) -> None:

@@ -30,7 +30,16 @@ from typing import Any
 
 def variant(name: str, points: int, neurons: tuple[int, int], duration: float, workers: int | None) -> dict[str, Any]:
     """Run one variant in this process (called in a fresh subprocess by main)."""
-    from wmnet.sweep.runner import run_sweep
+    from wmnet.sweep import runner
+
+    warm_s: list[float] = []
+    plain_warm_up = runner.warm_up
+
+    def timed_warm_up(*args: Any) -> float:
+        warm_s.append(plain_warm_up(*args))
+        return warm_s[-1]
+
+    runner.warm_up = timed_warm_up  # to report the warm-up's share of the start-up
 
     n_u = points // 2
     sweep = {"set": {"populations.E.size": neurons[0], "populations.I.size": neurons[1], "duration": duration,
@@ -38,10 +47,11 @@ def variant(name: str, points: int, neurons: tuple[int, int], duration: float, w
              "grid": {"stp.U": [round(0.05 + 0.05 * i, 4) for i in range(n_u)]}, "seeds": [0, 1]}
     out = Path(tempfile.mkdtemp(prefix=f"sweep-bench-{name}-"))
     shutil.rmtree(out)
-    t0 = time.perf_counter()
-    df = run_sweep(sweep, out, executor="ray" if name == "ray" else "local", workers=workers, progress=False,
-                   warm=name != "cold-nowarm")
-    wall = time.perf_counter() - t0
+    t0, t0_unix = time.perf_counter(), time.time()
+    df = runner.run_sweep(sweep, out, executor="ray" if name == "ray" else "local", workers=workers,
+                          progress=False, warm=name != "cold-nowarm")
+    wall, t1_unix = time.perf_counter() - t0, time.time()
+    state = json.loads((out / "state.json").read_text())
     w = workers or (os.cpu_count() or 1)
     w = min(w, len(df))
     own = float((df["wall_build_s"] + df["wall_simulate_s"]).sum())
@@ -55,9 +65,31 @@ def variant(name: str, points: int, neurons: tuple[int, int], duration: float, w
         "first_point_simulate_s": float(df["wall_simulate_s"].iloc[0]),
         "median_point_simulate_s": float(df["wall_simulate_s"].median()),
         "median_point_build_s": float(df["wall_build_s"].median()),
+        "timeline": timeline(state, df, t0_unix, t1_unix, warm_s),
     }
     shutil.rmtree(out, ignore_errors=True)
     return res
+
+
+def timeline(state: dict[str, Any], df: Any, t0: float, t1: float, warm_s: list[float]) -> dict[str, float]:
+    """Where the sweep's worker-seconds went: before the first point starts, in the workers
+    around the points' own time, between a worker's points, after the last point."""
+    starts = [v["t_start"] for v in state.values()]
+    ends = [v["t_end"] for v in state.values()]
+    own = dict(zip(df["point"], df["wall_build_s"] + df["wall_simulate_s"]))
+    by_pid: dict[int, list[tuple[float, float]]] = {}
+    for v in state.values():
+        by_pid.setdefault(v["pid"], []).append((v["t_start"], v["t_end"]))
+    gaps = sum(b[0] - a[1] for iv in by_pid.values() for a, b in zip(sorted(iv), sorted(iv)[1:]))
+    return {
+        "until_first_point_s": min(starts) - t0,  # validation, warm-up, pool start
+        "warm_up_s": sum(warm_s),
+        "after_last_point_s": t1 - max(ends),  # pool shutdown, the last table write
+        "worker_imports_s": float(sum(v.get("import_s") or 0.0 for v in state.values())),
+        "in_worker_not_own_s": float(sum(v["wall_s"] - own[n] for n, v in state.items())),  # imports included
+        "between_points_s": gaps,  # dispatch: result back to the main process, next point sent
+        "worker_processes": len(by_pid),
+    }
 
 
 def main() -> None:
@@ -81,7 +113,8 @@ def main() -> None:
             cache = tempfile.mkdtemp(prefix="numba-cache-")
             env["NUMBA_CACHE_DIR"] = cache  # an empty cache, for this variant's processes only
         cmd = [sys.executable, __file__, "--one", name, "--points", str(a.points), "--neurons",
-               *map(str, a.neurons), "--duration", str(a.duration)] + (["--workers", str(a.workers)] if a.workers else [])
+               *map(str, a.neurons), "--duration", str(a.duration)]
+        cmd += ["--workers", str(a.workers)] if a.workers else []
         t0 = time.perf_counter()
         done = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if done.returncode != 0:

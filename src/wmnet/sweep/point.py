@@ -52,6 +52,15 @@ def die_with_parent() -> None:
         os._exit(1)
 
 
+def init_worker(threads: int, gpu_slots: Any) -> None:
+    """A local worker's start: thread limits before any import, its GPU, dying with the sweep.
+    (Here, not in runner.py: a spawned worker imports only this light module before its first point.)"""
+    limit_threads(threads)
+    if gpu_slots is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu_slots.get()
+    die_with_parent()
+
+
 def _status(folder: Path) -> str | None:
     try:
         with open(folder / "run.json") as f:
@@ -90,9 +99,9 @@ def _continue(task: dict[str, Any], folder: Path) -> str:
     from wmnet.checkpoint import CHECKPOINT, resume_run
     from wmnet.errors import WmnetError
 
+    # (config.yaml may differ from the validated one after a `wmnet extend`: resume that too.)
     resumable = (_status(folder) in ("running", "interrupted") and (folder / CHECKPOINT).is_file()
-                 and (folder / "config.yaml").is_file()
-                 and (folder / "config.yaml").read_text() == task["config_yaml"])
+                 and (folder / "config.yaml").is_file())
     if resumable:
         try:
             resume_run(folder, progress=False)
@@ -114,7 +123,7 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter()
     limit_threads(int(task["threads"]))
     out: dict[str, Any] = {"name": task["name"], "status": "failed", "error": None, "mode": None,
-                           "import_s": 0.0, "pid": os.getpid()}
+                           "import_s": 0.0, "pid": os.getpid(), "t_start": time.time()}
     try:
         import torch  # the heavy imports, timed: paid by a worker's first point only
 
@@ -145,6 +154,7 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
             msg = f"out of memory ({msg})"
         out["error"] = one_line(msg)
     out["wall_s"] = time.perf_counter() - t0
+    out["t_end"] = time.time()  # Unix times: the sweep's timeline (bench/sweep_bench.py)
     out["compiled"] = numba_compilations()
     return out
 

@@ -284,3 +284,31 @@ def test_the_claimed_lock_is_held_from_creation_to_the_end_of_the_run(tmp_path: 
     finally:
         folder.close()
     lock_folder(folder.path).close()  # free once closed
+
+
+def test_unusable_out_names_are_one_line(tmp_path: Path) -> None:
+    """A name too long for the file system, and a path through a file: WmnetError, nothing made."""
+    from wmnet.errors import WmnetError
+    from wmnet.io.runfolder import claim_run_folder
+
+    (tmp_path / "file").write_text("x")
+    for out in (tmp_path / ("x" * 300), tmp_path / ("x" * 300) / "y", tmp_path / "file" / "run"):
+        with pytest.raises(WmnetError, match=r"^--out .*: cannot (use|create) the output folder \(.+\)$"):
+            claim_run_folder(out, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_config_inputs_finds_every_array_stimulus(tmp_path: Path) -> None:
+    """The array paths of `stimulus`, of protocol epochs and of sums inside them."""
+    from wmnet.config import load_config
+    from wmnet.io.runfolder import config_inputs
+
+    paths = [tmp_path / f"{name}.npy" for name in ("top", "epoch", "sum")]
+    for p in paths:
+        np.save(p, np.zeros((N, 10_000)))
+    cfg = load_config(None, [
+        "populations.E.size=80", "populations.I.size=20", f"stimulus={{kind: array, path: {paths[0]}}}",
+        f"protocol={{epochs: [{{name: a, duration: 1, stimulus: {{kind: array, path: {paths[1]}}}}}, "
+        f"{{name: b, duration: 1, stimulus: {{kind: sum, terms: [{{kind: constant}}, "
+        f"{{kind: array, path: {paths[2]}}}]}}}}]}}"])
+    assert sorted(map(str, config_inputs(cfg))) == sorted(map(str, paths))

@@ -173,12 +173,21 @@ def claim_run_folder(out: str | Path | None, overwrite: bool,
     """
     if out is None:
         return _new_default(base)
-    path = Path(out)
     label = f"--out {out}"
-    files = [(what, Path(p)) for what, p in inputs if p is not None]
+    try:
+        return _claim(Path(out), overwrite, [(what, Path(p)) for what, p in inputs if p is not None], label)
+    except OSError as e:  # e.g. a name too long to stat, a folder we may not list
+        raise WmnetError(f"{label}: cannot use the output folder ({e.strerror or e})") from None
+
+
+def _claim(path: Path, overwrite: bool, files: list[tuple[str, Path]], label: str) -> RunFolder:
+    """claim_run_folder for a given --out (`label` starts its messages)."""
     if not path.exists():
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a file where a parent folder should be, no permission, ...
+            raise WmnetError(f"{label}: cannot create the output folder ({e.strerror or e})") from None
+        try:
             path.mkdir()
             return RunFolder(path, lock_folder(path))
         except FileExistsError:

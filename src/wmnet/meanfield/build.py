@@ -210,6 +210,12 @@ def build_model(cfg: Config, potentiation: Potentiation | None = None, measured:
                 ) -> Model:
     """The mean-field Model of `cfg`: units P1…PP, nonselective, I (or E, I without prototypes)."""
     names, sizes, _ = _units(cfg)
+    # A depression option added to the config later (e.g. a per-spike release) is not in this
+    # theory: refuse it rather than predict the per-step model's states for it.
+    stp_fields = type(cfg.stp).model_fields
+    for name in set(stp_fields) - {"U", "tau_rec"}:
+        if getattr(cfg.stp, name) != stp_fields[name].default:
+            raise WmnetError(f"stp.{name}: the mean-field model covers the per-step release (U, tau_rec) only")
     M = len(names)
     size = np.array(sizes, dtype=np.float64)
     is_e = np.array([n != "I" for n in names])

@@ -198,10 +198,9 @@ def solve(model: Model, max_active: int = 2, grid_hz: np.ndarray | None = None,
     P = len(groups)
     found: list[tuple[np.ndarray, int]] = []
     if _symmetric(model):
+        # q = 0 sweeps all groups together (its upper branch is "all groups active"), then q = 1, 2, …
         e_first = [u for u in range(len(model.names)) if model.is_e[u]][:1]
         sets = [(groups or e_first, 1)] + [(groups[:q], comb(P, q)) for q in range(1, min(max_active, P - 1) + 1)]
-        if P >= 2 and max_active >= P:
-            pass  # all groups active is the first set's upper branch
         for active, mult in sets:
             for nu in _sweep(model, active, grid_hz, warm):
                 found.append((nu, mult))

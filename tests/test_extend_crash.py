@@ -220,3 +220,20 @@ def test_an_extend_that_fails_on_a_too_short_input_leaves_the_run_extendable(tmp
     info = json.loads((out / "run.json").read_text())
     assert info["status"] == "complete" and info["simulated_ms"] == pytest.approx(SHORT_MS + BY_MS)
     assert load_checkpoint(out / CHECKPOINT)["engine"]["k"] == 600
+
+
+def test_extend_of_a_folder_being_written_is_refused_before_any_write(runs: tuple[Path, Path],
+                                                                     tmp_path: Path) -> None:
+    """The folder's lock is taken before anything is read or written: with another process
+    holding it, extend stops with one line and config.yaml, checkpoint.pt and run.json stay."""
+    from wmnet.io.runinfo import lock_folder
+
+    out = shutil.copytree(runs[1], tmp_path / "run")
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    held = lock_folder(out)  # as a running `wmnet resume` holds it
+    try:
+        with pytest.raises(WmnetError, match="another wmnet process is writing this run folder"):
+            resume_run(out, progress=False, extend_ms=BY_MS)
+    finally:
+        held.close()
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before

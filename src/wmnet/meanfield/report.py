@@ -81,6 +81,7 @@ def plot_scan(sc: Any, dest: Path) -> Path:
             a.fill_between(sc.values, 0, 1, where=sc.bistable, transform=a.get_xaxis_transform(),
                            color="tab:orange", alpha=0.12, label="bistable" if a is ax else None)
     ax.set_yscale("symlog", linthresh=1.0)
+    ax.set_ylim(bottom=0)
     ax.set_ylabel("group rate (Hz): selective group, else P1")
     ax.set_title("Mean-field fixed points (solid: stable, dashed: unstable)")
     ax.legend(fontsize=8, loc="upper left")

@@ -137,7 +137,7 @@ def test_plot_of_a_folder_that_is_no_run(tmp_path: Path) -> None:
 
 def test_overwrite_and_no_plot(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    out.mkdir()
+    ok(wmnet("run", "--out", out, "--duration", 5, "--no-plot", "--quiet", *TINY))  # a wmnet run folder
     (out / "stale.txt").write_text("old")
     ok(wmnet("run", "--out", out, "--duration", 10, "--no-plot", "--quiet", "--overwrite", *TINY))
     assert not (out / "stale.txt").exists()

@@ -48,13 +48,26 @@ def save_checkpoint(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+# What every checkpoint holds (see the module docstring); a file without one of them is refused.
+_KEYS = ("engine", "positions", "monitors", "k_start", "steps_done", "count", "sigma_sum", "config", "seed")
+
+
 def load_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint's dict; one WmnetError naming the file if it is truncated, random bytes,
+    not a dict, of another version or missing a key."""
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as e:
-        raise WmnetError(f"{path}: cannot read checkpoint ({e})") from None
+    except Exception as e:  # noqa: BLE001 - truncated or random bytes raise anything from zip, pickle or torch
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise WmnetError(f"{path}: cannot read checkpoint, the file is damaged or not a wmnet checkpoint "
+                         f"({type(e).__name__}: {first[:200]})") from None
+    if not isinstance(data, dict):
+        raise WmnetError(f"{path}: not a wmnet checkpoint (it holds a {type(data).__name__}, not a dict)")
     if data.get("version") != VERSION:
         raise WmnetError(f"{path}: checkpoint version {data.get('version')}, expected {VERSION}")
+    missing = [k for k in _KEYS if k not in data]
+    if missing:
+        raise WmnetError(f"{path}: incomplete checkpoint: missing {', '.join(missing)}")
     return data
 
 

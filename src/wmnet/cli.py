@@ -39,6 +39,30 @@ def _precheck_out(out: str | None, overwrite: bool) -> None:
         raise WmnetError(f"--out {out}: folder is not empty (use --overwrite to replace a previous run there)")
 
 
+def _check_memory(cfg: Config, device: Any) -> str | None:
+    """Refuse (WmnetError, both numbers) a network whose estimated memory exceeds the device's,
+    before anything is built; say on stderr why `engine: auto` chose the dense engine. Returns
+    that reason (for run.json), or None."""
+    from wmnet.memory import check_fits, planned_engine
+
+    engine, reason = planned_engine(cfg, device)
+    check_fits(cfg, device, engine)
+    if reason:
+        click.echo(f"note: {reason}", err=True)
+    return reason
+
+
+def _plot_run(path: str | Path) -> list[Path]:
+    """plotting.plot_run with the non-interactive Agg backend: chosen here, for the CLI only, so
+    that importing wmnet.plotting in a notebook keeps its inline backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from wmnet.plotting import plot_run
+
+    return plot_run(path)
+
+
 def _summary_lines(info: dict[str, Any]) -> list[str]:
     s = info["summary"]
     pops = s["populations"]
@@ -48,7 +72,8 @@ def _summary_lines(info: dict[str, Any]) -> list[str]:
     return [
         f"simulated {info['simulated_ms']:g} ms of {info['n_neurons']} neurons, "
         f"{info['n_synapses']:,} synapses ({info['engine']} engine, {info['device']}, {info['dtype']})",
-        f"wall: build {info['wall_seconds']['build']:.2f} s, simulate {info['wall_seconds']['simulate']:.2f} s "
+        f"wall: build {info['wall_seconds']['build']:.2f} s, compile {info['wall_seconds'].get('compile', 0.0):.2f} s, "
+        f"simulate {info['wall_seconds']['simulate']:.2f} s "
         + (f"({rate:.3g} s per simulated s)" if math.isfinite(rate) else "(nothing left to simulate)"),
         "rates: " + ", ".join(f"{p} {v['rate_hz']:.1f} Hz" for p, v in pops.items())
         + f"; σ=1 in {100 * s['sigma_fraction']:.1f}% of neuron-steps; mean x at end: "
@@ -75,9 +100,7 @@ def _finish(path: Path, simulate: Callable[[], RunResult], no_plot: bool) -> Non
     for line in _summary_lines(result.info):
         click.echo(line)
     if not no_plot:
-        from wmnet.plotting import plot_run
-
-        for f in plot_run(path):
+        for f in _plot_run(path):
             click.echo(f"figure: {f}")
     click.echo(f"results: {path}")
 
@@ -115,6 +138,7 @@ def run(config: str | None, out: str | None, duration: float | None, seed: int |
     from wmnet.stimuli import make_stimulus
 
     dev = resolve_device(cfg.device)
+    engine_reason = _check_memory(cfg, dev)
     _precheck_out(out, overwrite)
     # Absolute paths: run.json keeps them for `wmnet resume`, which may run from elsewhere.
     connectivity = str(Path(connectivity).absolute()) if connectivity is not None else None
@@ -136,7 +160,7 @@ def run(config: str | None, out: str | None, duration: float | None, seed: int |
     path = folder.path
     try:
         (path / "config.yaml").write_text(cfg.to_yaml())
-        extra = {"input": input_path}
+        extra = {"input": input_path, **({"engine_reason": engine_reason} if engine_reason else {})}
         _finish(path, lambda: sim.run(out=path, progress=not quiet, info=extra, lock=folder.lock), no_plot)
     finally:
         folder.close()
@@ -163,8 +187,13 @@ def extend(run_dir: str, by_ms: float, no_plot: bool, quiet: bool) -> None:
     goes on from the final state; past a protocol's end the config's `stimulus` drives it)."""
     from wmnet.checkpoint import resume_run
 
-    if not by_ms > 0:
-        raise WmnetError(f"--by {by_ms:g}: expected a positive duration in ms")
+    if not (math.isfinite(by_ms) and by_ms > 0):
+        raise WmnetError(f"--by {by_ms:g}: expected a positive, finite duration in ms")
+    ck_config = Path(run_dir) / "config.yaml"
+    if ck_config.is_file():  # resume_run checks the rest; here: at least one whole step
+        dt = load_config(ck_config).dt
+        if round(by_ms / dt) < 1:
+            raise WmnetError(f"--by {by_ms:g}: less than one step of dt = {dt:g} ms; nothing to simulate")
     _finish(Path(run_dir), lambda: resume_run(run_dir, progress=not quiet, extend_ms=by_ms), no_plot)
 
 
@@ -185,9 +214,7 @@ def config_show(config: str | None, sets: tuple[str, ...]) -> None:
 @click.argument("run_dir", type=click.Path(file_okay=False))
 def plot(run_dir: str) -> None:
     """Redraw a run's figures from its saved files into RUN_DIR/figures/."""
-    from wmnet.plotting import plot_run
-
-    for f in plot_run(run_dir):
+    for f in _plot_run(run_dir):
         click.echo(f"figure: {f}")
 
 
@@ -217,6 +244,9 @@ def info(config: str | None, device: str | None, dtype: str | None, sets: tuple[
     from wmnet.network import Network
 
     cfg = _config(config, sets, {"device": device, "dtype": dtype})
+    from wmnet.network import resolve_device
+
+    _check_memory(cfg, resolve_device(cfg.device))
     net = Network.build(cfg)
     for line in describe(net):
         click.echo(line)
@@ -268,6 +298,12 @@ def main() -> None:
         sys.exit(e.exit_code)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
+    except OSError as e:
+        # A file the command cannot read or write (a read-only folder, a name too long, a full
+        # disk): one line naming it, not a traceback.
+        where = f"{e.filename}: " if e.filename else ""
+        click.echo(f"error: {where}{e.strerror or e}", err=True)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -216,7 +216,14 @@ class ArrayInput(_Strict):
     step k, counted from the start of the epoch (or of the run, outside a protocol)."""
 
     kind: Literal["array"] = Field("array", description="stimulus type")
-    path: str = Field(description=".npy file (N × steps); extra steps are ignored")
+    path: str = Field(description=".npy file (N × steps); extra steps are ignored. A relative path is resolved "
+                      "against the working folder when the config is loaded, and stored absolute")
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, p: str) -> str:
+        # Stored resolved: `wmnet resume` may run from another folder than the run did.
+        return str(Path(p).expanduser().absolute()) if p else p
 
 
 class Sum(_Strict):
@@ -286,6 +293,12 @@ class Groups(_Strict):
         """Every group as (start, stop) or sorted unique global indices. ValueError on bad groups."""
         n = n_e + n_i
         out: dict[str, Group] = {"E": (0, n_e), "I": (n_e, n)}
+        if self.prototypes is None and not self.sets:
+            return out  # nothing to draw: allocate nothing (a config of 10^12 neurons stays cheap)
+        from wmnet.memory import check_host
+
+        # The membership flags, and with prototypes the permutations of E and I (int64).
+        check_host(n + (16.0 * n if self.prototypes is not None else 0), f"groups: resolving the groups of {n:,} neurons")
         taken = np.zeros(n, dtype=bool)  # neurons already in a group (overlap checks)
         if self.prototypes is not None:
             pr = self.prototypes
@@ -633,11 +646,24 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
     return f"{source}: {loc}: {msg}{more}"
 
 
+def _cyclic(obj: Any, path: tuple[int, ...] = ()) -> bool:
+    """True if a YAML document (dicts and lists) contains itself (a self-referencing anchor)."""
+    if not isinstance(obj, (dict, list)):
+        return False
+    if id(obj) in path:
+        return True
+    inner = (*path, id(obj))
+    return any(_cyclic(v, inner) for v in (obj.values() if isinstance(obj, dict) else obj))
+
+
 def _parse_value(text: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        value = yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+    if _cyclic(value):
+        raise WmnetError(f"--set {text!r}: a YAML anchor refers to itself; a value must be a tree")
+    return value
 
 
 def apply_override(data: dict[str, Any], assignment: str) -> None:
@@ -685,15 +711,20 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if path is not None:
         source = str(path)
         try:
-            text = Path(path).read_text()
+            text = Path(path).read_text(encoding="utf-8")
         except OSError as e:
             raise WmnetError(f"{path}: cannot read config ({e.strerror})") from None
+        except UnicodeDecodeError as e:
+            raise WmnetError(f"{path}: not a UTF-8 text file (byte {e.object[e.start]:#04x} at offset {e.start}); "
+                             "save the config as UTF-8") from None
         try:
             loaded = yaml.safe_load(text)
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
             raise WmnetError(f"{path}: malformed YAML{where}: {getattr(e, 'problem', e)}") from None
+        if _cyclic(loaded):
+            raise WmnetError(f"{path}: a YAML anchor refers to itself (e.g. `a: &x [*x]`); a config must be a tree")
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):

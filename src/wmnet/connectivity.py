@@ -7,14 +7,17 @@ synapses come first, then the fast ones, each sorted by post index:
     row j:  post[rowptr[j] : split[j]]      slow synapses of j
             post[split[j]  : rowptr[j+1]]   fast synapses of j
 
-So a static synapse costs 4 bytes (its int32 post index); its efficacy is one number per
-projection. The E→E projection's plastic state (L, potentiated bit) lives in `SynapseState`,
+So a static synapse costs 2 bytes on the CPU (its uint16 post index, for post populations of up
+to 65,536 neurons; 4 bytes, int32, beyond that and on the GPU: see `post_index_dtype`); its
+efficacy is one number per projection. The E→E projection's plastic state (L, potentiated bit) lives in `SynapseState`,
 indexed in this same order, which is the canonical synapse order of wmnet.
 """
 
 from __future__ import annotations
 
 import math
+import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -505,17 +508,35 @@ def generate(cfg: Config, device: torch.device, dtype: torch.dtype) -> Connectiv
 # Import
 
 
+def read_npz(path: Path, what: str) -> dict[str, np.ndarray]:
+    """Every array of an .npz file, read whole and the file closed; one WmnetError naming the
+    file for anything that is not a readable .npz of plain (non-object) arrays: an empty,
+    truncated or CRC-broken file, a renamed .npy, pickled objects."""
+    try:
+        with open(path, "rb") as f:
+            data = np.load(f, allow_pickle=False)
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise WmnetError(f"{path}: cannot read {what}: a single .npy array, not an .npz archive of arrays")
+            with data:
+                return {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, KeyError, RuntimeError, zipfile.BadZipFile, zlib.error) as e:
+        reason = "the file is empty" if isinstance(e, EOFError) else (
+            getattr(e, "strerror", None) or str(e) or type(e).__name__)
+        raise WmnetError(f"{path}: cannot read {what} ({reason})") from None
+
+
 def load_dense(path: str | Path, cfg: Config, device: torch.device, dtype: torch.dtype) -> Connectivity:
     """Import dense post×pre `j_fast`, `j_slow` (and optional `l`) from an .npz file.
 
     Static projections must carry their configured efficacy; E→E entries must be J_p or J_d.
     """
     path = Path(path)
-    try:
-        data = np.load(path)
-        arrays = {k: np.asarray(data[k], dtype=np.float64) for k in data.files}
-    except (OSError, ValueError, KeyError) as e:
-        raise WmnetError(f"{path}: cannot read connectivity ({e})") from None
+    return _load_dense_arrays(path, _read_dense(path, read_npz(path, "connectivity")), cfg, device, dtype)
+
+
+def _load_dense_arrays(path: Path, arrays: dict[str, np.ndarray], cfg: Config, device: torch.device,
+                       dtype: torch.dtype) -> Connectivity:
+    """load_dense on arrays already read (float64) from `path`."""
     for key in ("j_fast", "j_slow"):
         if key not in arrays:
             raise WmnetError(f"{path}: missing array {key!r} (expected j_fast, j_slow, optional l)")
@@ -613,20 +634,38 @@ def save_snapshot(path: Path, conn: Connectivity, state: SynapseState, meta: dic
     tmp.replace(path)
 
 
+def _read_dense(path: Path, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The arrays of a dense connectivity file as float64; real numbers only."""
+    out = {}
+    for k, a in raw.items():
+        if a.dtype.kind not in "biuf":
+            raise WmnetError(f"{path}: array {k!r} has dtype {a.dtype}; expected real numbers")
+        out[k] = np.asarray(a, dtype=np.float64)
+    return out
+
+
 def load_connectivity(path: str | Path, cfg: Config, device: torch.device, dtype: torch.dtype) -> Connectivity:
     """A snapshot written by a run (`record.snapshots`) or dense post×pre matrices (`load_dense`)."""
     path = Path(path)
-    try:
-        with np.load(path) as data:
-            is_snapshot = "format" in data.files
-    except (OSError, ValueError) as e:
-        raise WmnetError(f"{path}: cannot read connectivity ({e})") from None
-    return _load_snapshot(path, cfg, device, dtype) if is_snapshot else load_dense(path, cfg, device, dtype)
+    arrays = read_npz(path, "connectivity")  # read once: every later check uses these arrays
+    if "format" in arrays:
+        return _load_snapshot(path, arrays, cfg, device, dtype)
+    return _load_dense_arrays(path, _read_dense(path, arrays), cfg, device, dtype)
 
 
-def _load_snapshot(path: Path, cfg: Config, device: torch.device, dtype: torch.dtype) -> Connectivity:
-    with np.load(path) as data:
-        d = {k: data[k] for k in data.files}
+_SNAPSHOT_ARRAYS = ("n_E", "n_I", "EE_potentiated", "EE_L",
+                    *(f"{k}_{part}" for k in ("EE", "EI", "IE", "II") for part in ("rowptr", "split", "post")))
+
+
+def _load_snapshot(path: Path, d: dict[str, np.ndarray], cfg: Config, device: torch.device, dtype: torch.dtype
+                   ) -> Connectivity:
+    missing = [k for k in _SNAPSHOT_ARRAYS if k not in d]
+    if missing:
+        raise WmnetError(f"{path}: not a complete wmnet snapshot: missing array(s) {', '.join(missing)}")
+    bad = [k for k in ("format", *_SNAPSHOT_ARRAYS) if (d[k].dtype.kind not in "biuf" if k != "format" else False)
+           or (k in ("n_E", "n_I", "format") and d[k].size != 1)]
+    if bad:
+        raise WmnetError(f"{path}: snapshot array(s) {', '.join(bad)} have the wrong type or size")
     if str(d["format"]) != SNAPSHOT_FORMAT:
         raise WmnetError(f"{path}: unknown snapshot format {str(d['format'])!r} (expected {SNAPSHOT_FORMAT})")
     n_e, n_i = cfg.populations.E.size, cfg.populations.I.size

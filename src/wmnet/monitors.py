@@ -18,6 +18,7 @@ from wmnet.config import Group, group_ids
 from wmnet.connectivity import Connectivity
 from wmnet.dynamics import NeuronState
 from wmnet.engines.base import Engine
+from wmnet.errors import WmnetError
 from wmnet.io.series import SeriesWriter
 from wmnet.io.sonata import ReportWriter, SpikeWriter
 
@@ -198,7 +199,8 @@ class RateMonitor:
     def record_block(self, k0: int, onsets: torch.Tensor) -> None:
         """Onsets (n, N) bool of steps k0..k0+n−1 (continuing from the last block)."""
         m = onsets.shape[0]
-        assert k0 == self._k, (k0, self._k)
+        if k0 != self._k:  # a real check, not an assert: `python -O` would drop that
+            raise WmnetError(f"rate monitor: block starts at step {k0}, expected {self._k} (blocks must be contiguous)")
         # From the few onsets, not the whole (steps × N) block: reductions along a dimension
         # of a bool block are slow on the CPU.
         steps, neurons = onsets.nonzero(as_tuple=True)
@@ -240,7 +242,9 @@ class RateMonitor:
     def load(self, state: dict[str, Any], k: int) -> None:
         """Continue from `state` at step k (the checkpoint's)."""
         self.bins_done = self._first_kept = int(state["rows"])
-        assert (k - self.k0) // self.bin_steps == self.bins_done, "rate bins do not match the checkpoint's step"
+        if (k - self.k0) // self.bin_steps != self.bins_done:
+            raise WmnetError(f"checkpoint: {self.bins_done} whole rate bins do not match its step {k} "
+                             f"(bins of {self.bin_steps} steps from step {self.k0})")
         self._pending = state["partial"].to(self.device).reshape(1, -1).clone()
         self._k = k
 
@@ -359,7 +363,9 @@ class SynapseMonitor:
     def load(self, state: dict[str, Any], k: int) -> None:
         """Continue from `state` at step k (the checkpoint's)."""
         self.samples = self._first_kept = int(state["rows"])
-        assert self.k0 + (self.samples - 1) * self.every_steps <= k < self.k0 + self.samples * self.every_steps
+        if not self.k0 + (self.samples - 1) * self.every_steps <= k < self.k0 + self.samples * self.every_steps:
+            raise WmnetError(f"checkpoint: {self.samples} synapse samples do not match its step {k} "
+                             f"(one every {self.every_steps} steps from step {self.k0})")
         self.last_switches = (int(state["last_switches"][0]), int(state["last_switches"][1]))
 
     def series(self) -> dict[str, tuple[type, str]]:

@@ -1,21 +1,23 @@
-"""Figures drawn from a run's saved files (so `wmnet plot DIR` can redraw them at any time)."""
+"""Figures drawn from a run's saved files (so `wmnet plot DIR` can redraw them at any time).
+
+The matplotlib backend is left alone here (a notebook keeps its inline figures); the CLI
+selects the non-interactive Agg backend before importing this module (cli.use_agg).
+Figures of what a run did not record (spikes, traces, rates...) are skipped.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from wmnet.errors import WmnetError  # noqa: E402
-from wmnet.io.nodesets import read_groups  # noqa: E402
-from wmnet.io.runinfo import read_json  # noqa: E402
-from wmnet.io.series import read_series  # noqa: E402
-from wmnet.protocol import read_events  # noqa: E402
-from wmnet.io.sonata import read_report, read_spikes  # noqa: E402
+from wmnet.errors import WmnetError
+from wmnet.io.nodesets import read_groups
+from wmnet.io.runinfo import read_json
+from wmnet.io.series import read_series
+from wmnet.protocol import read_events
+from wmnet.io.sonata import read_report, read_spikes
 
 COLORS = {"E": "tab:blue", "I": "tab:red"}
 LABELS = {"v": "v (mV)", "i_s": "i_s (mV/ms)", "i_f": "i_f (mV/ms)", "x": "x", "a": "a"}
@@ -93,13 +95,16 @@ def plot_traces(run_dir: Path, dest: Path) -> Path | None:
     """One panel per recorded variable; one line per recorded neuron; v with θ marked."""
     info = read_json(run_dir / "run.json")
     cfg = info["config"]
-    variables = [v for v in ("v", "i_s", "i_f", "x", "a") if (run_dir / "reports" / f"{v}.h5").exists()]
+    reports = {v: read_report(run_dir / "reports" / f"{v}.h5") for v in ("v", "i_s", "i_f", "x", "a")
+               if (run_dir / "reports" / f"{v}.h5").exists()}
+    # A report of no neurons (record.traces.neurons: []) holds no population: nothing to draw.
+    variables = [v for v, r in reports.items() if r]
     if not variables:
         return None
     fig, axes = plt.subplots(len(variables), 1, figsize=(10, 2.0 * len(variables) + 0.8), sharex=True,
                              squeeze=False)
     for ax, var in zip(axes[:, 0], variables):
-        report = read_report(run_dir / "reports" / f"{var}.h5")
+        report = reports[var]
         for pop, (t, ids, data) in report.items():
             for col, nid in enumerate(ids):
                 style = "-" if pop == "E" else "--"
@@ -200,9 +205,14 @@ def plot_efficacy_blocks(run_dir: Path, dest: Path) -> Path | None:
     fig, axes = plt.subplots(1, len(snaps), figsize=(3.6 * len(snaps) + 1.2, 3.8), squeeze=False)
     image = None
     for ax, path in zip(axes[0], snaps):
-        with np.load(path) as d:
+        from wmnet.connectivity import read_npz
+
+        d = read_npz(path, "snapshot")
+        try:
             rowptr, post, pot = d["EE_rowptr"], d["EE_post"], d["EE_potentiated"]
             t_ms = float(d["t_ms"])
+        except (KeyError, TypeError, ValueError):
+            raise WmnetError(f"{path}: not a complete wmnet snapshot (EE_rowptr, EE_post, EE_potentiated, t_ms)") from None
         pre = np.repeat(np.arange(n_e), np.diff(rowptr))
         J = np.where(pot != 0, ee["J_p"], ee["J_d"])
         gi, gj = label[post], label[pre]
@@ -254,14 +264,23 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     run_dir = Path(run_dir)
     if not (run_dir / "run.json").exists():
         raise WmnetError(f"{run_dir}: not a wmnet run folder (no run.json)")
-    if not (run_dir / "spikes.h5").exists():
-        raise WmnetError(f"{run_dir}: no spikes.h5 to plot")
     fig_dir = run_dir / "figures"
-    fig_dir.mkdir(exist_ok=True)
-    out = [plot_raster(run_dir, fig_dir / "raster.png")]
-    for draw, name in ((plot_traces, "traces.png"), (plot_rates, "rates.png"), (plot_learning, "learning.png"),
-                       (plot_efficacy_blocks, "efficacy_blocks.png"), (plot_trials, "trials.png")):
-        fig = draw(run_dir, fig_dir / name)
+    try:
+        fig_dir.mkdir(exist_ok=True)
+    except OSError as e:
+        raise WmnetError(f"{fig_dir}: cannot create the figures folder ({e.strerror or e})") from None
+    out = []
+    # The raster only if spikes were recorded (record.spikes: false writes no spikes.h5).
+    draws = [(plot_raster, "raster.png")] if (run_dir / "spikes.h5").exists() else []
+    for draw, name in (*draws, (plot_traces, "traces.png"), (plot_rates, "rates.png"),
+                       (plot_learning, "learning.png"), (plot_efficacy_blocks, "efficacy_blocks.png"),
+                       (plot_trials, "trials.png")):
+        try:
+            fig = draw(run_dir, fig_dir / name)
+        except OSError as e:  # read errors of the run's files are WmnetErrors already (io.sonata.read_live)
+            plt.close("all")
+            raise WmnetError(f"{getattr(e, 'filename', None) or fig_dir / name}: cannot write the figure "
+                             f"({e.strerror or e})") from None
         if fig is not None:
             out.append(fig)
     return out

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import csv
+import decimal
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,16 @@ PROJECTION_NAMES = ("E->E", "E->I", "I->E", "I->I")
 Scales = dict[str, tuple[float, float]]
 EVENT_COLUMNS = ("onset", "duration", "trial_type", "stimulus", "group", "block", "repetition", "start_step",
                  "stop_step")
+
+
+def seconds(steps: int, dt: float) -> str:
+    """steps·dt in seconds, exactly, as the shortest decimal: dt is taken as the decimal it was
+    written as (repr), so 3000 steps of 0.1 ms are "0.3", not 0.30000000000000004 or a 6-digit
+    rounding (which has only 10 ms resolution past 1000 s)."""
+    with decimal.localcontext() as ctx:
+        ctx.prec = 80  # 2^48 steps × a 17-digit dt: exact
+        d = decimal.Decimal(repr(float(dt))) * steps / 1000
+        return format(d.normalize(), "f") if d else "0"
 
 
 def describe(stim: object) -> str:
@@ -135,7 +146,7 @@ class Schedule:
             w = csv.writer(fh, delimiter="\t", lineterminator="\n")
             w.writerow(EVENT_COLUMNS)
             for e in self.epochs:
-                w.writerow([f"{e.start * self.dt / 1000:.6g}", f"{(e.stop - e.start) * self.dt / 1000:.6g}", e.name,
+                w.writerow([seconds(e.start, self.dt), seconds(e.stop - e.start, self.dt), e.name,
                             describe(e.stimulus), "+".join(e.groups) or "n/a", e.block or "n/a",
                             e.repetition if e.repetition >= 0 else "n/a", e.start, e.stop])
         tmp.replace(path)

@@ -123,19 +123,68 @@ def _write_error(err: OSError, out: Path | None, checkpoint_k: int | None, dt: f
             f"`wmnet resume {out}` once the problem is fixed")
 
 
-def _first_non_finite(state: NeuronState, k: int, block: int, dt: float) -> str | None:
-    """None if every neuron's state is finite at step k; else a message naming the variable,
-    the neuron and the step. Checked on the device once per block (one reduction, one sync)."""
-    tensors = [state[v] for v in VARIABLES]
+def _first_non_finite(state: NeuronState, k: int, block: int, dt: float, L: torch.Tensor | None = None
+                      ) -> str | None:
+    """None if every neuron's state, and the E→E hidden variables `L`, are finite at step k; else
+    a message naming the variable, the neuron (or synapse) and the step. Checked on the device
+    once per block (one reduction, one sync)."""
+    tensors = [state[v] for v in VARIABLES] + ([L.reshape(-1)] if L is not None else [])
     if bool(torch.stack([t.isfinite().all() for t in tensors]).all()):
         return None
-    for var, t in zip(VARIABLES, tensors):
+    for var, t in zip([*VARIABLES, "L"], tensors):
         bad = (~t.isfinite()).nonzero()
         if bad.numel():
             i = int(bad[0, 0])
-            return (f"numerical blow-up: {var} of neuron {i} is {float(t[i])} at step {k} (t = {k * dt:g} ms; "
+            what = f"L of E→E synapse {i} (storage order)" if var == "L" else f"{var} of neuron {i}"
+            return (f"numerical blow-up: {what} is {float(t[i])} at step {k} (t = {k * dt:g} ms; "
                     f"the state is checked every block, it was finite at step {k - block})")
     return None
+
+
+def _ee_L(eng: Engine) -> torch.Tensor | None:
+    """The engine's own E→E L tensor (no copy, no catch-up: lazily updated values are checked
+    as they stand), or None for an engine that does not expose it."""
+    tensors = getattr(eng, "_state_tensors", None)
+    return tensors().get("L") if tensors is not None else None
+
+
+@dataclass
+class BlockTimer:
+    """Wall time of a run's blocks. The first block also pays for kernel compilation (numba on
+    the CPU, Triton and CUDA graph capture on the GPU): its excess over what its steps cost at the
+    later blocks' speed is reported as compile time and kept out of the speed."""
+
+    first_wall: float | None = None  # s
+    first_steps: int = 0
+    rest_wall: float = 0.0  # s, every later block
+    rest_steps: int = 0
+    ema: float | None = None  # wall s per simulated s over recent blocks (exponential moving average)
+    weight: float = 0.3  # of the newest block in the average
+
+    def add(self, wall: float, steps: int, dt: float) -> None:
+        """One block of `steps` steps of `dt` ms that took `wall` s."""
+        per = wall / (steps * dt / 1000) if steps else 0.0
+        if self.first_wall is None:
+            self.first_wall, self.first_steps, self.ema = wall, steps, per
+            return
+        self.rest_wall += wall
+        self.rest_steps += steps
+        # The first block's compile time is not the engine's speed: start afresh after it.
+        self.ema = per if self.rest_steps == steps else (1 - self.weight) * self.ema + self.weight * per
+
+    def compile_seconds(self) -> float:
+        """The first block's wall time beyond its steps at the later blocks' mean speed (0 when
+        there is no later block to compare with)."""
+        if self.first_wall is None or not self.rest_steps:
+            return 0.0
+        return max(0.0, self.first_wall - self.first_steps * self.rest_wall / self.rest_steps)
+
+    def postfix(self, done: int, n_steps: int, dt: float) -> str:
+        """The speed of recent blocks and the time left at that speed."""
+        if self.ema is None:
+            return ""
+        left = self.ema * (n_steps - done) * dt / 1000
+        return f"{self.ema:.3g} s per simulated s, {tqdm.format_interval(left)} left"
 
 
 @dataclass
@@ -219,7 +268,10 @@ class Simulation:
         (out / "reports").mkdir(parents=True, exist_ok=True)
         spike_writer = SpikeWriter(out / "spikes.h5", pops, append) if rec.spikes else None
         t0, step_ms = self.engine.k * cfg.dt, rec.traces.every * cfg.dt
-        return spike_writer, {v: ReportWriter(out / "reports" / f"{v}.h5", v, pops, neurons, t0, step_ms, append)
+        # Traces in the run's dtype (float16 ones as float32): a float64 run keeps every digit.
+        report_dtype = np.float64 if self.network.dtype == torch.float64 else np.float32
+        return spike_writer, {v: ReportWriter(out / "reports" / f"{v}.h5", v, pops, neurons, t0, step_ms, append,
+                                              dtype=report_dtype)
                               for v in rec.traces.variables}
 
     def _learning_monitors(self, k0: int, flush_steps: int, out: Path | None, keep: bool, append: bool
@@ -318,9 +370,12 @@ class Simulation:
         status = "complete"
         failure: str | None = None  # why the run stopped, when it failed
         t_start = time.perf_counter()
+        # Simulated ms out of the total; the speed and the time left come from recent blocks
+        # (BlockTimer.postfix), not tqdm's average since the start, which includes compilation.
         bar = tqdm(total=round(n_steps * cfg.dt, 6), unit="ms", disable=not progress,
-                   bar_format="{percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} ms simulated [{elapsed}<{remaining}{postfix}]",
+                   bar_format="{percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} ms simulated [{elapsed} elapsed{postfix}]",
                    file=sys.stderr)
+        timer = BlockTimer()
         done = 0
         trace = None
         if rec.traces.variables and neurons.size:
@@ -355,6 +410,7 @@ class Simulation:
                         scales = epoch.scales if epoch is not None else outside
                         if scales != eng.scales:
                             eng.set_scales(scales)
+                        t_block = time.perf_counter()
                         i_ext = self.stimulus.block(k, m)
                         consistent = False
                         flags, steps, samples = run_block(i_ext, trace)
@@ -373,7 +429,7 @@ class Simulation:
                         consistent = True
                         if out is not None and eng.k in snap_steps:
                             self._snapshot(out, eng, eng.k - k_start)
-                        failure = _first_non_finite(eng.neurons, eng.k, m, cfg.dt)
+                        failure = _first_non_finite(eng.neurons, eng.k, m, cfg.dt, _ee_L(eng))
                         if failure is not None:
                             status = "failed"
                             if out is not None:
@@ -381,9 +437,9 @@ class Simulation:
                             break
                         if out is not None and ck_steps and (k + m) // ck_steps > k // ck_steps:
                             checkpoint_k = checkpoint()
-                        wall = time.perf_counter() - t_start
+                        timer.add(time.perf_counter() - t_block, m, cfg.dt)
                         bar.update(round(done * cfg.dt - bar.n, 6))
-                        bar.set_postfix_str(f"{(done * cfg.dt / 1000) / wall:.3g} sim s per wall s", refresh=False)
+                        bar.set_postfix_str(timer.postfix(done, n_steps, cfg.dt), refresh=False)
                     if done < n_steps and status != "failed":
                         status = "interrupted"
             except KeyboardInterrupt:
@@ -413,12 +469,15 @@ class Simulation:
                         w.close()
                     except OSError:
                         pass  # already reported; the file holds what its last flush wrote
-        sim_seconds = time.perf_counter() - t_start
+        compile_seconds = timer.compile_seconds()
+        sim_seconds = time.perf_counter() - t_start - compile_seconds
         total = steps_before + done
         summary = self._summary(spikes, sigma_sum, total)
         info = {**base, "status": status, "steps_done": total, "simulated_ms": total * cfg.dt,
                 "checkpoint_ms": None if checkpoint_k is None else checkpoint_k * cfg.dt,
-                "wall_seconds": {"build": net.build_seconds, "simulate": sim_seconds},
+                # compile: kernel compilation and GPU graph capture in the first block (BlockTimer),
+                # not part of simulate nor of the speed.
+                "wall_seconds": {"build": net.build_seconds, "compile": compile_seconds, "simulate": sim_seconds},
                 "wall_s_per_sim_s": sim_seconds / (done * cfg.dt / 1000) if done else float("nan"),
                 "summary": summary}
         if status == "failed":

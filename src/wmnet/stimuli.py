@@ -85,15 +85,22 @@ class ArrayStimulus:
         """Column c drives step offset + c (`offset`: the first step of the epoch it is for)."""
         path = Path(path)
         try:
-            arr = np.load(path, mmap_mode="r")
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        except EOFError:
+            raise WmnetError(f"{path}: cannot read input array (the file is empty)") from None
         except (OSError, ValueError) as e:
-            raise WmnetError(f"{path}: cannot read input array ({e})") from None
+            raise WmnetError(f"{path}: cannot read input array ({getattr(e, 'strerror', None) or e})") from None
+        if not isinstance(arr, np.ndarray):  # an .npz archive: np.load ignores mmap_mode and opens it
+            arr.close()
+            raise WmnetError(f"{path}: an .npz archive; expected a single .npy array of shape (neurons, steps)")
+        # Real numbers only: complex would lose its imaginary part, timedelta64 and datetime64 are
+        # not currents (numpy counts timedelta64 as an integer type).
+        if arr.dtype.kind not in "biuf":
+            raise WmnetError(f"{path}: input must hold real numbers (bool, integer or float), got dtype {arr.dtype}")
         if arr.ndim != 2 or arr.shape[0] != n or arr.shape[1] < n_steps:
             raise WmnetError(
                 f"{path}: input has shape {arr.shape}, expected ({n}, {n_steps}) = (neurons, steps); extra steps are ignored"
             )
-        if not np.issubdtype(arr.dtype, np.number):
-            raise WmnetError(f"{path}: input must be numeric, got dtype {arr.dtype}")
         for start in range(0, n_steps, 4096):  # check without loading it whole
             bad = ~np.isfinite(arr[:, start:start + 4096])
             if bad.any():
@@ -108,7 +115,8 @@ class ArrayStimulus:
         k -= self.offset
         if not (0 <= k - self._start < self._block.shape[0]):
             self._start = k
-            blk = np.ascontiguousarray(self.array[:, k:k + self.BLOCK].T)  # (steps, N)
+            # (steps, N) in native byte order: torch refuses a big-endian array
+            blk = np.ascontiguousarray(self.array[:, k:k + self.BLOCK].T, dtype=self.array.dtype.newbyteorder("="))
             self._block = torch.from_numpy(blk).to(self.device, self.dtype)
         return self._block[k - self._start]
 
@@ -265,6 +273,11 @@ def make_stimulus(
 ) -> Stimulus:
     """The run's input: `input_path` (an .npy array) if given, else the protocol, else `stimulus`."""
     if input_path is not None:
+        if cfg.protocol is not None:
+            # --input would replace every epoch's stimulus while events.tsv still lists the cues.
+            raise WmnetError(f"--input {input_path}: cannot be combined with a protocol (it would replace every "
+                             "epoch's stimulus); use a stimulus {kind: array, path: ...} in the protocol's epochs, "
+                             "or a sum with it, instead")
         return ArrayStimulus(input_path, cfg.n_neurons, cfg.n_steps, device, dtype)
     if cfg.protocol is not None:
         return ProtocolStimulus(cfg, Schedule.from_config(cfg), device, dtype)

@@ -14,7 +14,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from wmnet.io.sonata import _append, _appendable, _truncate, open_for_writing, read_live
+from wmnet.io.sonata import _append, _appendable, _truncate, open_for_writing, read_live, reopened
 
 
 class SeriesWriter:
@@ -25,8 +25,9 @@ class SeriesWriter:
         self.path = path
         self.file = open_for_writing(path, append)
         if append:
-            self._time = self.file["time"]
-            self._ds = {name: self.file[name] for name in series}
+            with reopened(path, self.file):
+                self._time = self.file["time"]
+                self._ds = {name: self.file[name] for name in series}
             return
         self._time = self.file.create_dataset("time", data=np.array([t_start, t_start, t_step], dtype=np.float64))
         self._time.attrs["units"] = "ms"

@@ -2,7 +2,8 @@
 
 Spikes:   /spikes/<population>/{timestamps (float64, ms), node_ids (uint64)}, attribute
           `sorting` = "by_time"; node ids are local to each population.
-Reports:  /report/<population>/data (time × recorded neurons), with
+Reports:  /report/<population>/data (time × recorded neurons; float64 for a float64 run,
+          float32 otherwise: a float16 run's samples are stored exactly as float32), with
           mapping/{node_ids, index_pointer, element_ids, time = [start, stop, step] (ms)}.
 
 Files are flushed after every append, so they stay readable if the process dies. A resumed
@@ -22,8 +23,10 @@ the rows that `mapping/time` covers); other readers should do the same, or retry
 
 from __future__ import annotations
 
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -47,7 +50,31 @@ def open_for_writing(path: Path, append: bool) -> h5py.File:
     time (towards 8 MiB × its ~20 datasets), and every flush rewrote each partial chunk whole
     (about 20 times the bytes in a test of 1000 neurons). The writers only append and never
     read data back, so the cache bought nothing (docs/performance.md, "Memory over long runs")."""
-    return h5py.File(path, "r+" if append else "w", locking=False, rdcc_nbytes=0)
+    if not append:
+        return h5py.File(path, "w", locking=False, rdcc_nbytes=0)
+    try:
+        return h5py.File(path, "r+", locking=False, rdcc_nbytes=0)
+    except FileNotFoundError:
+        raise WmnetError(f"{path}: missing, cannot continue the run's output") from None
+    except OSError as e:  # h5py's error for a truncated or overwritten file
+        raise WmnetError(f"{path}: cannot continue the run's output: not a readable HDF5 file, damaged "
+                         f"({_first_line(e)})") from None
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+
+
+@contextmanager
+def reopened(path: Path, file: h5py.File) -> Iterator[None]:
+    """Around the lookups of a reopened file: a missing or wrong dataset is one WmnetError naming
+    the file (and the file is closed), not a KeyError."""
+    try:
+        yield
+    except (KeyError, OSError, ValueError, TypeError) as e:
+        file.close()
+        raise WmnetError(f"{path}: cannot continue the run's output: the file is damaged or was not written by "
+                         f"wmnet ({_first_line(e)})") from None
 
 
 def read_live(path: Path, read: Callable[[h5py.File], T], ok: Callable[[T], bool] = lambda _: True,
@@ -66,7 +93,12 @@ def read_live(path: Path, read: Callable[[h5py.File], T], ok: Callable[[T], bool
             raise
         except Exception:  # h5py raises OSError, KeyError, RuntimeError... for a half-written object
             if last:
-                raise
+                e = sys.exc_info()[1]
+                assert e is not None
+                if isinstance(e, WmnetError):
+                    raise
+                raise WmnetError(f"{path}: cannot read it: the file is damaged or was not written by wmnet "
+                                 f"({type(e).__name__}: {_first_line(e)})") from None
         else:
             if last or ok(out):
                 return out
@@ -108,9 +140,10 @@ class SpikeWriter:
         self.file = open_for_writing(path, append)
         self._ds: dict[str, tuple[h5py.Dataset, h5py.Dataset]] = {}
         if append:
-            for pop in populations:
-                g = self.file[f"spikes/{pop.name}"]
-                self._ds[pop.name] = (g["timestamps"], g["node_ids"])
+            with reopened(path, self.file):
+                for pop in populations:
+                    g = self.file[f"spikes/{pop.name}"]
+                    self._ds[pop.name] = (g["timestamps"], g["node_ids"])
             return
         root = self.file.create_group("spikes")
         for pop in populations:
@@ -148,12 +181,16 @@ class SpikeWriter:
 class ReportWriter:
     """Appends samples of one state variable for selected neurons to a SONATA report.
 
-    With `append`, reopens an existing report (t_start and t_step are then the file's own).
+    With `append`, reopens an existing report (t_start and t_step are then the file's own, and
+    so is its dtype). `dtype`: the run's working dtype; the data is stored in it (float16 as
+    float32, which holds it exactly), so a float64 run's traces keep every digit.
     """
 
     def __init__(self, path: Path, variable: str, populations: list[PopulationRange],
-                 neurons: np.ndarray, t_start: float, t_step: float, append: bool = False):
+                 neurons: np.ndarray, t_start: float, t_step: float, append: bool = False,
+                 dtype: np.dtype | type = np.float32):
         self.path, self.variable = path, variable
+        self.dtype = np.dtype(np.float64) if np.dtype(dtype) == np.float64 else np.dtype(np.float32)
         self.file = open_for_writing(path, append)
         self._cols: list[tuple[h5py.Dataset, h5py.Dataset, np.ndarray]] = []
         for pop in populations:
@@ -161,11 +198,12 @@ class ReportWriter:
             if cols.size == 0:
                 continue
             if append:
-                g = self.file[f"report/{pop.name}"]
-                self._cols.append((g["data"], g["mapping/time"], cols))
+                with reopened(path, self.file):
+                    g = self.file[f"report/{pop.name}"]
+                    self._cols.append((g["data"], g["mapping/time"], cols))
                 continue
             g = self.file.create_group(f"report/{pop.name}")
-            data = _appendable(g, "data", np.float32, width=int(cols.size))
+            data = _appendable(g, "data", self.dtype, width=int(cols.size))
             data.attrs["units"] = UNITS[variable]
             data.attrs["variable_name"] = variable
             m = g.create_group("mapping")
@@ -180,7 +218,7 @@ class ReportWriter:
     def append(self, samples: np.ndarray) -> None:
         """samples: (n_samples, n_recorded) for all recorded neurons, in `neurons` order."""
         for data, time, cols in self._cols:
-            _append(data, samples[:, cols].astype(np.float32))
+            _append(data, samples[:, cols].astype(data.dtype))
             time[1] = time[0] + data.shape[0] * time[2]  # stop is exclusive
         self.file.flush()
 
@@ -224,6 +262,8 @@ def read_report(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarra
 
     def read(f: h5py.File) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
         parts = {}
+        if "report" not in f:  # a report of no neurons (record.traces.neurons: []) has no population
+            return {}
         for name, g in f["report"].items():
             start, stop, step = (float(v) for v in g["mapping/time"][()])
             data = g["data"][()]

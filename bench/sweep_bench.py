@@ -86,7 +86,7 @@ def timeline(state: dict[str, Any], df: Any, t0: float, t1: float, warm_s: list[
         "warm_up_s": sum(warm_s),
         "after_last_point_s": t1 - max(ends),  # pool shutdown, the last table write
         "worker_imports_s": float(sum(v.get("import_s") or 0.0 for v in state.values())),
-        "in_worker_not_own_s": float(sum(v["wall_s"] - own[n] for n, v in state.items())),  # imports included
+        "in_worker_not_own_s": float(sum(v["wall_s"] - own[n] for n, v in state.items())),  # + unprimed imports
         "between_points_s": gaps,  # dispatch: result back to the main process, next point sent
         "worker_processes": len(by_pid),
     }

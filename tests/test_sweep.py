@@ -230,7 +230,8 @@ def test_a_changed_sweep_is_refused_unless_extend_adds_points(tmp_path: Path) ->
     write_sweep(sweep, set={**TINY, "duration": 10}, zip={"stp.U": [0.1, 0.2], "stp.tau_rec": [300, 400]})
     with pytest.raises(WmnetError, match="holds a different sweep \\(1 added points.*--extend to add points"):
         run_sweep(sweep, out, workers=1, progress=False)
-    df = run_sweep(sweep, out, workers=1, progress=False, extend=True)
+    df = run_sweep(sweep, out, workers=1, progress=False, extend=True, plots=True)
+    assert (out / "points" / df["point"].iloc[1] / "figures" / "raster.png").is_file()  # drawn by --plots
     assert list(df["point"]) == ["p0000_stp.U=0.1,stp.tau_rec=300", "p0001_stp.U=0.2,stp.tau_rec=400"]
     assert (df["status"] == "complete").all()
     assert point_dirs(out)[0] == first[0]

@@ -30,7 +30,7 @@ import yaml
 
 from wmnet.errors import WmnetError
 from wmnet.io.runinfo import write_json
-from wmnet.sweep.point import init_worker, one_line, run_point
+from wmnet.sweep.point import init_worker, one_line, prime_worker, run_point
 from wmnet.sweep.results import STATE, point_row, read_run, table, write_table
 from wmnet.sweep.spec import Point, SweepSpec, config_hash, load_sweep, parse_sweep, validate
 
@@ -256,7 +256,8 @@ def _stop_idle_workers(pool: ProcessPoolExecutor) -> None:
             proc.terminate()
 
 
-def _run_local(tasks: list[dict[str, Any]], pl: Plan, tracker: Tracker) -> None:
+def _run_local(tasks: list[dict[str, Any]], pl: Plan, tracker: Tracker,
+               warm: Callable[[], object] | None = None) -> None:
     """A pool of spawned workers; at most `workers` points in flight, so `running` is exact.
 
     A worker that dies (kill -9, the OOM killer) breaks the pool: every point in flight then is
@@ -265,7 +266,14 @@ def _run_local(tasks: list[dict[str, Any]], pl: Plan, tracker: Tracker) -> None:
     ctx = mp.get_context("spawn")  # torch and numba do not survive fork
     pending = deque(tasks)
     crashes: dict[str, int] = {}
+    barren = 0  # pools in a row that broke before any point finished
     while pending:
+        if barren >= CRASHES_ALLOWED + 2:
+            for t in pending:  # e.g. a worker cannot even import wmnet: no point can run
+                tracker.finished({"name": t["name"], "status": "failed",
+                                  "error": "the worker processes die before running a point"})
+            return
+        finished_before = tracker.n_done + tracker.n_failed
         slots = None
         if pl.gpus:
             slots = ctx.Queue()
@@ -275,15 +283,29 @@ def _run_local(tasks: list[dict[str, Any]], pl: Plan, tracker: Tracker) -> None:
         broken = False
         with ProcessPoolExecutor(pl.workers, mp_context=ctx, initializer=init_worker,
                                  initargs=(pl.threads, slots)) as pool:
+            if warm is not None:
+                # The workers import torch while this process compiles (or loads) the engine;
+                # they get their first point once the cache is warm.
+                primes = [pool.submit(prime_worker) for _ in range(pl.workers)]
+                warm()
+                warm = None
+                wait(primes)
             while (pending or in_flight) and not broken:
                 while pending and len(in_flight) < pl.workers:
                     suspect_flying = any(crashes.get(t["name"]) for t in in_flight.values())
                     pick = next((t for t in pending if not (suspect_flying and crashes.get(t["name"]))), None)
                     if pick is None:
                         break
+                    try:
+                        fut = pool.submit(run_point, pick)
+                    except BrokenProcessPool:  # a worker died between two points (or priming)
+                        broken = True
+                        break
                     pending.remove(pick)
-                    in_flight[pool.submit(run_point, pick)] = pick
+                    in_flight[fut] = pick
                     tracker.started(pick["name"])
+                if broken:
+                    break
                 done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 for fut in done:
                     try:
@@ -295,6 +317,7 @@ def _run_local(tasks: list[dict[str, Any]], pl: Plan, tracker: Tracker) -> None:
                     del in_flight[fut]
             if not pending and not in_flight:
                 _stop_idle_workers(pool)
+        barren = barren + 1 if broken and tracker.n_done + tracker.n_failed == finished_before else 0
         if broken:
             for fut, t in in_flight.items():
                 name = t["name"]
@@ -350,8 +373,9 @@ def _run_ray(tasks: list[dict[str, Any]], pl: Plan, tracker: Tracker, address: s
 
 
 def warm_up(sweep: Sweep, points: list[Point]) -> float:
-    """Compile the CPU engine's numba functions once, here, before the workers start: they load
-    them from numba's on-disk cache instead of each compiling them (seconds per worker). One
+    """Compile the CPU engine's numba functions once, here, before the workers run a point: they
+    load them from numba's on-disk cache instead of each compiling them (a minute or more of CPU
+    each on a cold cache, measured in docs/performance.md). One
     short run per distinct (engine, dtype) of the points, with the first such point's config."""
     t0 = time.perf_counter()
     seen = set()
@@ -417,12 +441,13 @@ def run_sweep(sweep: str | Path | dict[str, Any], out: str | Path, executor: str
     tracker = Tracker(sw, progress, len(todo))
     try:
         if todo:
-            if warm and not pl.gpus and address is None:
-                warm_up(sw, todo)
             tasks = [sw.task(p, pl.threads, plots) for p in todo]
+            warm_cache = warm and not pl.gpus and address is None
             if executor == "local":
-                _run_local(tasks, pl, tracker)
+                _run_local(tasks, pl, tracker, (lambda: warm_up(sw, todo)) if warm_cache else None)
             else:
+                if warm_cache:
+                    warm_up(sw, todo)
                 _run_ray(tasks, pl, tracker, address)
     finally:
         tracker.close()

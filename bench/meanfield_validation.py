@@ -4,12 +4,12 @@
 
 Networks like configs/working_memory_cpu.yaml (2000 E + 500 I, p = 0.8, five prototype groups of
 200 E neurons), plasticity off so that the structure stays what the theory is given:
-- spontaneous: 11 parameter points, 200 ms to settle, rates over the next 600 ms;
+- spontaneous: 11 parameter points, 500 ms to settle, rates over the next 600 ms;
 - selective: the weakly depressing regime (U = 0.02, τ_rec = 100 ms) at several within-group
-  potentiated fractions (projections.E->E.structure.within): 200 ms to settle, 400 ms spontaneous,
+  potentiated fractions (projections.E->E.structure.within): 500 ms to settle, 400 ms spontaneous,
   a 300 ms cue of P1 (contrast 2), rates over the last 600 ms of a 900 ms delay; the simulated bistability
   boundary (first within-fraction whose cued group stays active) against the theory's.
-Each run is a `wmnet run` of 0.8–1.8 s simulated (1–3 min each on the busy shared 2-core CPU;
+Each run is a `wmnet run` of 1.1–2.1 s simulated (1–3 min each on the busy shared 2-core CPU;
 `--only spontaneous` and `--only selective` can run side by side).
 Prints the tables and writes DIR/meanfield_validation.json.
 """
@@ -58,8 +58,10 @@ SELECTIVE = ["stp.U=0.02", "stp.tau_rec=100"]
 SELECTIVE_WITHIN = [0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 1.0]
 SCAN_RANGE = (0.4, 1.0)  # the scanned parameter's range (the boundary's tolerance is 10% of it)
 
-PROTOCOL_SPONT = "protocol={epochs: [{name: settle, duration: 200}, {name: measure, duration: 600}]}"
-PROTOCOL_CUE = ("protocol={epochs: [{name: settle, duration: 200}, {name: spontaneous, duration: 400}, "
+# 500 ms to settle: x starts full and takes a few hundred ms (τ_rec = 200 ms) to deplete to its
+# steady state; with 200 ms the E rates measured after it were ~10% low.
+PROTOCOL_SPONT = "protocol={epochs: [{name: settle, duration: 500}, {name: measure, duration: 600}]}"
+PROTOCOL_CUE = ("protocol={epochs: [{name: settle, duration: 500}, {name: spontaneous, duration: 400}, "
                 "{name: cue, duration: 300, stimulus: {kind: selective, group: P1, contrast_E: 2.0}}, "
                 "{name: settle_delay, duration: 300}, {name: delay, duration: 600}]}")
 
@@ -120,7 +122,7 @@ def selective_part(work: Path) -> dict[str, Any]:
         sel = next((fp for fp in fps if fp.kind == "selective:P1" and fp.stable), None)
         spont = next((fp for fp in fps if fp.kind == "spontaneous" and fp.stable), None)
         epochs, wall = simulate(cfg, work, f"sel-{g}")
-        by_name = {e["name"]: e["rate_hz"] for e in epochs}
+        by_name = {e["trial_type"]: e["rate_hz"] for e in epochs}
         delay, before = by_name["delay"], by_name["spontaneous"]
         others = float(np.mean([delay[f"P{i}"] for i in range(2, 6)]))
         pers = persistent(delay)

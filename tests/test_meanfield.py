@@ -280,3 +280,10 @@ def test_in_degrees_and_means_by_hand() -> None:
     assert inp["mu"][p1] == pytest.approx(hand, rel=1e-12)
     # The background's white-noise intensity: std²·grain, σ² ⊇ τ_m·1.5²·1.
     assert inp["sigma"][p1] ** 2 > 20 * 1.5 ** 2 * 1.0
+    # Only the private part of each channel's variance counts: 1 − q, q = the channel's probability.
+    assert m.private_fast[p1, i] == pytest.approx(1 - 0.8) and m.private_slow[p1, p1] == pytest.approx(1 - 0.4)
+    assert m.private_fast[p1, ns] == pytest.approx(1 - 0.24) and m.private_slow[i, i] == pytest.approx(1 - 0.08)
+    _, _, _, R2, _ = meanfield.theory._steady_state(nu, inp["cv"], *m._coefficients, 0.1 / 200, 0.1)
+    D = sum(nu[v] * 0.01 * R2[v] * (m.K_slow[p1, v] * m.J2_slow[p1, v] * m.private_slow[p1, v]
+                                    + m.K_fast[p1, v] * m.J2_fast[p1, v] * m.private_fast[p1, v]) for v in range(7))
+    assert inp["sigma"][p1] ** 2 == pytest.approx(20 * (D + 1.5 ** 2 * 1.0), rel=1e-12)

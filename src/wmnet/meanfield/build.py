@@ -227,6 +227,7 @@ def build_model(cfg: Config, potentiation: Potentiation | None = None, measured:
     g = potentiation_matrix(cfg, potentiation, measured)
     ee = cfg.projections.EE
     K_slow, K_fast = np.zeros((M, M)), np.zeros((M, M))
+    Q_slow, Q_fast = np.zeros((M, M)), np.zeros((M, M))  # probability that a given pre neuron is an input
     J_slow, J_fast, J2_slow, J2_fast = (np.zeros((M, M)) for _ in range(4))
     projections = {(True, True): ee, (True, False): cfg.projections.EI, (False, True): cfg.projections.IE,
                    (False, False): cfg.projections.II}
@@ -239,12 +240,11 @@ def build_model(cfg: Config, potentiation: Potentiation | None = None, measured:
             n_pre = size[v] - (1 if u == v else 0)
             r = proj.slow_fraction
             if proj.k_in is not None:
-                share = n_pre / pool if pool > 0 else 0.0
-                K_slow[u, v] = proj.k_in * r * share
-                K_fast[u, v] = proj.k_in * (1 - r) * share
+                q = min(proj.k_in / pool, 1.0) if pool > 0 else 0.0
+                Q_slow[u, v], Q_fast[u, v] = q * r, q * (1 - r)
             else:
-                K_slow[u, v] = proj.p * r * n_pre
-                K_fast[u, v] = proj.p * (1 - r) * (1 - proj.p * r) * n_pre  # fast only where no slow
+                Q_slow[u, v], Q_fast[u, v] = proj.p * r, proj.p * (1 - r) * (1 - proj.p * r)  # fast only where no slow
+            K_slow[u, v], K_fast[u, v] = Q_slow[u, v] * n_pre, Q_fast[u, v] * n_pre
             if is_e[u] and is_e[v]:
                 j, j2 = g[u, v] * ee.J_p + (1 - g[u, v]) * ee.J_d, g[u, v] * ee.J_p ** 2 + (1 - g[u, v]) * ee.J_d ** 2
             else:
@@ -258,5 +258,6 @@ def build_model(cfg: Config, potentiation: Potentiation | None = None, measured:
         tau_m=np.array([p.tau_m for p in pop]), theta=np.array([p.theta for p in pop]),
         v_reset=np.array([p.v_reset for p in pop]), t_ref=steps * cfg.dt, tau_s=np.array([p.tau_s for p in pop]),
         K_slow=K_slow, K_fast=K_fast, J_slow=J_slow, J_fast=J_fast, J2_slow=J2_slow, J2_fast=J2_fast,
+        private_slow=1 - Q_slow, private_fast=1 - Q_fast,
         ext_mean=ext_mean, ext_D=ext_D, ext_tau=ext_tau, release=[releases[int(s)] for s in steps], dt=cfg.dt,
     )

@@ -236,6 +236,11 @@ class Model:
     J_fast: np.ndarray  # mean efficacy of the fast synapses (mV/ms)
     J2_slow: np.ndarray  # mean square efficacies, (mV/ms)²
     J2_fast: np.ndarray
+    # The fraction of each channel's input variance that is private to the neuron, 1 − q (q: the
+    # probability that a given pre neuron is an input): the part common to all neurons is the
+    # population activity, constant in a stationary state (docs/meanfield.md, "Dense networks").
+    private_slow: np.ndarray
+    private_fast: np.ndarray
     ext_mean: np.ndarray  # mV/ms
     ext_D: np.ndarray  # white-noise intensity of the external current, (mV/ms)²·ms
     ext_tau: np.ndarray  # its equivalent filter time (ms)
@@ -283,8 +288,8 @@ class Model:
         drive2 = nu * dt * dt * R2
         Ks, Kf = self.K_slow[rows], self.K_fast[rows]
         mean_I = drive @ (Ks * self.J_slow[rows] + Kf * self.J_fast[rows]).T + self.ext_mean[rows]  # mV/ms
-        D_slow = drive2 @ (Ks * self.J2_slow[rows]).T  # white-noise intensity, (mV/ms)²·ms
-        fast = Kf * self.J2_fast[rows]
+        D_slow = drive2 @ (Ks * self.J2_slow[rows] * self.private_slow[rows]).T  # white-noise intensity, (mV/ms)²·ms
+        fast = Kf * self.J2_fast[rows] * self.private_fast[rows]
         D_fast = drive2 @ fast.T
         D = D_slow + D_fast + self.ext_D[rows]
         tau_m = self.tau_m[rows]

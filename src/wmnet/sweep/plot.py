@@ -76,8 +76,8 @@ def plot_sweep(out: str | Path, x: str, metric: str, y: str | None = None, dest:
         ax.set_xlabel(x)
         ax.set_ylabel(y)
         fig.colorbar(img, ax=ax, label=metric)
-        over = "seeds" + (" and " + ", ".join(others) if others else "")
-        ax.set_title(f"{metric}: mean over {over}", fontsize=9)
+        over = ([] if "seed" in (x, y) else ["seeds"]) + others
+        ax.set_title(f"{metric}: mean over {' and '.join(over)}" if over else metric, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

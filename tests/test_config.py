@@ -351,7 +351,8 @@ def test_wrong_types_name_the_field():
 def test_every_shipped_config_loads() -> None:
     """configs/*.yaml validate; the CPU working-memory config is the full one at a reduced size
     (same in-degrees) and a stronger E background (1.45 against 1.35 mV/ms: each size's measured
-    setting, docs/tutorial.md), so the two cannot drift apart otherwise."""
+    setting with the previous synapses, docs/tutorial.md; the full size is not yet re-measured with
+    the slow E→E current), so the two cannot drift apart otherwise."""
     folder = Path(__file__).resolve().parents[1] / "configs"
     configs = {p.name: load_config(p) for p in sorted(folder.glob("*.yaml"))}
     assert {"seed.yaml", "working_memory.yaml", "working_memory_cpu.yaml"} <= set(configs)

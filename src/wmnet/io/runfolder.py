@@ -163,6 +163,23 @@ def _new_default(base: Path) -> RunFolder:
     raise WmnetError(f"{base}: {MAX_NAME_TRIES} run folders named {stamp}* exist already")
 
 
+def claim_owned_folder(path: Path) -> RunFolder:
+    """A folder its caller owns (a sweep's point folder): created if missing, locked, then
+    emptied of whatever an earlier attempt left there. Refused while another process holds it."""
+    label = str(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise WmnetError(f"{label}: cannot create the folder ({e.strerror or e})") from None
+    lock = _lock(path, label)
+    try:
+        _clear(path, label)
+    except BaseException:
+        lock.close()
+        raise
+    return RunFolder(path, lock)
+
+
 def claim_run_folder(out: str | Path | None, overwrite: bool,
                      inputs: Iterable[tuple[str, str | Path | None]] = (),
                      base: Path = Path("runs")) -> RunFolder:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -89,6 +88,7 @@ def _fresh(task: dict[str, Any], folder: Path) -> None:
     """What `wmnet run` does: validate and build first, then (re)create the folder and run."""
     from wmnet.config import load_config
     from wmnet.errors import WmnetError
+    from wmnet.io.runfolder import claim_owned_folder
     from wmnet.network import Network, resolve_device
     from wmnet.simulation import Simulation, trace_neurons
     from wmnet.stimuli import make_stimulus
@@ -100,24 +100,24 @@ def _fresh(task: dict[str, Any], folder: Path) -> None:
     net = Network.build(cfg, device=resolve_device(cfg.device))
     sim = Simulation(net, stimulus=make_stimulus(cfg, net.device, net.dtype, None))
     trace_neurons(cfg)
+    # Locked before anything in it is deleted or written; the run then holds the lock to its end.
+    claimed = claim_owned_folder(folder)
     try:
-        if folder.exists():
-            shutil.rmtree(folder)
-        folder.mkdir(parents=True)
-    except OSError as e:
-        raise WmnetError(f"{folder}: cannot create the point's folder ({e.strerror or e})") from None
-    (folder / "config.yaml").write_text(cfg.to_yaml())
-    sim.run(out=folder, progress=False, info={"input": None})
+        (folder / "config.yaml").write_text(cfg.to_yaml())
+        sim.run(out=folder, progress=False, info={"input": None}, lock=claimed.lock)
+    finally:
+        claimed.close()
 
 
 def _continue(task: dict[str, Any], folder: Path) -> str:
     """Resume an interrupted point from its checkpoint (as `wmnet resume`), else run it afresh."""
-    from wmnet.checkpoint import CHECKPOINT, resume_run
+    from wmnet.checkpoint import CHECKPOINT, EXTENSION, resume_run
     from wmnet.errors import WmnetError
 
-    # (config.yaml may differ from the validated one after a `wmnet extend`: resume that too.)
-    resumable = (_status(folder) in ("running", "interrupted") and (folder / CHECKPOINT).is_file()
-                 and (folder / "config.yaml").is_file())
+    # (config.yaml may differ from the validated one after a `wmnet extend`: resume that too,
+    # and finish an extension that was under way.)
+    unfinished = _status(folder) in ("running", "interrupted") or (folder / EXTENSION).exists()
+    resumable = unfinished and (folder / CHECKPOINT).is_file() and (folder / "config.yaml").is_file()
     if resumable:
         try:
             resume_run(folder, progress=False)

@@ -175,9 +175,12 @@ class Sweep:
     def done(self, p: Point) -> bool:
         """Complete (also when extended since by `wmnet extend`: its config.yaml then has a longer
         duration, and running it again would throw the extension away)."""
-        info = read_run(_points_dir(self.out) / p.name)
-        if info is None or info.get("status") != "complete":
-            return False
+        from wmnet.checkpoint import EXTENSION
+
+        folder = _points_dir(self.out) / p.name
+        info = read_run(folder)
+        if info is None or info.get("status") != "complete" or (folder / EXTENSION).exists():
+            return False  # (an extension under way is finished by resuming the point)
         return not self.failed_before(p)  # e.g. its epoch rates could not be written: run it again
 
     def failed_before(self, p: Point) -> bool:

@@ -186,7 +186,10 @@ def test_reports_hold_the_sampled_state(case: Case) -> None:
                 assert stop == pytest.approx(start + n_samples * step_ms, rel=1e-9)
                 data = g["data"][()]
                 assert data.shape == (n_samples, len(cols))
-                expected = case.expected.samples[var][:, cols].astype(np.float32)
+                # Stored in the run's dtype (float16 runs as float32): issue 12 §6.
+                stored = np.float64 if cfg.dtype == "float64" else np.float32
+                assert data.dtype == stored
+                expected = case.expected.samples[var][:, cols].astype(stored)
                 np.testing.assert_array_equal(data, expected, err_msg=f"{var} of {pop}")
 
 

@@ -12,12 +12,31 @@ import pytest
 
 from wmnet import meanfield
 from wmnet.cli import main
-from wmnet.config import load_config
+from wmnet.config import Config, load_config
 from wmnet.errors import WmnetError
 from wmnet.meanfield.theory import FB_C, GRID_TAU_FACTOR, Release, pulse_steps, siegert, siegert_integral
 
-ROOT = Path(__file__).resolve().parents[1]
-WM_CPU = ROOT / "configs" / "working_memory_cpu.yaml"
+# The CPU working-memory network as it was when these tests were written (configs/ may change):
+# 2000 E + 500 I, p = 0.8, five groups of 200 E neurons, background input near threshold.
+WM_SETS = [
+    "populations.E.size=2000", "populations.I.size=500",
+    "projections.E->E.p=0.8", "projections.E->E.J_p=0.5", "projections.E->I.p=0.8",
+    "projections.I->E.p=0.8", "projections.I->E.efficacy=-0.54", "projections.I->I.p=0.8",
+    "background.E.mean=1.45", "background.E.std=1.5", "background.I.mean=1.8", "background.I.std=1.0",
+    "background.grain=1.0", "stimulus.kind=background", "stp.U=0.05",
+    "groups.prototypes={count: 5, fraction: 0.1}",
+]
+
+
+def wm(extra: list[str] | None = None) -> Config:
+    return load_config(None, WM_SETS + (extra or []))
+
+
+@pytest.fixture
+def wm_path(tmp_path: Path) -> Path:
+    path = tmp_path / "wm.yaml"
+    path.write_text(wm().to_yaml())
+    return path
 
 
 def simulate_lif(mu: float, sigma: float, tau_m: float, theta: float, v_reset: float, n_pulse: int,
@@ -139,7 +158,7 @@ def test_fixed_point_of_an_uncoupled_network_is_the_analytic_rate() -> None:
 
 
 def test_coupled_fixed_points_solve_the_equations_and_are_consistent() -> None:
-    cfg = load_config(WM_CPU)
+    cfg = wm()
     model = meanfield.build(cfg, g_in=0.5)
     fps = meanfield.solve_model(model)
     assert fps and fps[0].kind == "spontaneous"
@@ -150,10 +169,9 @@ def test_coupled_fixed_points_solve_the_equations_and_are_consistent() -> None:
         assert fp.rates_hz["E"] == pytest.approx(float((nu[model.is_e] * sizes).sum() / sizes.sum() * 1000))
 
 
-def _bistable_cfg(extra: list[str] | None = None) -> object:
+def _bistable_cfg(extra: list[str] | None = None) -> Config:
     # Weak, fast depression (U = 0.01, τ_rec = 50 ms): within-group potentiation alone can hold a group.
-    return load_config(WM_CPU, ["stp.U=0.01", "stp.tau_rec=50", "protocol=null", "groups.prototypes.count=2",
-                                "record.synapses=null", "record.snapshots=[]"] + (extra or []))
+    return wm(["stp.U=0.01", "stp.tau_rec=50", "groups.prototypes.count=2"] + (extra or []))
 
 
 def test_scan_finds_the_bistability_boundary_and_moves_it_the_right_way() -> None:
@@ -190,10 +208,10 @@ def _cli(args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captur
     (["--synapses", "/nonexistent/synapses.h5"], "no such file"),
     (["--g-in", "1.5"], "expected a probability"),
 ])
-def test_cli_bad_inputs(args: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_bad_inputs(args: list[str], message: str, tmp_path: Path, wm_path: Path,
+                        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "mf"
-    code, text = _cli(["meanfield", str(WM_CPU), "--out", str(out), *args], monkeypatch, capsys)
+    code, text = _cli(["meanfield", str(wm_path), "--out", str(out), *args], monkeypatch, capsys)
     assert code == 2 and message in text and text.count("error:") == 1, text
     assert not out.exists()  # nothing written
 
@@ -210,7 +228,7 @@ def test_cli_writes_json_and_figure(tmp_path: Path, monkeypatch: pytest.MonkeyPa
                                     capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "mf"
     cfg_path = tmp_path / "c.yaml"
-    cfg_path.write_text(_bistable_cfg().to_yaml())  # type: ignore[attr-defined]
+    cfg_path.write_text(_bistable_cfg().to_yaml())
     code, text = _cli(["meanfield", str(cfg_path), "--g-in", "0.9", "--scan", "g_in=0.3:1:8", "--out", str(out)],
                       monkeypatch, capsys)
     assert code == 0, text
@@ -262,7 +280,7 @@ def test_potentiated_fractions_from_a_snapshot_and_from_synapses_h5(tmp_path: Pa
 
 def test_in_degrees_and_means_by_hand() -> None:
     # p = 0.8, r = 0.5 for E→E: K_slow = 0.4·(n − δ), K_fast = 0.4·(1 − 0.4)·(n − δ) (fast only where no slow).
-    cfg = load_config(WM_CPU)
+    cfg = wm()
     m = meanfield.build(cfg)
     p1, ns, i = 0, 5, 6
     assert m.K_slow[p1, p1] == pytest.approx(0.4 * 199) and m.K_fast[p1, p1] == pytest.approx(0.24 * 199)

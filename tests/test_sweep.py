@@ -218,6 +218,18 @@ def test_failing_point_is_recorded_while_the_others_finish_and_the_table_matches
     assert bad.exit_code != 0 and "--x stp.Ux: no such column" in str(bad.exception)
 
 
+def test_a_point_too_big_for_memory_fails_with_its_reason_while_the_other_completes(tmp_path: Path) -> None:
+    """Out of memory: the point's estimated footprint is refused before it allocates (one line
+    with both numbers), as `wmnet run` does; the other point completes."""
+    sweep = write_sweep(tmp_path / "s.yaml", set={k: v for k, v in TINY.items() if k != "populations.E.size"},
+                        grid={"populations.E.size": [80, 10_000_000]})
+    df = run_sweep(sweep, tmp_path / "sweep", workers=1, progress=False)
+    by_size = df.set_index("populations.E.size")
+    assert by_size.loc[80, "status"] == "complete"
+    assert by_size.loc[10_000_000, "status"] == "failed"
+    assert re.search(r"needs about [\d,.]+ GiB", by_size.loc[10_000_000, "error"])
+
+
 def test_a_changed_sweep_is_refused_unless_extend_adds_points(tmp_path: Path) -> None:
     """Also the Python API: wmnet.sweep(file, out=...) returns the table as a DataFrame."""
     import wmnet

@@ -89,6 +89,7 @@ def _fresh(task: dict[str, Any], folder: Path) -> None:
     from wmnet.config import load_config
     from wmnet.errors import WmnetError
     from wmnet.io.runfolder import claim_owned_folder
+    from wmnet.memory import check_fits, planned_engine
     from wmnet.network import Network, resolve_device
     from wmnet.simulation import Simulation, trace_neurons
     from wmnet.stimuli import make_stimulus
@@ -97,7 +98,9 @@ def _fresh(task: dict[str, Any], folder: Path) -> None:
     if cfg.to_yaml() != task["config_yaml"]:
         raise WmnetError("the point's config differs from the one validated when the sweep started "
                          "(was the base config file edited?)")
-    net = Network.build(cfg, device=resolve_device(cfg.device))
+    device = resolve_device(cfg.device)
+    check_fits(cfg, device, planned_engine(cfg, device)[0])  # as `wmnet run`: refuse before allocating
+    net = Network.build(cfg, device=device)
     sim = Simulation(net, stimulus=make_stimulus(cfg, net.device, net.dtype, None))
     trace_neurons(cfg)
     # Locked before anything in it is deleted or written; the run then holds the lock to its end.

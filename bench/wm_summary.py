@@ -39,7 +39,7 @@ def main(run: Path) -> None:
             oth = [d[g] for g in GROUPS if g != group]
             print(f"{block:12s} {group:6s} {ep['cue'][group]:5.1f} {d[group]:7.1f} {np.mean(oth):7.2f} "
                   f"{d[group] / max(np.mean(oth), 1e-9):6.1f} {ep['delay_end'][group]:7.1f} {max(oth):8.2f}")
-        elif block == "train":
+        elif block == "train" and "delay" in ep:
             oth = [ep["delay"][g] for g in GROUPS if g != group]
             print(f"{block:12s} {group:6s} {ep['cue'][group]:5.1f} {ep['delay'][group]:7.1f} {np.mean(oth):7.2f}")
         elif "delay_B_end" in ep:

@@ -44,9 +44,14 @@ POINTS = {
 def scale_overrides(n: int, k_in: int = 2000) -> list[str]:
     n_e, n_i = int(0.8 * n), n - int(0.8 * n)
     k_e, k_i = int(0.8 * k_in), k_in - int(0.8 * k_in)
-    return [f"populations.E.size={n_e}", f"populations.I.size={n_i}",
-            f"projections.E->E.k_in={k_e}", f"projections.E->I.k_in={k_e}",
-            f"projections.I->E.k_in={k_i}", f"projections.I->I.k_in={k_i}"]
+    return [
+        f"populations.E.size={n_e}",
+        f"populations.I.size={n_i}",
+        f"projections.E->E.k_in={k_e}",
+        f"projections.E->I.k_in={k_e}",
+        f"projections.I->E.k_in={k_i}",
+        f"projections.I->I.k_in={k_i}",
+    ]
 
 
 def peak_memory(device: torch.device) -> dict[str, float]:
@@ -57,8 +62,17 @@ def peak_memory(device: torch.device) -> dict[str, float]:
 
 
 def measure(overrides: list[str], device: str, engine: str, duration: float, warmup: float) -> dict[str, Any]:
-    cfg = load_config(None, overrides + [f"device={device}", "dtype=float32", f"engine={engine}",
-                                         "record.traces.variables=[]", "record.synapses=null"])
+    cfg = load_config(
+        None,
+        overrides
+        + [
+            f"device={device}",
+            "dtype=float32",
+            f"engine={engine}",
+            "record.traces.variables=[]",
+            "record.synapses=null",
+        ],
+    )
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
@@ -95,19 +109,32 @@ def measure(overrides: list[str], device: str, engine: str, duration: float, war
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--points", default="default,low",
-                    help="comma list of: default, default_det, low, scale100k, scale1M")
+    ap.add_argument(
+        "--points", default="default,low", help="comma list of: default, default_det, low, scale100k, scale1M"
+    )
     ap.add_argument("--duration", type=float, default=1000.0, help="simulated ms per point (sparse engine)")
     ap.add_argument("--scale-duration", type=float, default=20.0, help="simulated ms for scale points")
     ap.add_argument("--ref-duration", type=float, default=5.0, help="simulated ms for the reference engine")
-    ap.add_argument("--warmup", type=float, default=40.0, help="simulated ms before timing (compiles kernels and captures the GPU graphs)")
+    ap.add_argument(
+        "--warmup",
+        type=float,
+        default=40.0,
+        help="simulated ms before timing (compiles kernels and captures the GPU graphs)",
+    )
     ap.add_argument("--json", type=Path, help="write results here")
     args = ap.parse_args()
-    dev = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if args.device == "auto" else args.device))
-    results: dict[str, Any] = {"device": str(dev), "device_name": device_name(dev),
-                               "python": platform.python_version(), "torch": torch.__version__,
-                               "points": {}}
+    dev = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if args.device == "auto" else args.device)
+    )
+    results: dict[str, Any] = {
+        "device": str(dev),
+        "device_name": device_name(dev),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "points": {},
+    }
     for point in args.points.split(","):
         if point in SCALE:
             r = measure(scale_overrides(SCALE[point]), str(dev), "auto", args.scale_duration, args.warmup)
@@ -123,17 +150,21 @@ def main() -> None:
         r["speedup_vs_reference"] = ref["s_per_s"] / r["s_per_s"]
         results["points"]["reference"] = ref
         report("reference", ref)
-        print(f"default network: sparse {r['s_per_s']:.2f} s/s, reference {ref['s_per_s']:.1f} s/s, "
-              f"ratio {r['speedup_vs_reference']:.1f}x (same run, same device)")
+        print(
+            f"default network: sparse {r['s_per_s']:.2f} s/s, reference {ref['s_per_s']:.1f} s/s, "
+            f"ratio {r['speedup_vs_reference']:.1f}x (same run, same device)"
+        )
     print(f"device: {results['device_name']}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 
 
 def report(point: str, r: dict[str, Any]) -> None:
-    line = (f"{point:10s} {r['engine']:9s} N={r['n_neurons']:>9,} syn={r['n_synapses']:>13,} "
-            f"build {r['build_s']:7.2f} s  {r['s_per_s']:9.2f} s/s  E {r['rate_E_hz']:6.1f} Hz  "
-            f"peak host {r['host_peak_rss_gib']:.2f} GiB")
+    line = (
+        f"{point:10s} {r['engine']:9s} N={r['n_neurons']:>9,} syn={r['n_synapses']:>13,} "
+        f"build {r['build_s']:7.2f} s  {r['s_per_s']:9.2f} s/s  E {r['rate_E_hz']:6.1f} Hz  "
+        f"peak host {r['host_peak_rss_gib']:.2f} GiB"
+    )
     if "device_peak_gib" in r:
         line += f" device {r['device_peak_gib']:.2f} GiB"
     print(line, flush=True)

@@ -1,6 +1,6 @@
 """Time to write and to load a checkpoint of the default network, and its size.
 
-    python bench/checkpoint_time.py [--device cpu|cuda]
+python bench/checkpoint_time.py [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -37,8 +37,10 @@ def main() -> None:
         sync()
         t2 = time.perf_counter()
         size = path.stat().st_size
-    print(f"{net.device} default network ({net.connectivity.n_synapses():,} synapses): checkpoint {size / 2**20:.0f} MiB, "
-          f"write {t1 - t0:.2f} s (atomic: temporary file, fsync, rename), load into the engine {t2 - t1:.2f} s")
+    print(
+        f"{net.device} default network ({net.connectivity.n_synapses():,} synapses): checkpoint {size / 2**20:.0f} MiB, "
+        f"write {t1 - t0:.2f} s (atomic: temporary file, fsync, rename), load into the engine {t2 - t1:.2f} s"
+    )
 
 
 if __name__ == "__main__":

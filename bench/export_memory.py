@@ -65,10 +65,19 @@ def make_run(folder: Path, n_spikes: int, rate_hz: float, seed: int) -> float:
         writer.append(t[order], ids[order])
         written += k
     writer.close()
-    write_json(folder / "run.json", {"wmnet_run": 1, "seed": cfg.seed, "config": cfg.to_dict(), "status": "complete",
-                                     "simulated_ms": duration, "steps_done": round(duration / cfg.dt),
-                                     "started": time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime()),
-                                     "versions": {"note": "synthetic run (bench/export_memory.py)"}})
+    write_json(
+        folder / "run.json",
+        {
+            "wmnet_run": 1,
+            "seed": cfg.seed,
+            "config": cfg.to_dict(),
+            "status": "complete",
+            "simulated_ms": duration,
+            "steps_done": round(duration / cfg.dt),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime()),
+            "versions": {"note": "synthetic run (bench/export_memory.py)"},
+        },
+    )
     return duration
 
 
@@ -96,18 +105,27 @@ def main() -> None:
             made = time.perf_counter() - t
             out = root / f"run-{n_spikes}.nwb"
             out.unlink(missing_ok=True)
-            child = subprocess.run([sys.executable, "-c", CHILD, str(run), str(out), str(budget)],
-                                   capture_output=True, text=True)
+            child = subprocess.run(
+                [sys.executable, "-c", CHILD, str(run), str(out), str(budget)], capture_output=True, text=True
+            )
             if child.returncode != 0:
                 sys.exit(child.stderr)
-            r = {"spikes": n_spikes, "simulated_ms": duration, "max_spikes_in_memory": budget,
-                 **json.loads(child.stdout.strip().splitlines()[-1]),
-                 "spikes_h5_mib": (run / "spikes.h5").stat().st_size / 2**20, "nwb_mib": out.stat().st_size / 2**20,
-                 "make_run_s": made}
+            r = {
+                "spikes": n_spikes,
+                "simulated_ms": duration,
+                "max_spikes_in_memory": budget,
+                **json.loads(child.stdout.strip().splitlines()[-1]),
+                "spikes_h5_mib": (run / "spikes.h5").stat().st_size / 2**20,
+                "nwb_mib": out.stat().st_size / 2**20,
+                "make_run_s": made,
+            }
             results.append(r)
-            print(f"{n_spikes:>11,} spikes ({duration / 1000:.1f} s of 10,000 neurons): peak RSS {r['peak_rss_mib']:.0f} MiB "
-                  f"(after imports {r['baseline_rss_mib']:.0f} MiB), export {r['export_s']:.1f} s; "
-                  f"spikes.h5 {r['spikes_h5_mib']:.0f} MiB, NWB {r['nwb_mib']:.0f} MiB", flush=True)
+            print(
+                f"{n_spikes:>11,} spikes ({duration / 1000:.1f} s of 10,000 neurons): peak RSS {r['peak_rss_mib']:.0f} MiB "
+                f"(after imports {r['baseline_rss_mib']:.0f} MiB), export {r['export_s']:.1f} s; "
+                f"spikes.h5 {r['spikes_h5_mib']:.0f} MiB, NWB {r['nwb_mib']:.0f} MiB",
+                flush=True,
+            )
             if not args.keep:
                 shutil.rmtree(run)
                 out.unlink()

@@ -1,6 +1,6 @@
 """Kernel-level checks on a real GPU: the lazy drift and one synaptic push, against the CPU.
 
-    python bench/gpu_debug.py
+python bench/gpu_debug.py
 """
 
 from __future__ import annotations
@@ -30,29 +30,62 @@ def drift_check() -> None:
             exp = L0.copy()
             for g in range(gaps.size):
                 for q in range(64):
-                    _drift_to(exp[g], q, int(gaps[g]), c(0.1), c(-0.0147), c(0.01), c(0), c(0.4), c(0), c(1),
-                              bounded, int(np.finfo(dtype).nmant))
+                    _drift_to(
+                        exp[g],
+                        q,
+                        int(gaps[g]),
+                        c(0.1),
+                        c(-0.0147),
+                        c(0.01),
+                        c(0),
+                        c(0.4),
+                        c(0),
+                        c(1),
+                        bounded,
+                        int(np.finfo(dtype).nmant),
+                    )
             L = torch.from_numpy(L0.copy()).reshape(-1).cuda()
             at = torch.zeros(L.numel(), dtype=torch.int64, device="cuda")
             d = torch.zeros(L.numel(), dtype=torch.int32, device="cuda")
             prm = torch.tensor([0.1, -0.0147, 0.01, 0.0, 0.4, 0, 1], dtype=torch.float64).to("cuda", L.dtype)
             for nw in (4, 1):
                 Lw = L.clone()
-                drift_probe[(gaps.size,)](Lw, at, d, torch.from_numpy(gaps).cuda(), prm, BOUNDED=bounded,
-                                          MANT=int(np.finfo(dtype).nmant), BLOCK=64, num_warps=nw,
-                                          enable_fp_fusion=False)
+                drift_probe[(gaps.size,)](
+                    Lw,
+                    at,
+                    d,
+                    torch.from_numpy(gaps).cuda(),
+                    prm,
+                    BOUNDED=bounded,
+                    MANT=int(np.finfo(dtype).nmant),
+                    BLOCK=64,
+                    num_warps=nw,
+                    enable_fp_fusion=False,
+                )
                 got = Lw.cpu().numpy().reshape(L0.shape)
                 bad = got != exp
-                print(f"drift {dtype.__name__} bounded={bounded} warps={nw}: {int(bad.sum())} of {bad.size} differ; "
-                      f"max |d| {np.abs(got - exp).max():.3g}", flush=True)
+                print(
+                    f"drift {dtype.__name__} bounded={bounded} warps={nw}: {int(bad.sum())} of {bad.size} differ; "
+                    f"max |d| {np.abs(got - exp).max():.3g}",
+                    flush=True,
+                )
                 # time: 20 launches
                 t0 = torch.cuda.Event(enable_timing=True)
                 t1 = torch.cuda.Event(enable_timing=True)
                 t0.record()
                 for _ in range(20):
-                    drift_probe[(gaps.size,)](Lw, at, d, torch.from_numpy(gaps).cuda(), prm, BOUNDED=bounded,
-                                              MANT=int(np.finfo(dtype).nmant), BLOCK=64, num_warps=nw,
-                                              enable_fp_fusion=False)
+                    drift_probe[(gaps.size,)](
+                        Lw,
+                        at,
+                        d,
+                        torch.from_numpy(gaps).cuda(),
+                        prm,
+                        BOUNDED=bounded,
+                        MANT=int(np.finfo(dtype).nmant),
+                        BLOCK=64,
+                        num_warps=nw,
+                        enable_fp_fusion=False,
+                    )
                 t1.record()
                 torch.cuda.synchronize()
                 print(f"   {t0.elapsed_time(t1) / 20 * 1000:.1f} µs per launch", flush=True)
@@ -63,8 +96,9 @@ def _networks() -> tuple:
     over = ["populations.E.size=800", "populations.I.size=200", "dtype=float64"]
     cfg = load_config(None, over + ["device=cpu"])
     net = Network.build(cfg)
-    net_gpu = Network.build(load_config(None, over + ["device=cuda"]),
-                            connectivity=net.connectivity.to(torch.device("cuda"), torch.float64))
+    net_gpu = Network.build(
+        load_config(None, over + ["device=cuda"]), connectivity=net.connectivity.to(torch.device("cuda"), torch.float64)
+    )
     return cfg, net, net_gpu, make_stimulus(cfg, net.device, net.dtype)
 
 
@@ -94,9 +128,12 @@ def push_check() -> None:
                         acc = acc / 2.0**44
                     es = (acc[:n] - want_slow).abs()
                     ef = (acc[n:] - want_fast).abs()
-                    print(f"push plastic={plastic} det={det} warps={nw} gap={gap}: slow err E {es[:800].max():.2e} "
-                          f"I {es[800:].max():.2e}; fast err E {ef[:800].max():.2e} I {ef[800:].max():.2e}; "
-                          f"n bad fast {(ef > 1e-9).sum().item()}", flush=True)
+                    print(
+                        f"push plastic={plastic} det={det} warps={nw} gap={gap}: slow err E {es[:800].max():.2e} "
+                        f"I {es[800:].max():.2e}; fast err E {ef[:800].max():.2e} I {ef[800:].max():.2e}; "
+                        f"n bad fast {(ef > 1e-9).sum().item()}",
+                        flush=True,
+                    )
 
 
 def sequence_check() -> None:
@@ -106,8 +143,9 @@ def sequence_check() -> None:
     for keep in (False, True):
         for det in (False, True):
             cpu = make_engine("sparse", net)
-            eng = GpuSparseEngine(net_gpu, cpu.neurons, net.connectivity.initial.clone(), keep_switch_events=keep,
-                                  deterministic=det)
+            eng = GpuSparseEngine(
+                net_gpu, cpu.neurons, net.connectivity.initial.clone(), keep_switch_events=keep, deterministic=det
+            )
             first, worst = None, 0.0
             for k in range(60):
                 i = stim(k)
@@ -117,8 +155,10 @@ def sequence_check() -> None:
                 worst = max(worst, err)
                 if err > 1e-9 and first is None:
                     first = k
-            print(f"sequence keep={keep} det={det} (neuron kernel): first step with error > 1e-9: {first}; worst {worst:.2e}",
-                  flush=True)
+            print(
+                f"sequence keep={keep} det={det} (neuron kernel): first step with error > 1e-9: {first}; worst {worst:.2e}",
+                flush=True,
+            )
 
 
 def hybrid_check() -> None:
@@ -146,8 +186,9 @@ def hybrid_check() -> None:
         worst = max(worst, err)
         if err > 1e-9 and first is None:
             first = k
-    print(f"hybrid (synapse kernel + torch advance): first step with error > 1e-9: {first}; worst {worst:.2e}",
-          flush=True)
+    print(
+        f"hybrid (synapse kernel + torch advance): first step with error > 1e-9: {first}; worst {worst:.2e}", flush=True
+    )
 
 
 if __name__ == "__main__":

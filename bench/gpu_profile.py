@@ -31,17 +31,29 @@ SMALL = ["populations.E.size=800", "populations.I.size=200", "dtype=float64"]
 def trace(steps: int = 120) -> None:
     cfg = load_config(None, SMALL + ["device=cpu"])
     net_cpu = Network.build(cfg)
-    net_gpu = Network.build(load_config(None, SMALL + ["device=cuda"]),
-                            connectivity=net_cpu.connectivity.to(torch.device("cuda"), torch.float64))
+    net_gpu = Network.build(
+        load_config(None, SMALL + ["device=cuda"]),
+        connectivity=net_cpu.connectivity.to(torch.device("cuda"), torch.float64),
+    )
     stim = make_stimulus(cfg, net_cpu.device, net_cpu.dtype)
     engines = {
         "ref_cpu": make_engine("reference", net_cpu, keep_switch_events=True),
         "sparse_cpu": make_engine("sparse", net_cpu, keep_switch_events=True),
         "ref_gpu": make_engine("reference", net_gpu, keep_switch_events=True),
-        "gpu_float": GpuSparseEngine(net_gpu, make_engine("reference", net_gpu).neurons,
-                                     net_gpu.connectivity.initial.clone(), True, deterministic=False),
-        "gpu_det": GpuSparseEngine(net_gpu, make_engine("reference", net_gpu).neurons,
-                                   net_gpu.connectivity.initial.clone(), True, deterministic=True),
+        "gpu_float": GpuSparseEngine(
+            net_gpu,
+            make_engine("reference", net_gpu).neurons,
+            net_gpu.connectivity.initial.clone(),
+            True,
+            deterministic=False,
+        ),
+        "gpu_det": GpuSparseEngine(
+            net_gpu,
+            make_engine("reference", net_gpu).neurons,
+            net_gpu.connectivity.initial.clone(),
+            True,
+            deterministic=True,
+        ),
     }
     first: dict[str, int] = {}
     for k in range(steps):
@@ -59,8 +71,9 @@ def trace(steps: int = 120) -> None:
             ev = len(e.switches.table()) - len(engines["ref_cpu"].switches.table())
             if nd and name not in first:
                 first[name] = k
-            line.append(f"{name}: dσ={nd} dv={d['v']:.1e} dis={d['i_s']:.1e} dif={d['i_f']:.1e} "
-                        f"dx={d['x']:.1e} dev={ev}")
+            line.append(
+                f"{name}: dσ={nd} dv={d['v']:.1e} dis={d['i_s']:.1e} dif={d['i_f']:.1e} dx={d['x']:.1e} dev={ev}"
+            )
         if k < 45 or k % 10 == 0:
             print(" | ".join(line), flush=True)
     print("first σ difference per engine:", first or "none")
@@ -90,8 +103,11 @@ def timing(extra: list[str], label: str) -> None:
     t_syn = _time(g.replay, 10) / 20
     eng._acc.zero_()
     sigma = (eng._v >= net.params.theta).float().mean().item()
-    print(f"{label:8s} σ={sigma:.3f}  graph {t_graph * 1e6:8.1f} µs/step  eager {t_eager * 1e6:8.1f} µs/step  "
-          f"synapse kernel alone {t_syn * 1e6:8.1f} µs", flush=True)
+    print(
+        f"{label:8s} σ={sigma:.3f}  graph {t_graph * 1e6:8.1f} µs/step  eager {t_eager * 1e6:8.1f} µs/step  "
+        f"synapse kernel alone {t_syn * 1e6:8.1f} µs",
+        flush=True,
+    )
 
 
 def _warm_engine(extra: list[str], blocks: Blocks = Blocks(), dtype: str = "float32") -> tuple:
@@ -100,8 +116,9 @@ def _warm_engine(extra: list[str], blocks: Blocks = Blocks(), dtype: str = "floa
     cfg = load_config(None, extra + ["device=cuda", f"dtype={dtype}"])
     net = Network.build(cfg)
     stim = make_stimulus(cfg, net.device, net.dtype)
-    eng = GpuSparseEngine(net, NeuronState.initial(net.n, net.device, net.dtype), net.connectivity.initial.clone(),
-                          blocks=blocks)
+    eng = GpuSparseEngine(
+        net, NeuronState.initial(net.n, net.device, net.dtype), net.connectivity.initial.clone(), blocks=blocks
+    )
     for k0 in range(0, 600, 200):
         eng.run_block(stim.block(k0, 200))
     torch.cuda.synchronize()
@@ -122,8 +139,11 @@ def kernels(extra: list[str], label: str, steps: int = 400) -> None:
     rows = [(e.key, e.device_time_total / steps, e.count) for e in prof.key_averages() if e.device_time_total > 0]
     rows.sort(key=lambda r: -r[1])
     total = sum(r[1] for r in rows)
-    print(f"{label}: GPU time per step {total:.1f} µs over {steps} steps; "
-          + ", ".join(f"{name[:40]} {t:.1f} µs ({c} calls)" for name, t, c in rows[:6]), flush=True)
+    print(
+        f"{label}: GPU time per step {total:.1f} µs over {steps} steps; "
+        + ", ".join(f"{name[:40]} {t:.1f} µs ({c} calls)" for name, t, c in rows[:6]),
+        flush=True,
+    )
 
 
 def tune(variants: list[Blocks] | None = None) -> None:
@@ -131,16 +151,25 @@ def tune(variants: list[Blocks] | None = None) -> None:
     the onset catch-up over (row, block) items (`Blocks.split_catch_up`) against whole rows."""
     base = Blocks()
     if variants is None:
-        variants = [base, Blocks(split_catch_up=not base.split_catch_up), Blocks(catch_up=256, split_catch_up=True),
-                    Blocks(catch_up=128, split_catch_up=True), Blocks(synapse=256, catch_up=1024),
-                    Blocks(synapse=1024), Blocks(catch_up=256)]
+        variants = [
+            base,
+            Blocks(split_catch_up=not base.split_catch_up),
+            Blocks(catch_up=256, split_catch_up=True),
+            Blocks(catch_up=128, split_catch_up=True),
+            Blocks(synapse=256, catch_up=1024),
+            Blocks(synapse=1024),
+            Blocks(catch_up=256),
+        ]
     for extra, label in (([], "default"), (["stimulus.amplitude_max=1.0"], "low")):
         for b in variants:
             net, stim, eng = _warm_engine(extra, b)
             i_blk = stim.block(eng.k, 200)
             t = _time(lambda: eng.run_block(i_blk), 10) / 200
-            print(f"{label:8s} blocks: synapse {b.synapse:4d} catch_up {b.catch_up:5d} split {b.split_catch_up!s:5}"
-                  f"  graph {t * 1e6:7.1f} µs/step", flush=True)
+            print(
+                f"{label:8s} blocks: synapse {b.synapse:4d} catch_up {b.catch_up:5d} split {b.split_catch_up!s:5}"
+                f"  graph {t * 1e6:7.1f} µs/step",
+                flush=True,
+            )
 
 
 def split() -> None:
@@ -152,12 +181,20 @@ def split() -> None:
     for b in (Blocks(), Blocks(split_catch_up=True)):
         net, stim, eng = _warm_engine(["deterministic=true"], b, "float64")
         syn = eng.synapses()
-        ends.append((eng.neurons.v.clone(), syn.L.clone(), syn.potentiated.clone(),
-                     (eng.switches.n_up, eng.switches.n_down)))
-    same = (torch.equal(ends[0][0], ends[1][0]) and torch.equal(ends[0][1], ends[1][1])
-            and torch.equal(ends[0][2], ends[1][2]) and ends[0][3] == ends[1][3])
-    print(f"split vs whole rows, float64 deterministic, 600 steps: bitwise equal {same}; switches "
-          f"{ends[0][3]} vs {ends[1][3]}", flush=True)
+        ends.append(
+            (eng.neurons.v.clone(), syn.L.clone(), syn.potentiated.clone(), (eng.switches.n_up, eng.switches.n_down))
+        )
+    same = (
+        torch.equal(ends[0][0], ends[1][0])
+        and torch.equal(ends[0][1], ends[1][1])
+        and torch.equal(ends[0][2], ends[1][2])
+        and ends[0][3] == ends[1][3]
+    )
+    print(
+        f"split vs whole rows, float64 deterministic, 600 steps: bitwise equal {same}; switches "
+        f"{ends[0][3]} vs {ends[1][3]}",
+        flush=True,
+    )
 
 
 def sample_cost() -> None:
@@ -169,8 +206,11 @@ def sample_cost() -> None:
         t_step = _time(lambda: eng.run_block(i_blk), 5) / 200
         t_syn = _time(eng.synapses, 1)  # the first call pays for a long gap, as a real sample does
         t_syn2 = _time(eng.synapses, 3)
-        print(f"after {eng.k} steps: step {t_step * 1e6:.1f} µs; engine.synapses() {t_syn * 1e3:.2f} ms "
-              f"(= {t_syn / t_step:.0f} steps; repeated at once {t_syn2 * 1e3:.2f} ms)", flush=True)
+        print(
+            f"after {eng.k} steps: step {t_step * 1e6:.1f} µs; engine.synapses() {t_syn * 1e3:.2f} ms "
+            f"(= {t_syn / t_step:.0f} steps; repeated at once {t_syn2 * 1e3:.2f} ms)",
+            flush=True,
+        )
         for k0 in range(eng.k, eng.k + 1000, 200):
             eng.run_block(stim.block(k0, 200))
 

@@ -33,11 +33,22 @@ from wmnet.config import Config, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = [
-    "populations.E.size=2000", "populations.I.size=500",
-    "projections.E->E.p=0.8", "projections.E->E.J_p=0.5", "projections.E->I.p=0.8",
-    "projections.I->E.p=0.8", "projections.I->E.efficacy=-0.54", "projections.I->I.p=0.8",
-    "background.E.mean=1.45", "background.E.std=1.5", "background.I.mean=1.8", "background.I.std=1.0",
-    "background.grain=1.0", "stimulus.kind=background", "stp.U=0.05", "plasticity.enabled=false",
+    "populations.E.size=2000",
+    "populations.I.size=500",
+    "projections.E->E.p=0.8",
+    "projections.E->E.J_p=0.5",
+    "projections.E->I.p=0.8",
+    "projections.I->E.p=0.8",
+    "projections.I->E.efficacy=-0.54",
+    "projections.I->I.p=0.8",
+    "background.E.mean=1.45",
+    "background.E.std=1.5",
+    "background.I.mean=1.8",
+    "background.I.std=1.0",
+    "background.grain=1.0",
+    "stimulus.kind=background",
+    "stp.U=0.05",
+    "plasticity.enabled=false",
     "groups.prototypes={count: 5, fraction: 0.1}",
     "record.traces={variables: [v], neurons: [0], every: 100}",
 ]
@@ -61,9 +72,11 @@ SCAN_RANGE = (0.4, 1.0)  # the scanned parameter's range (the boundary's toleran
 # 500 ms to settle: x starts full and takes a few hundred ms (τ_rec = 200 ms) to deplete to its
 # steady state; with 200 ms the E rates measured after it were ~10% low.
 PROTOCOL_SPONT = "protocol={epochs: [{name: settle, duration: 500}, {name: measure, duration: 600}]}"
-PROTOCOL_CUE = ("protocol={epochs: [{name: settle, duration: 500}, {name: spontaneous, duration: 400}, "
-                "{name: cue, duration: 300, stimulus: {kind: selective, group: P1, contrast_E: 2.0}}, "
-                "{name: settle_delay, duration: 300}, {name: delay, duration: 600}]}")
+PROTOCOL_CUE = (
+    "protocol={epochs: [{name: settle, duration: 500}, {name: spontaneous, duration: 400}, "
+    "{name: cue, duration: 300, stimulus: {kind: selective, group: P1, contrast_E: 2.0}}, "
+    "{name: settle_delay, duration: 300}, {name: delay, duration: 600}]}"
+)
 
 
 def simulate(cfg: Config, work: Path, name: str) -> tuple[list[dict[str, Any]], float]:
@@ -72,8 +85,20 @@ def simulate(cfg: Config, work: Path, name: str) -> tuple[list[dict[str, Any]], 
     d.mkdir(parents=True, exist_ok=True)
     (d / "config.yaml").write_text(cfg.to_yaml())
     t = time.perf_counter()
-    subprocess.run([str(ROOT / ".venv" / "bin" / "wmnet"), "run", str(d / "config.yaml"), "--out", str(d / "run"),
-                    "--no-plot", "--quiet", "--overwrite"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            str(ROOT / ".venv" / "bin" / "wmnet"),
+            "run",
+            str(d / "config.yaml"),
+            "--out",
+            str(d / "run"),
+            "--no-plot",
+            "--quiet",
+            "--overwrite",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return epoch_rates(d / "run"), time.perf_counter() - t
 
 
@@ -101,20 +126,28 @@ def spontaneous_part(work: Path) -> list[dict[str, Any]]:
         sim = epochs[-1]["rate_hz"]
         ok = within(th.rates_hz["E"], sim["E"]) and within(th.rates_hz["I"], sim["I"])
         rows.append({"point": name, "overrides": extra, "sim": sim, "theory": th.rates_hz, "ok": ok})
-        print(f"| {name} | {sim['E']:.2f} | {th.rates_hz['E']:.2f} | {sim['I']:.2f} | {th.rates_hz['I']:.2f} | "
-              f"{'yes' if ok else 'NO'} | {wall:.0f} |", flush=True)
+        print(
+            f"| {name} | {sim['E']:.2f} | {th.rates_hz['E']:.2f} | {sim['I']:.2f} | {th.rates_hz['I']:.2f} | "
+            f"{'yes' if ok else 'NO'} | {wall:.0f} |",
+            flush=True,
+        )
     return rows
 
 
 def selective_part(work: Path) -> dict[str, Any]:
     base = load_config(None, BASE + SELECTIVE + [PROTOCOL_CUE])
     key = "projections.E->E.structure.within"
-    sc = meanfield.scan(load_config(None, BASE + SELECTIVE + [PROTOCOL_CUE, "projections.E->E.structure={within: 0.2}"]),
-                        key, np.linspace(*SCAN_RANGE, 61))
+    sc = meanfield.scan(
+        load_config(None, BASE + SELECTIVE + [PROTOCOL_CUE, "projections.E->E.structure={within: 0.2}"]),
+        key,
+        np.linspace(*SCAN_RANGE, 61),
+    )
     rows = []
     print(f"\ntheory: bistability boundary at within = {sc.boundary}")
-    print("\n| within | theory: stable selective P1 / others / I (Hz) | sim delay P1 / others / I (Hz) | sim "
-          "persistent | rates within 25% | spontaneous before the cue E/I sim vs theory |")
+    print(
+        "\n| within | theory: stable selective P1 / others / I (Hz) | sim delay P1 / others / I (Hz) | sim "
+        "persistent | rates within 25% | spontaneous before the cue E/I sim vs theory |"
+    )
     print("|---|---|---|---|---|---|")
     for g in SELECTIVE_WITHIN:
         cfg = load_config(None, BASE + SELECTIVE + [PROTOCOL_CUE, f"projections.E->E.structure={{within: {g}}}"])
@@ -130,15 +163,36 @@ def selective_part(work: Path) -> dict[str, Any]:
         if sel is not None and pers:
             th_others = float(np.mean([sel.rates_hz[f"P{i}"] for i in range(2, 6)]))
             ok = within(sel.rates_hz["P1"], delay["P1"], abs_hz=0) and within(sel.rates_hz["I"], delay["I"])
-        th_txt = (f"{sel.rates_hz['P1']:.1f} / {np.mean([sel.rates_hz[f'P{i}'] for i in range(2, 6)]):.2f} / "
-                  f"{sel.rates_hz['I']:.1f}") if sel else "none"
-        sp_txt = (f"{before['E']:.2f}/{before['I']:.2f} vs {spont.rates_hz['E']:.2f}/{spont.rates_hz['I']:.2f}"
-                  if spont else f"{before['E']:.2f}/{before['I']:.2f} vs none")
-        print(f"| {g} | {th_txt} | {delay['P1']:.1f} / {others:.2f} / {delay['I']:.1f} | {'yes' if pers else 'no'} | "
-              f"{'-' if ok is None else 'yes' if ok else 'NO'} | {sp_txt} |", flush=True)
-        rows.append({"within": g, "theory_selective": sel.rates_hz if sel else None,
-                     "theory_spontaneous": spont.rates_hz if spont else None, "sim_delay": delay,
-                     "sim_spontaneous": before, "persistent": pers, "rates_ok": ok, "wall_s": wall})
+        th_txt = (
+            (
+                f"{sel.rates_hz['P1']:.1f} / {np.mean([sel.rates_hz[f'P{i}'] for i in range(2, 6)]):.2f} / "
+                f"{sel.rates_hz['I']:.1f}"
+            )
+            if sel
+            else "none"
+        )
+        sp_txt = (
+            f"{before['E']:.2f}/{before['I']:.2f} vs {spont.rates_hz['E']:.2f}/{spont.rates_hz['I']:.2f}"
+            if spont
+            else f"{before['E']:.2f}/{before['I']:.2f} vs none"
+        )
+        print(
+            f"| {g} | {th_txt} | {delay['P1']:.1f} / {others:.2f} / {delay['I']:.1f} | {'yes' if pers else 'no'} | "
+            f"{'-' if ok is None else 'yes' if ok else 'NO'} | {sp_txt} |",
+            flush=True,
+        )
+        rows.append(
+            {
+                "within": g,
+                "theory_selective": sel.rates_hz if sel else None,
+                "theory_spontaneous": spont.rates_hz if spont else None,
+                "sim_delay": delay,
+                "sim_spontaneous": before,
+                "persistent": pers,
+                "rates_ok": ok,
+                "wall_s": wall,
+            }
+        )
     sim_boundary = None
     pers_flags = [r["persistent"] for r in rows]
     for i in range(1, len(rows)):
@@ -147,8 +201,10 @@ def selective_part(work: Path) -> dict[str, Any]:
             break
     span = SCAN_RANGE[1] - SCAN_RANGE[0]
     ok_b = sim_boundary is not None and sc.boundary is not None and abs(sim_boundary - sc.boundary) <= 0.1 * span
-    print(f"\nbistability boundary: theory {sc.boundary}, simulation {sim_boundary} "
-          f"(tolerance 10% of {SCAN_RANGE}: ±{0.1 * span:.3g}): {'yes' if ok_b else 'NO'}")
+    print(
+        f"\nbistability boundary: theory {sc.boundary}, simulation {sim_boundary} "
+        f"(tolerance 10% of {SCAN_RANGE}: ±{0.1 * span:.3g}): {'yes' if ok_b else 'NO'}"
+    )
     return {"rows": rows, "boundary_theory": sc.boundary, "boundary_sim": sim_boundary, "boundary_ok": ok_b}
 
 

@@ -79,8 +79,21 @@ def _children(pid: int) -> list[int]:
 def run_once(duration_ms: float, sets: list[str], out_root: Path, sample_s: float) -> dict:
     out = out_root / f"run-{duration_ms:g}ms"
     report = out_root / f"peaks-{duration_ms:g}ms.json"
-    wmnet = [sys.executable, "-c", CHILD, str(report), "run", "--out", str(out), "--overwrite", "--no-plot",
-             "--quiet", "--duration", f"{duration_ms:g}", *[a for s in sets for a in ("--set", s)]]
+    wmnet = [
+        sys.executable,
+        "-c",
+        CHILD,
+        str(report),
+        "run",
+        "--out",
+        str(out),
+        "--overwrite",
+        "--no-plot",
+        "--quiet",
+        "--duration",
+        f"{duration_ms:g}",
+        *[a for s in sets for a in ("--set", s)],
+    ]
     timer = shutil.which("time") and Path("/usr/bin/time").is_file()
     cmd = ["/usr/bin/time", "-v", *wmnet] if timer else [sys.executable, "-c", RUSAGE_PARENT, *wmnet]
     t0 = time.perf_counter()
@@ -99,8 +112,12 @@ def run_once(duration_ms: float, sets: list[str], out_root: Path, sample_s: floa
     m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", stderr)
     peaks = json.loads(report.read_text())
     info = json.loads((out / "run.json").read_text())
-    files = {p.name: p.stat().st_size for p in [out / "spikes.h5", out / "rates.h5", out / "synapses.h5",
-                                                *sorted((out / "reports").glob("*.h5"))] if p.exists()}
+    files = {
+        p.name: p.stat().st_size
+        for p in [out / "spikes.h5", out / "rates.h5", out / "synapses.h5", *sorted((out / "reports").glob("*.h5"))]
+        if p.exists()
+    }
+
     # RSS along the run: at 10% of the wall time (imports and the network build are over), at
     # 50% and at 90% (before the end, when closing the files frees their caches), and the
     # least-squares slope between 10% and 90%, per simulated second.
@@ -125,11 +142,15 @@ def run_once(duration_ms: float, sets: list[str], out_root: Path, sample_s: floa
         "ru_maxrss_mib": round(peaks["ru_maxrss_kib"] / 1024, 1),
         "rss_at_10_50_90_percent_mib": [at(0.1), at(0.5), at(0.9)],
         "rss_slope_mib_per_sim_s": slope,
-        "rss_samples_wall_s_mib": [[round(t, 1), round(r / 1024, 1)] for t, r in samples[:: max(1, len(samples) // 40)]],
-        "cuda_peak_allocated_mib": (round(peaks["cuda_max_allocated"] / 2**20, 1)
-                                    if "cuda_max_allocated" in peaks else None),
-        "cuda_peak_reserved_mib": (round(peaks["cuda_max_reserved"] / 2**20, 1)
-                                   if "cuda_max_reserved" in peaks else None),
+        "rss_samples_wall_s_mib": [
+            [round(t, 1), round(r / 1024, 1)] for t, r in samples[:: max(1, len(samples) // 40)]
+        ],
+        "cuda_peak_allocated_mib": (
+            round(peaks["cuda_max_allocated"] / 2**20, 1) if "cuda_max_allocated" in peaks else None
+        ),
+        "cuda_peak_reserved_mib": (
+            round(peaks["cuda_max_reserved"] / 2**20, 1) if "cuda_max_reserved" in peaks else None
+        ),
         "device": info["device"],
         "device_name": peaks.get("cuda_device") or info.get("device_name"),
         "n_neurons": info["n_neurons"],
@@ -145,8 +166,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--durations", type=float, nargs="+", default=[6000.0, 60000.0], help="simulated ms")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply both population sizes (p kept)")
-    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                    help="passed to `wmnet run --set` (repeatable)")
+    ap.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="passed to `wmnet run --set` (repeatable)",
+    )
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--tmp", type=Path, help="folder for the runs' output (default: a temporary one)")
     ap.add_argument("--note", help="stored in the JSON (e.g. the commit when run from an export)")
@@ -158,38 +185,69 @@ def main() -> None:
         from wmnet.config import load_config
 
         cfg = load_config(None, sets)
-        sets += [f"populations.E.size={round(cfg.populations.E.size * args.scale)}",
-                 f"populations.I.size={round(cfg.populations.I.size * args.scale)}"]
+        sets += [
+            f"populations.E.size={round(cfg.populations.E.size * args.scale)}",
+            f"populations.I.size={round(cfg.populations.I.size * args.scale)}",
+        ]
     results = []
     with tempfile.TemporaryDirectory(dir=args.tmp) as d:
         for dur in args.durations:
-            print(f"running {dur / 1000:g} s simulated ({' '.join(sets) or 'defaults'}) ...", file=sys.stderr,
-                  flush=True)
+            print(
+                f"running {dur / 1000:g} s simulated ({' '.join(sets) or 'defaults'}) ...", file=sys.stderr, flush=True
+            )
             results.append(run_once(dur, sets, Path(d), args.sample))
-    print(f"\n{results[0]['n_neurons']} neurons, {results[0]['n_synapses']:,} synapses, "
-          f"device {results[0]['device_name']}")
-    print("| simulated | wall | spikes | spikes.h5 | peak RSS | RSS at 10%, 50%, 90% of the run | RSS slope | device peak |")
+    print(
+        f"\n{results[0]['n_neurons']} neurons, {results[0]['n_synapses']:,} synapses, "
+        f"device {results[0]['device_name']}"
+    )
+    print(
+        "| simulated | wall | spikes | spikes.h5 | peak RSS | RSS at 10%, 50%, 90% of the run | RSS slope | device peak |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in results:
-        dev = ("n/a on CPU" if r["cuda_peak_allocated_mib"] is None else
-               f"{r['cuda_peak_allocated_mib']:.0f} MiB allocated, {r['cuda_peak_reserved_mib']:.0f} MiB reserved")
-        print(f"| {r['duration_ms'] / 1000:g} s | {r['wall_s']:.0f} s | {r['spikes']:,} | "
-              f"{r['file_bytes'].get('spikes.h5', 0) / 2**20:.1f} MiB | {r['peak_rss_mib']} MiB | "
-              f"{', '.join(map(str, r['rss_at_10_50_90_percent_mib']))} MiB | "
-              f"{r['rss_slope_mib_per_sim_s']} MiB per simulated s | "
-              f"{dev} |")
+        dev = (
+            "n/a on CPU"
+            if r["cuda_peak_allocated_mib"] is None
+            else f"{r['cuda_peak_allocated_mib']:.0f} MiB allocated, {r['cuda_peak_reserved_mib']:.0f} MiB reserved"
+        )
+        print(
+            f"| {r['duration_ms'] / 1000:g} s | {r['wall_s']:.0f} s | {r['spikes']:,} | "
+            f"{r['file_bytes'].get('spikes.h5', 0) / 2**20:.1f} MiB | {r['peak_rss_mib']} MiB | "
+            f"{', '.join(map(str, r['rss_at_10_50_90_percent_mib']))} MiB | "
+            f"{r['rss_slope_mib_per_sim_s']} MiB per simulated s | "
+            f"{dev} |"
+        )
     if args.json:
         import wmnet
 
         try:
-            commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                    cwd=Path(wmnet.__file__).parent).stdout.strip() or None
+            commit = (
+                subprocess.run(
+                    ["git", "rev-parse", "--short", "HEAD"],
+                    capture_output=True,
+                    text=True,
+                    cwd=Path(wmnet.__file__).parent,
+                ).stdout.strip()
+                or None
+            )
         except OSError:
             commit = None
-        args.json.write_text(json.dumps({"command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-                                         "sets": sets, "wmnet": str(Path(wmnet.__file__).parent), "commit": commit, "note": args.note,
-                                         "python": sys.version.split()[0],
-                                         "host_cpus": os.cpu_count(), "results": results}, indent=1) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+                    "sets": sets,
+                    "wmnet": str(Path(wmnet.__file__).parent),
+                    "commit": commit,
+                    "note": args.note,
+                    "python": sys.version.split()[0],
+                    "host_cpus": os.cpu_count(),
+                    "results": results,
+                },
+                indent=1,
+            )
+            + "\n"
+        )
         print(f"wrote {args.json}")
 
 

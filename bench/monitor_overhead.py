@@ -1,6 +1,6 @@
 """Overhead of each monitor: the same run with monitors added one at a time (files written).
 
-    python bench/monitor_overhead.py [--device cpu|cuda] [--duration 100]
+python bench/monitor_overhead.py [--device cpu|cuda] [--duration 100]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Engine step time alone (no monitors, no block loop): ms per step and s/s, plasticity on and off.
 
-    python bench/step_time.py [--device cpu|cuda] [--steps 500]
+python bench/step_time.py [--device cpu|cuda] [--steps 500]
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--warmup", type=int, default=300)
-    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
-                    help="config override, repeatable")
+    ap.add_argument(
+        "--set", dest="sets", action="append", default=[], metavar="KEY=VALUE", help="config override, repeatable"
+    )
     args = ap.parse_args()
     for extra in ([], ["plasticity.enabled=false"]):
         cfg = load_config(None, args.sets + extra + [f"device={args.device}", "dtype=float32"])
@@ -40,8 +41,11 @@ def main() -> None:
             torch.cuda.synchronize()
         per = (time.perf_counter() - t0) / args.steps
         cpu = (time.process_time() - c0) / args.steps  # less sensitive to other processes on a shared machine
-        print(f"{' '.join(extra) or 'plasticity on':28s} {per * 1e3:7.2f} ms/step = {per * 1e4:7.1f} s/s "
-              f"(CPU time {cpu * 1e3:.2f} ms/step)", flush=True)
+        print(
+            f"{' '.join(extra) or 'plasticity on':28s} {per * 1e3:7.2f} ms/step = {per * 1e4:7.1f} s/s "
+            f"(CPU time {cpu * 1e3:.2f} ms/step)",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -42,23 +42,43 @@ def variant(name: str, points: int, neurons: tuple[int, int], duration: float, w
     runner.warm_up = timed_warm_up  # to report the warm-up's share of the start-up
 
     n_u = points // 2
-    sweep = {"set": {"populations.E.size": neurons[0], "populations.I.size": neurons[1], "duration": duration,
-                     "device": "cpu", "engine": "sparse"},
-             "grid": {"stp.U": [round(0.05 + 0.05 * i, 4) for i in range(n_u)]}, "seeds": [0, 1]}
+    sweep = {
+        "set": {
+            "populations.E.size": neurons[0],
+            "populations.I.size": neurons[1],
+            "duration": duration,
+            "device": "cpu",
+            "engine": "sparse",
+        },
+        "grid": {"stp.U": [round(0.05 + 0.05 * i, 4) for i in range(n_u)]},
+        "seeds": [0, 1],
+    }
     out = Path(tempfile.mkdtemp(prefix=f"sweep-bench-{name}-"))
     shutil.rmtree(out)
     t0, t0_unix = time.perf_counter(), time.time()
-    df = runner.run_sweep(sweep, out, executor="ray" if name == "ray" else "local", workers=workers,
-                          progress=False, warm=name != "cold-nowarm")
+    df = runner.run_sweep(
+        sweep,
+        out,
+        executor="ray" if name == "ray" else "local",
+        workers=workers,
+        progress=False,
+        warm=name != "cold-nowarm",
+    )
     wall, t1_unix = time.perf_counter() - t0, time.time()
     state = json.loads((out / "state.json").read_text())
     w = workers or (os.cpu_count() or 1)
     w = min(w, len(df))
     own = float((df["wall_build_s"] + df["wall_simulate_s"]).sum())
     res = {
-        "variant": name, "points": len(df), "complete": int((df["status"] == "complete").sum()), "workers": w,
-        "sweep_wall_s": wall, "points_own_sum_s": own, "points_worker_sum_s": float(df["wall_s"].sum()),
-        "parallel_efficiency": own / w / wall, "overhead_per_point_s": (wall * w - own) / len(df),
+        "variant": name,
+        "points": len(df),
+        "complete": int((df["status"] == "complete").sum()),
+        "workers": w,
+        "sweep_wall_s": wall,
+        "points_own_sum_s": own,
+        "points_worker_sum_s": float(df["wall_s"].sum()),
+        "parallel_efficiency": own / w / wall,
+        "overhead_per_point_s": (wall * w - own) / len(df),
         "worker_import_s": [float(x) for x in df["import_s"] if x > 0.01],
         # numba_compiled counts over a worker's life: its last point's count is the worker's.
         "numba_compiled_by_workers": int(df.groupby("worker_pid")["numba_compiled"].max().sum()),
@@ -112,8 +132,18 @@ def main() -> None:
         if name.startswith("cold"):
             cache = tempfile.mkdtemp(prefix="numba-cache-")
             env["NUMBA_CACHE_DIR"] = cache  # an empty cache, for this variant's processes only
-        cmd = [sys.executable, __file__, "--one", name, "--points", str(a.points), "--neurons",
-               *map(str, a.neurons), "--duration", str(a.duration)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--one",
+            name,
+            "--points",
+            str(a.points),
+            "--neurons",
+            *map(str, a.neurons),
+            "--duration",
+            str(a.duration),
+        ]
         cmd += ["--workers", str(a.workers)] if a.workers else []
         t0 = time.perf_counter()
         done = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -123,13 +153,23 @@ def main() -> None:
         res = json.loads(done.stdout.strip().splitlines()[-1])
         res["process_wall_s"] = time.perf_counter() - t0
         results.append(res)
-        print(f"{name:12s} wall {res['sweep_wall_s']:6.1f} s, own sum {res['points_own_sum_s']:6.1f} s, "
-              f"efficiency {res['parallel_efficiency']:.2f}, overhead/point {res['overhead_per_point_s']:.2f} s, "
-              f"imports {res['worker_import_s']}, compiled by workers {res['numba_compiled_by_workers']}", flush=True)
+        print(
+            f"{name:12s} wall {res['sweep_wall_s']:6.1f} s, own sum {res['points_own_sum_s']:6.1f} s, "
+            f"efficiency {res['parallel_efficiency']:.2f}, overhead/point {res['overhead_per_point_s']:.2f} s, "
+            f"imports {res['worker_import_s']}, compiled by workers {res['numba_compiled_by_workers']}",
+            flush=True,
+        )
         if cache:
             shutil.rmtree(cache, ignore_errors=True)
-    meta = {"machine": os.uname().nodename, "cores": os.cpu_count(), "load_avg_1min_at_end": os.getloadavg()[0],
-            "points": a.points, "neurons": list(a.neurons), "duration_ms": a.duration, "results": results}
+    meta = {
+        "machine": os.uname().nodename,
+        "cores": os.cpu_count(),
+        "load_avg_1min_at_end": os.getloadavg()[0],
+        "points": a.points,
+        "neurons": list(a.neurons),
+        "duration_ms": a.duration,
+        "results": results,
+    }
     Path(a.out).write_text(json.dumps(meta, indent=2) + "\n")
     print(f"written: {a.out}")
 

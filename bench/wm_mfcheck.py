@@ -20,6 +20,9 @@ if __name__ == "__main__":
     for g_in in (0.2, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0):
         low, sel = classify(meanfield.solve(cfg, max_active=1, g_in=g_in, **LEARNED))
         lo = f"low E {low['E']:.2f} I {low['I']:.2f} group {max(low[p] for p in GROUPS):.2f}" if low else "no low state"
-        se = (f"sel {max(sel[p] for p in GROUPS):.1f} other {sorted(sel[p] for p in GROUPS)[-2]:.2f} "
-              f"I {sel['I']:.1f}") if sel else "no selective state"
+        se = (
+            (f"sel {max(sel[p] for p in GROUPS):.1f} other {sorted(sel[p] for p in GROUPS)[-2]:.2f} I {sel['I']:.1f}")
+            if sel
+            else "no selective state"
+        )
         print(f"{' '.join(sys.argv[1:])} g_in {g_in}: {lo}; {se}", flush=True)

@@ -35,9 +35,13 @@ def classify(fps: list[meanfield.FixedPoint]) -> tuple[dict | None, dict | None]
 
 
 def main(out: str) -> None:
-    grid = {"stp.U": [0.01, 0.02, 0.028, 0.05], "projections.E->E.J_p": [0.5, 0.8, 1.2],
-            "background.E.mean": [1.2, 1.35, 1.45], "background.E.std": [1.0, 1.5],
-            "projections.I->E.efficacy": [-0.54, -0.9]}
+    grid = {
+        "stp.U": [0.01, 0.02, 0.028, 0.05],
+        "projections.E->E.J_p": [0.5, 0.8, 1.2],
+        "background.E.mean": [1.2, 1.35, 1.45],
+        "background.E.std": [1.0, 1.5],
+        "projections.I->E.efficacy": [-0.54, -0.9],
+    }
     base = load_config(ROOT / "configs/working_memory_cpu.yaml")
     with open(out, "w") as fh:
         fh.write("\t".join([*grid, "g_in", "low_E", "low_I", "low_group", "sel_cued", "sel_other", "sel_I"]) + "\n")
@@ -51,11 +55,20 @@ def main(out: str) -> None:
                 except Exception as e:  # a regime the theory refuses: skip the point
                     print("skip", values, g_in, str(e)[:80], file=sys.stderr)
                     continue
-                row = [*values, g_in,
-                       *(f"{low[k]:.2f}" if low else "nan" for k in ("E", "I")),
-                       f"{max(low[p] for p in GROUPS):.2f}" if low else "nan",
-                       *(f"{v:.2f}" for v in ((max(sel[p] for p in GROUPS), sorted(sel[p] for p in GROUPS)[-2],
-                                               sel["I"]) if sel else (float("nan"),) * 3))]
+                row = [
+                    *values,
+                    g_in,
+                    *(f"{low[k]:.2f}" if low else "nan" for k in ("E", "I")),
+                    f"{max(low[p] for p in GROUPS):.2f}" if low else "nan",
+                    *(
+                        f"{v:.2f}"
+                        for v in (
+                            (max(sel[p] for p in GROUPS), sorted(sel[p] for p in GROUPS)[-2], sel["I"])
+                            if sel
+                            else (float("nan"),) * 3
+                        )
+                    ),
+                ]
                 fh.write("\t".join(str(x) for x in row) + "\n")
                 fh.flush()
                 if low and sel:

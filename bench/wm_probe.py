@@ -22,27 +22,59 @@ from wmnet.config import load_config
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def probe(name: str, overrides: list[str], base: str = "configs/working_memory_cpu.yaml",
-          rest: float = 600.0, cue: float = 300.0, delay: float = 1000.0) -> list[dict]:
+def probe(
+    name: str,
+    overrides: list[str],
+    base: str = "configs/working_memory_cpu.yaml",
+    rest: float = 600.0,
+    cue: float = 300.0,
+    delay: float = 1000.0,
+) -> list[dict]:
     cue_stim = {"kind": "selective", "group": "$group", "contrast_E": 1.5}
     for o in overrides:  # contrast=C sets the probe's cue contrast
         if o.startswith("contrast="):
             cue_stim["contrast_E"] = float(o.split("=")[1])
-    cfg = load_config(ROOT / base, ["plasticity.enabled=false",
-                                    *[o for o in overrides if not o.startswith("contrast=")]]).to_dict()
-    cfg["protocol"] = {"initial_rest": rest, "epochs": [
-        {"block": "probe", "groups": ["P1", "P2"], "epochs": [
-            {"name": "cue", "duration": cue, "stimulus": cue_stim},
-            {"name": "delay", "duration": delay - 200},
-            {"name": "late", "duration": 200}]}]}
+    cfg = load_config(
+        ROOT / base, ["plasticity.enabled=false", *[o for o in overrides if not o.startswith("contrast=")]]
+    ).to_dict()
+    cfg["protocol"] = {
+        "initial_rest": rest,
+        "epochs": [
+            {
+                "block": "probe",
+                "groups": ["P1", "P2"],
+                "epochs": [
+                    {"name": "cue", "duration": cue, "stimulus": cue_stim},
+                    {"name": "delay", "duration": delay - 200},
+                    {"name": "late", "duration": 200},
+                ],
+            }
+        ],
+    }
     cfg.pop("duration", None)
-    cfg["record"] = {"traces": {"variables": ["v"], "neurons": [0], "every": 100.0}, "synapses": {"every": None}, "snapshots": [], "rates": {"bin": 10.0}}
+    cfg["record"] = {
+        "traces": {"variables": ["v"], "neurons": [0], "every": 100.0},
+        "synapses": {"every": None},
+        "snapshots": [],
+        "rates": {"bin": 10.0},
+    }
     out = ROOT / "runs" / "probe" / name
     out.mkdir(parents=True, exist_ok=True)
     (out.parent / f"{name}.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     t0 = time.time()
-    subprocess.run([str(ROOT / ".venv/bin/wmnet"), "run", str(out.parent / f"{name}.yaml"), "--out", str(out),
-                    "--overwrite", "--no-plot", "--quiet"], check=True)
+    subprocess.run(
+        [
+            str(ROOT / ".venv/bin/wmnet"),
+            "run",
+            str(out.parent / f"{name}.yaml"),
+            "--out",
+            str(out),
+            "--overwrite",
+            "--no-plot",
+            "--quiet",
+        ],
+        check=True,
+    )
     rows = epoch_rates(out)
     print(f"== {name} {' '.join(overrides)}  ({time.time() - t0:.0f} s)")
     groups = [g for g in rows[0]["rate_hz"] if g.startswith("P")] + ["nonselective", "E", "I"]

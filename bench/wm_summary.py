@@ -26,8 +26,10 @@ def main(run: Path) -> None:
     for r in done:
         if r["block"] == "n/a":
             rr = r["rate_hz"]
-            print(f"{r['trial_type']:20s} E {rr['E']:.2f} I {rr['I']:.2f} groups max {max(rr[g] for g in GROUPS):.2f} "
-                  f"nonselective {rr['nonselective']:.2f}")
+            print(
+                f"{r['trial_type']:20s} E {rr['E']:.2f} I {rr['I']:.2f} groups max {max(rr[g] for g in GROUPS):.2f} "
+                f"nonselective {rr['nonselective']:.2f}"
+            )
     trials: dict[tuple[str, str, str], dict[str, dict[str, float]]] = {}
     for r in done:
         if r["block"] != "n/a":
@@ -37,16 +39,20 @@ def main(run: Path) -> None:
         if "delay_end" in ep and "delay" in ep:
             d = {g: 0.8 * ep["delay"][g] + 0.2 * ep["delay_end"][g] for g in GROUPS}
             oth = [d[g] for g in GROUPS if g != group]
-            print(f"{block:12s} {group:6s} {ep['cue'][group]:5.1f} {d[group]:7.1f} {np.mean(oth):7.2f} "
-                  f"{d[group] / max(np.mean(oth), 1e-9):6.1f} {ep['delay_end'][group]:7.1f} {max(oth):8.2f}")
+            print(
+                f"{block:12s} {group:6s} {ep['cue'][group]:5.1f} {d[group]:7.1f} {np.mean(oth):7.2f} "
+                f"{d[group] / max(np.mean(oth), 1e-9):6.1f} {ep['delay_end'][group]:7.1f} {max(oth):8.2f}"
+            )
         elif block == "train" and "delay" in ep:
             oth = [ep["delay"][g] for g in GROUPS if g != group]
             print(f"{block:12s} {group:6s} {ep['cue'][group]:5.1f} {ep['delay'][group]:7.1f} {np.mean(oth):7.2f}")
         elif "delay_B_end" in ep:
             a, b = group.split("+")
-            print(f"handover {a}->{b}: delay_A {a} {ep['delay_A'][a]:.1f} {b} {ep['delay_A'][b]:.1f}; "
-                  f"delay_B {a} {ep['delay_B'][a]:.1f} {b} {ep['delay_B'][b]:.1f}; last 200 ms {a} "
-                  f"{ep['delay_B_end'][a]:.1f} {b} {ep['delay_B_end'][b]:.1f}")
+            print(
+                f"handover {a}->{b}: delay_A {a} {ep['delay_A'][a]:.1f} {b} {ep['delay_A'][b]:.1f}; "
+                f"delay_B {a} {ep['delay_B'][a]:.1f} {b} {ep['delay_B'][b]:.1f}; last 200 ms {a} "
+                f"{ep['delay_B_end'][a]:.1f} {b} {ep['delay_B_end'][b]:.1f}"
+            )
     syn = run / "synapses.h5"
     if syn.exists():
         with h5py.File(syn) as f:

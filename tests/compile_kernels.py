@@ -47,25 +47,52 @@ def signature(fn: triton.JITFunction, dt: str, det: bool) -> dict[str, str]:
 
 
 def compile_one(fn: triton.JITFunction, dt: str, det: bool, const: dict) -> None:
-    triton.compile(ASTSource(fn=fn, signature=signature(fn, dt, det), constexprs=const), target=TARGET,
-                   options={"enable_fp_fusion": False})
+    triton.compile(
+        ASTSource(fn=fn, signature=signature(fn, dt, det), constexprs=const),
+        target=TARGET,
+        options={"enable_fp_fusion": False},
+    )
     print("compiled", fn.__name__, dt, const, flush=True)
 
 
 def main() -> None:
     for dt in ("fp32", "fp64"):
         mant = 23 if dt == "fp32" else 52
-        for plastic, bounded, det, keep in itertools.product([True, False], [True, False], [False, True], [False, True]):
+        for plastic, bounded, det, keep in itertools.product(
+            [True, False], [True, False], [False, True], [False, True]
+        ):
             if not plastic and (bounded or keep):
                 continue
-            compile_one(K.synapse_step, dt, det, {"PLASTIC": plastic, "BOUNDED": bounded, "DET": det, "KEEP": keep,
-                                                  "MANT": mant, "BLOCK": BLOCKS.synapse})
+            compile_one(
+                K.synapse_step,
+                dt,
+                det,
+                {
+                    "PLASTIC": plastic,
+                    "BOUNDED": bounded,
+                    "DET": det,
+                    "KEEP": keep,
+                    "MANT": mant,
+                    "BLOCK": BLOCKS.synapse,
+                },
+            )
         for det, plastic in itertools.product([False, True], [True, False]):
             compile_one(K.neuron_step, dt, det, {"DET": det, "PLASTIC": plastic, "BLOCK": BLOCKS.neuron})
         for (from_list, nchunk), bounded in itertools.product([(True, 0), (True, 4), (False, 0)], [True, False]):
-            compile_one(K.catch_up, dt, False, {"FROM_LIST": from_list, "NPROG": 264, "BOUNDED": bounded,
-                                                "MANT": mant, "KEEP": True, "BLOCK": BLOCKS.catch_up,
-                                                "NCHUNK": nchunk})
+            compile_one(
+                K.catch_up,
+                dt,
+                False,
+                {
+                    "FROM_LIST": from_list,
+                    "NPROG": 264,
+                    "BOUNDED": bounded,
+                    "MANT": mant,
+                    "KEEP": True,
+                    "BLOCK": BLOCKS.catch_up,
+                    "NCHUNK": nchunk,
+                },
+            )
 
 
 if __name__ == "__main__":

@@ -13,9 +13,28 @@ import h5py
 def test_blow_up_stops_with_a_clear_message(tmp_path: Path) -> None:
     out = tmp_path / "run"
     # Efficacies of 1e38 overflow float32 sums to inf as soon as E neurons fire.
-    cmd = [sys.executable, "-m", "wmnet.cli", "run", "--out", str(out), "--quiet", "--no-plot", "--duration", "100",
-           "--device", "cpu", "--set", "populations.E.size=800", "--set", "populations.I.size=200",
-           "--set", "projections.E->E.J_p=1e38", "--set", "projections.E->E.J_d=1e38"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "wmnet.cli",
+        "run",
+        "--out",
+        str(out),
+        "--quiet",
+        "--no-plot",
+        "--duration",
+        "100",
+        "--device",
+        "cpu",
+        "--set",
+        "populations.E.size=800",
+        "--set",
+        "populations.I.size=200",
+        "--set",
+        "projections.E->E.J_p=1e38",
+        "--set",
+        "projections.E->E.J_d=1e38",
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert res.returncode == 2, res.stderr
     lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]

@@ -25,8 +25,15 @@ from wmnet.network import Network
 from wmnet.simulation import RunResult, Simulation
 from wmnet.stimuli import Stimulus
 
-SMALL = ["populations.E.size=800", "populations.I.size=200", "dtype=float32", "engine=sparse", "device=cpu",
-         "seed=5", "duration=60"]
+SMALL = [
+    "populations.E.size=800",
+    "populations.I.size=200",
+    "dtype=float32",
+    "engine=sparse",
+    "device=cpu",
+    "seed=5",
+    "duration=60",
+]
 CHECKPOINT_MS = 20.0  # every block of 200 steps (dt = 0.1 ms) crosses one
 
 
@@ -111,8 +118,7 @@ def test_stop_and_resume_is_bitwise_the_uninterrupted_run(whole: Whole, tmp_path
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_stop_and_resume_on_cuda_is_bitwise(tmp_path: Path) -> None:
     """The same on the GPU, with `deterministic: true` (float atomics make no two runs equal)."""
-    cfg = load_config(None, [*SMALL, f"record.checkpoint_every={CHECKPOINT_MS}", "device=cuda",
-                             "deterministic=true"])
+    cfg = load_config(None, [*SMALL, f"record.checkpoint_every={CHECKPOINT_MS}", "device=cuda", "deterministic=true"])
     out = tmp_path / "whole"
     whole = Whole(out, start_run(cfg, out).run(out=out, progress=False))
     check_stop_and_resume(cfg, whole, tmp_path)
@@ -160,9 +166,12 @@ def start_cli_run(out: Path) -> tuple[list[str], subprocess.Popen]:
     """`wmnet run` of the SMALL network into `out` as a real process, checkpointing every 10 ms."""
     sets = [a for s in SMALL for a in ("--set", s)]
     cmd = [sys.executable, "-m", "wmnet.cli"]
-    proc = subprocess.Popen([*cmd, "run", "--out", str(out), "--no-plot", "--quiet", *sets,
-                             "--set", "record.checkpoint_every=10"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*cmd, "run", "--out", str(out), "--no-plot", "--quiet", *sets, "--set", "record.checkpoint_every=10"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     return cmd, proc
 
 
@@ -188,8 +197,9 @@ def test_sigterm_stops_at_a_block_and_wmnet_resume_finishes(whole: Whole, tmp_pa
     assert info["status"] == "interrupted" and 0 < info["simulated_ms"] < 60
     assert info["checkpoint_ms"] == pytest.approx(info["simulated_ms"])
 
-    done = subprocess.run([*cmd, "resume", str(out), "--no-plot", "--quiet"], capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [*cmd, "resume", str(out), "--no-plot", "--quiet"], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads((out / "run.json").read_text())["status"] == "complete"
     da, db = datasets(whole.out / "spikes.h5"), datasets(out / "spikes.h5")
@@ -261,8 +271,14 @@ def test_gpu_engine_state_dict_continues_bitwise_in_the_interpreter() -> None:
 
 def test_resume_reuses_the_connectivity_and_input_files(tmp_path: Path) -> None:
     """A run built from --connectivity and --input files resumes from them (run.json names them)."""
-    sets = ["populations.E.size=160", "populations.I.size=40", "duration=50", "seed=4", "dtype=float64",
-            "record.checkpoint_every=20"]
+    sets = [
+        "populations.E.size=160",
+        "populations.I.size=40",
+        "duration=50",
+        "seed=4",
+        "dtype=float64",
+        "record.checkpoint_every=20",
+    ]
     cfg = load_config(None, sets)
     j_slow, j_fast = Network.build(cfg).connectivity.to_dense(cfg, torch.float64)
     j_fast[:, 0] = 0.0  # not the seed's connectivity: a resume that regenerated it would differ
@@ -288,8 +304,9 @@ def test_resume_reuses_the_connectivity_and_input_files(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("after_checkpoints", [1, 2])
-def test_kill_9_leaves_readable_files_and_resume_completes_bitwise(whole: Whole, tmp_path: Path,
-                                                                   after_checkpoints: int) -> None:
+def test_kill_9_leaves_readable_files_and_resume_completes_bitwise(
+    whole: Whole, tmp_path: Path, after_checkpoints: int
+) -> None:
     """A real `wmnet run` process killed with SIGKILL at several moments (after its 1st and 2nd
     checkpoint, at whatever point of the next block it then is): every file opens and reads, run.json
     says "running", and `wmnet resume` completes to the same bytes as the uninterrupted run."""
@@ -310,8 +327,9 @@ def test_kill_9_leaves_readable_files_and_resume_completes_bitwise(whole: Whole,
     assert json.loads((out / "run.json").read_text())["status"] == "running"
     for f in [out / "spikes.h5", *sorted((out / "reports").glob("*.h5")), out / "rates.h5", out / "synapses.h5"]:
         datasets(f)  # opens and reads every dataset
-    done = subprocess.run([*cmd, "resume", str(out), "--no-plot", "--quiet"], capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [*cmd, "resume", str(out), "--no-plot", "--quiet"], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads((out / "run.json").read_text())["status"] == "complete"
     assert_same_files(whole.out, out)
@@ -336,9 +354,15 @@ def test_wmnet_extend_continues_a_finished_run_bitwise(whole: Whole, tmp_path: P
     # A run that did not complete cannot be extended (it needs `wmnet resume` first).
     info = json.loads((out / "run.json").read_text())
     (out / "run.json").write_text(json.dumps({**info, "status": "interrupted"}))
-    proc = subprocess.run([sys.executable, "-m", "wmnet.cli", "extend", str(out), "--by", "20"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "wmnet.cli", "extend", str(out), "--by", "20"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2
-    assert proc.stderr.strip().endswith("only a completed run with its final checkpoint can be extended "
-                                        "(status 'interrupted'; an interrupted run needs `wmnet resume` first)")
+    assert proc.stderr.strip().endswith(
+        "only a completed run with its final checkpoint can be extended "
+        "(status 'interrupted'; an interrupted run needs `wmnet resume` first)"
+    )
     assert "\n" not in proc.stderr.strip()

@@ -29,8 +29,9 @@ TINY_N = 100
 
 
 def wmnet(*args: str | Path, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "wmnet.cli", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "wmnet.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout
+    )
 
 
 def ok(proc: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
@@ -69,8 +70,17 @@ def e2e(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.Comp
 
 def test_run_writes_every_output(e2e: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
     out, proc = e2e
-    for name in ("spikes.h5", "run.json", "config.yaml", "reports/v.h5", "reports/i_s.h5",
-                 "reports/i_f.h5", "reports/x.h5", "figures/raster.png", "figures/traces.png"):
+    for name in (
+        "spikes.h5",
+        "run.json",
+        "config.yaml",
+        "reports/v.h5",
+        "reports/i_s.h5",
+        "reports/i_f.h5",
+        "reports/x.h5",
+        "figures/raster.png",
+        "figures/traces.png",
+    ):
         assert (out / name).is_file(), name
     assert str(out) in proc.stdout
     assert "Traceback" not in proc.stderr
@@ -87,8 +97,9 @@ def test_run_json(e2e: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
     info = json.loads((out / "run.json").read_text())
     assert info["status"] == "complete"
     assert info["seed"] == SEED
-    expected_cfg = load_config(None, ["populations.E.size=800", "populations.I.size=200",
-                                      f"duration={DURATION}", f"seed={SEED}", "device=cpu"])
+    expected_cfg = load_config(
+        None, ["populations.E.size=800", "populations.I.size=200", f"duration={DURATION}", f"seed={SEED}", "device=cpu"]
+    )
     assert info["config"] == expected_cfg.to_dict()
     # config.yaml is the same effective config, and loads back as a valid config file.
     assert yaml.safe_load((out / "config.yaml").read_text()) == info["config"]
@@ -152,8 +163,11 @@ def test_overwrite_and_no_plot(tmp_path: Path) -> None:
 def test_config_show_reflects_overrides(tmp_path: Path) -> None:
     cfg_file = tmp_path / "my.yaml"
     cfg_file.write_text("seed: 5\nduration: 200\npopulations:\n  E: {tau_m: 30}\n")
-    proc = ok(wmnet("config", "show", cfg_file, "--set", "seed=9", "--set", "dt=0.05",
-                    "--set", "projections.E->I.efficacy=0.1"))
+    proc = ok(
+        wmnet(
+            "config", "show", cfg_file, "--set", "seed=9", "--set", "dt=0.05", "--set", "projections.E->I.efficacy=0.1"
+        )
+    )
     shown = yaml.safe_load(proc.stdout)
     assert shown["seed"] == 9  # --set beats the file
     assert shown["duration"] == 200  # from the file
@@ -221,6 +235,7 @@ def _yaml(text: str) -> Callable[[Path], list[str]]:
     def setup(tmp: Path) -> list[str]:
         (tmp / "bad.yaml").write_text(text)
         return [str(tmp / "bad.yaml")]
+
     return setup
 
 
@@ -228,6 +243,7 @@ def _npy(make: Callable[[], np.ndarray]) -> Callable[[Path], list[str]]:
     def setup(tmp: Path) -> list[str]:
         np.save(tmp / "input.npy", make())
         return ["--input", str(tmp / "input.npy")]
+
     return setup
 
 
@@ -235,6 +251,7 @@ def _npz(make: Callable[[], dict[str, np.ndarray]]) -> Callable[[Path], list[str
     def setup(tmp: Path) -> list[str]:
         np.savez(tmp / "conn.npz", **make())
         return ["--connectivity", str(tmp / "conn.npz")]
+
     return setup
 
 
@@ -274,7 +291,8 @@ BAD: dict[str, Bad] = {
     "input-missing-file": Bad(lambda tmp: ["--input", str(tmp / "nothere.npy")], ("nothere.npy",)),
     "connectivity-wrong-shape": Bad(
         _npz(lambda: {"j_fast": np.zeros((TINY_N, TINY_N - 1)), "j_slow": np.zeros((TINY_N, TINY_N - 1))}),
-        ("conn.npz", "shape")),
+        ("conn.npz", "shape"),
+    ),
     "connectivity-overlap": Bad(_npz(_overlap), ("conn.npz", "j_fast", "j_slow")),
     "out-not-empty": Bad(lambda tmp: [], ("--out", "not empty"), prefill=True),
     "device-unavailable": Bad(lambda tmp: ["--device", "cuda"], ("cuda",)),
@@ -326,8 +344,7 @@ def test_bad_input(name: str, bad_results: dict[str, tuple[Path, subprocess.Comp
 def test_zero_input_gives_no_spikes(tmp_path: Path) -> None:
     np.save(tmp_path / "zero.npy", np.zeros((TINY_N, 500)))
     out = tmp_path / "run"
-    ok(wmnet("run", "--out", out, "--duration", 50, "--input", tmp_path / "zero.npy",
-             "--no-plot", "--quiet", *TINY))
+    ok(wmnet("run", "--out", out, "--duration", 50, "--input", tmp_path / "zero.npy", "--no-plot", "--quiet", *TINY))
     for pop, (t, ids) in spikes(out / "spikes.h5").items():
         assert t.size == 0 and ids.size == 0, pop
     info = json.loads((out / "run.json").read_text())
@@ -349,8 +366,22 @@ def test_input_array_drives_the_network(tmp_path: Path) -> None:
     arr[80:, k1:] = 20.0
     np.save(tmp_path / "in.npy", arr)
     out = tmp_path / "run"
-    ok(wmnet("run", "--out", out, "--duration", steps * dt, "--input", tmp_path / "in.npy", "--dtype", "float64",
-             "--no-plot", "--quiet", *TINY))
+    ok(
+        wmnet(
+            "run",
+            "--out",
+            out,
+            "--duration",
+            steps * dt,
+            "--input",
+            tmp_path / "in.npy",
+            "--dtype",
+            "float64",
+            "--no-plot",
+            "--quiet",
+            *TINY,
+        )
+    )
     v, tau_m, theta = 0.0, 20.0, 20.0
     first = None
     for k in range(steps):
@@ -378,8 +409,18 @@ def test_dense_connectivity_file_is_used(tmp_path: Path) -> None:
     expected = Simulation(net).run(out=tmp_path / "api", progress=False)
     assert expected.summary["spikes"] > 0
     out = tmp_path / "run"
-    ok(wmnet("run", "--out", out, "--connectivity", tmp_path / "conn.npz", "--no-plot", "--quiet",
-             *[a for s in sets for a in ("--set", s)]))
+    ok(
+        wmnet(
+            "run",
+            "--out",
+            out,
+            "--connectivity",
+            tmp_path / "conn.npz",
+            "--no-plot",
+            "--quiet",
+            *[a for s in sets for a in ("--set", s)],
+        )
+    )
     info = json.loads((out / "run.json").read_text())
     assert info["n_synapses"] == net.connectivity.n_synapses()
     assert info["connectivity"].endswith("conn.npz")

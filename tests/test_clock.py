@@ -16,19 +16,33 @@ from wmnet.config import load_config
 from wmnet.network import Network
 from wmnet.simulation import Simulation
 
-BASE = ["populations.E.size=400", "populations.I.size=100", "device=cpu", "engine=sparse", "dtype=float32",
-        "seed=11", "background={E: {mean: 1.2, std: 0.5}, I: {mean: 1.0, std: 0.4}, grain: 0.5}",
-        "stimulus={kind: background}", "record.traces.variables=[]", "record.rates=null", "record.synapses=null"]
+BASE = [
+    "populations.E.size=400",
+    "populations.I.size=100",
+    "device=cpu",
+    "engine=sparse",
+    "dtype=float32",
+    "seed=11",
+    "background={E: {mean: 1.2, std: 0.5}, I: {mean: 1.0, std: 0.4}, grain: 0.5}",
+    "stimulus={kind: background}",
+    "record.traces.variables=[]",
+    "record.rates=null",
+    "record.synapses=null",
+]
 # 20 ms plain, 20 ms with the slow E→E halved and the fast I→E ×1.5, 10 ms plain: 50 ms.
-SCALED = ("protocol={epochs: [{name: a, duration: 20}, {name: drug, duration: 20, projections: "
-          "{E->E: {slow_scale: 0.5}, I->E: {fast_scale: 1.5}}}, {name: c, duration: 10}]}")
+SCALED = (
+    "protocol={epochs: [{name: a, duration: 20}, {name: drug, duration: 20, projections: "
+    "{E->E: {slow_scale: 0.5}, I->E: {fast_scale: 1.5}}}, {name: c, duration: 10}]}"
+)
 PLAIN = "protocol={epochs: [{name: a, duration: 20}, {name: drug, duration: 20}, {name: c, duration: 10}]}"
 
 
 def spikes_of(*results: object) -> tuple[np.ndarray, np.ndarray]:
     """(ids, times in ms) of one or more consecutive in-memory runs, concatenated."""
-    return (np.concatenate([r.spikes.i for r in results]),  # type: ignore[attr-defined]
-            np.concatenate([r.spikes.t for r in results]))  # type: ignore[attr-defined]
+    return (
+        np.concatenate([r.spikes.i for r in results]),  # type: ignore[attr-defined]
+        np.concatenate([r.spikes.t for r in results]),
+    )  # type: ignore[attr-defined]
 
 
 def file_spikes(path: Path) -> dict[str, np.ndarray]:
@@ -61,11 +75,13 @@ def test_two_run_calls_give_the_spikes_of_one(whole: tuple[np.ndarray, np.ndarra
     assert np.array_equal(ids, whole[0]) and np.array_equal(t, whole[1])
 
 
-def test_run_then_wmnet_extend_gives_the_spikes_of_one_run(whole: tuple[np.ndarray, np.ndarray],
-                                                           tmp_path: Path) -> None:
+def test_run_then_wmnet_extend_gives_the_spikes_of_one_run(
+    whole: tuple[np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
     """The 50 ms protocol run into a folder, then `wmnet extend --by 20` (a real process): the
     spikes of one 70 ms run (protocol, then the config's stimulus), and its first 50 ms are the
     in-memory run's."""
+
     def start(duration: float, out: Path) -> Simulation:
         cfg = load_config(None, [*BASE, SCALED, f"duration={duration}"])
         out.mkdir()
@@ -75,8 +91,12 @@ def test_run_then_wmnet_extend_gives_the_spikes_of_one_run(whole: tuple[np.ndarr
     long, short = tmp_path / "long", tmp_path / "short"
     start(70.0, long).run(out=long, progress=False)
     start(50.0, short).run(out=short, progress=False)
-    proc = subprocess.run([sys.executable, "-m", "wmnet.cli", "extend", str(short), "--by", "20", "--quiet",
-                           "--no-plot"], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "wmnet.cli", "extend", str(short), "--by", "20", "--quiet", "--no-plot"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     a, b = file_spikes(long), file_spikes(short)
     assert a.keys() == b.keys()

@@ -35,8 +35,7 @@ def test_defaults_projections():
     for proj in (pr.EE, pr.EI, pr.IE, pr.II):
         assert proj.p == 0.2
         assert proj.k_in is None
-    assert (pr.EE.slow_fraction, pr.II.slow_fraction, pr.EI.slow_fraction, pr.IE.slow_fraction) == (
-        0.5, 0.1, 0.0, 0.0)
+    assert (pr.EE.slow_fraction, pr.II.slow_fraction, pr.EI.slow_fraction, pr.IE.slow_fraction) == (0.5, 0.1, 0.0, 0.0)
     assert (pr.EE.J_p, pr.EE.J_d, pr.EE.p_potentiated) == (0.21, 0.03, 0.2)
     assert (pr.EI.efficacy, pr.IE.efficacy, pr.II.efficacy) == (0.08, -0.18, -0.18)
 
@@ -87,9 +86,20 @@ def _models(root: type[BaseModel] = Config) -> list[type[BaseModel]]:
 
 def test_model_walk_finds_every_section():
     names = {m.__name__ for m in _models()}
-    assert {"Config", "Populations", "Population", "Projections", "PlasticProjection",
-            "StaticProjection", "ShortTermDepression", "Plasticity", "Sinusoid", "Constant",
-            "Record", "Traces"} <= names
+    assert {
+        "Config",
+        "Populations",
+        "Population",
+        "Projections",
+        "PlasticProjection",
+        "StaticProjection",
+        "ShortTermDepression",
+        "Plasticity",
+        "Sinusoid",
+        "Constant",
+        "Record",
+        "Traces",
+    } <= names
 
 
 def test_every_field_has_a_description():
@@ -141,7 +151,8 @@ def test_unit_patterns_are_strict():
 
 def test_yaml_load_nested(tmp_path):
     path = tmp_path / "run.yaml"
-    path.write_text(textwrap.dedent("""
+    path.write_text(
+        textwrap.dedent("""
         seed: 7
         dt: 0.05
         duration: 200
@@ -153,7 +164,8 @@ def test_yaml_load_nested(tmp_path):
           I->I: {slow_fraction: 0.4}
         plasticity: {bounds: null, theta_X: 0.5}
         stimulus: {kind: constant, E: 1.5}
-    """))
+    """)
+    )
     c = load_config(path)
     assert (c.seed, c.dt, c.duration, c.n_steps) == (7, 0.05, 200.0, 4000)
     assert (c.populations.E.size, c.populations.E.tau_m, c.populations.I.size) == (80, 25.0, 20)
@@ -166,16 +178,23 @@ def test_yaml_load_nested(tmp_path):
 
 
 def test_yaml_round_trip():
-    c = load_config(None, ["populations.E.size=50", "plasticity.bounds=null", "stimulus.kind=constant",
-                           "stimulus.I=2"])
+    c = load_config(None, ["populations.E.size=50", "plasticity.bounds=null", "stimulus.kind=constant", "stimulus.I=2"])
     again = Config.model_validate(yaml.safe_load(c.to_yaml()))
     assert again == c
     assert c.to_dict()["projections"]["E->E"]["J_p"] == 0.21  # dumped by alias
 
 
 def test_override_nested_keys():
-    c = load_config(None, ["projections.E->E.p=0.1", "populations.I.tau_m=12.5", "stp.U=0.3",
-                           "projections.I->E.efficacy=-0.25", "plasticity.enabled=false"])
+    c = load_config(
+        None,
+        [
+            "projections.E->E.p=0.1",
+            "populations.I.tau_m=12.5",
+            "stp.U=0.3",
+            "projections.I->E.efficacy=-0.25",
+            "plasticity.enabled=false",
+        ],
+    )
     assert c.projections.EE.p == 0.1
     assert c.projections.EI.p == 0.2 and c.projections.EE.slow_fraction == 0.5
     assert c.populations.I.tau_m == 12.5 and c.populations.E.tau_m == 20.0

@@ -17,7 +17,13 @@ import torch
 import wmnet.connectivity as connectivity
 from wmnet.config import Config, load_config
 from wmnet.connectivity import (
-    Connectivity, Projection, _fixed_indegree_csr, _indegree_chunks, _to_csr, generate, load_dense,
+    Connectivity,
+    Projection,
+    _fixed_indegree_csr,
+    _indegree_chunks,
+    _to_csr,
+    generate,
+    load_dense,
 )
 from wmnet.errors import WmnetError
 from wmnet.network import Network
@@ -29,8 +35,7 @@ SIGMAS = 5.0
 
 
 def cfg_of(*overrides: str, n_e: int = N_E, n_i: int = N_I) -> Config:
-    return load_config(None, [f"populations.E.size={n_e}", f"populations.I.size={n_i}", "device=cpu",
-                              *overrides])
+    return load_config(None, [f"populations.E.size={n_e}", f"populations.I.size={n_i}", "device=cpu", *overrides])
 
 
 def pairs(proj: Projection) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -47,10 +52,14 @@ def within_binomial(count: int, n: int, prob: float, sigmas: float = SIGMAS) -> 
 # (name, pre size, post size, p, r) for the default config and for one with changed p and r.
 DEFAULT = {"E->E": (0.2, 0.5), "E->I": (0.2, 0.0), "I->E": (0.2, 0.0), "I->I": (0.2, 0.1)}
 CHANGED_OVERRIDES = (
-    "projections.E->E.p=0.3", "projections.E->E.slow_fraction=0.2",
-    "projections.E->I.p=0.1", "projections.E->I.slow_fraction=0.7",
-    "projections.I->E.p=0.35", "projections.I->E.slow_fraction=0.4",
-    "projections.I->I.p=0.5", "projections.I->I.slow_fraction=1.0",
+    "projections.E->E.p=0.3",
+    "projections.E->E.slow_fraction=0.2",
+    "projections.E->I.p=0.1",
+    "projections.E->I.slow_fraction=0.7",
+    "projections.I->E.p=0.35",
+    "projections.I->E.slow_fraction=0.4",
+    "projections.I->I.p=0.5",
+    "projections.I->I.slow_fraction=1.0",
 )
 CHANGED = {"E->E": (0.3, 0.2), "E->I": (0.1, 0.7), "I->E": (0.35, 0.4), "I->I": (0.5, 1.0)}
 SIZES = {"E->E": (N_E, N_E), "E->I": (N_E, N_I), "I->E": (N_I, N_E), "I->I": (N_I, N_I)}
@@ -61,8 +70,9 @@ def default_conn() -> Connectivity:
     return generate(cfg_of(), CPU, F64)
 
 
-@pytest.mark.parametrize(("overrides", "probs"), [((), DEFAULT), (CHANGED_OVERRIDES, CHANGED)],
-                         ids=["default", "changed"])
+@pytest.mark.parametrize(
+    ("overrides", "probs"), [((), DEFAULT), (CHANGED_OVERRIDES, CHANGED)], ids=["default", "changed"]
+)
 def test_block_counts_match_seed_distribution(overrides, probs):
     conn = generate(cfg_of(*overrides), CPU, F64)
     for name, (p, r) in probs.items():
@@ -286,6 +296,7 @@ def test_fixed_indegree_sorts_nothing_beyond_one_chunk(monkeypatch):
             nonlocal largest
             largest = max(largest, t.numel())
             return fn(t, *args, **kwargs)
+
         return wrapped
 
     monkeypatch.setattr(torch, "sort", spy(torch.sort))
@@ -478,7 +489,9 @@ def _generation_rss_growth(n_e: int, n_i: int, p: float, limit_bytes: float) -> 
     its growth passes `limit_bytes` (the test has failed by then; no need to wait)."""
     proc = subprocess.Popen(
         [sys.executable, "-c", _MEM_SCRIPT, str(n_e), str(n_i), str(p)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None

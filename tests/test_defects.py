@@ -46,8 +46,7 @@ def test_float16_reports_are_float32() -> None:
     from wmnet.io.sonata import PopulationRange
 
     with tempfile.TemporaryDirectory() as d:
-        w = ReportWriter(Path(d) / "v.h5", "v", [PopulationRange("E", 0, 4)], np.arange(2), 0.0, 1.0,
-                         dtype=np.float16)
+        w = ReportWriter(Path(d) / "v.h5", "v", [PopulationRange("E", 0, 4)], np.arange(2), 0.0, 1.0, dtype=np.float16)
         w.append(np.array([[1.5, 2.25]]))
         w.close()
         with h5py.File(Path(d) / "v.h5") as f:
@@ -67,9 +66,11 @@ def test_rate_monitor_checks_are_real_errors() -> None:
 
 
 def test_checks_survive_python_O(tmp_path: Path) -> None:
-    code = ("import torch\nfrom wmnet.monitors import RateMonitor\nfrom wmnet.errors import WmnetError\n"
-            "m = RateMonitor({'E': (0, 4)}, 10, 0.1, 0, torch.device('cpu'), 100, None, True)\n"
-            "try:\n    m.record_block(5, torch.zeros(3, 4, dtype=torch.bool))\nexcept WmnetError:\n    print('raised')\n")
+    code = (
+        "import torch\nfrom wmnet.monitors import RateMonitor\nfrom wmnet.errors import WmnetError\n"
+        "m = RateMonitor({'E': (0, 4)}, 10, 0.1, 0, torch.device('cpu'), 100, None, True)\n"
+        "try:\n    m.record_block(5, torch.zeros(3, 4, dtype=torch.bool))\nexcept WmnetError:\n    print('raised')\n"
+    )
     out = subprocess.run([sys.executable, "-O", "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "raised", out.stderr
 
@@ -107,8 +108,13 @@ def test_event_onsets_are_exact(tmp_path: Path) -> None:
     from wmnet.protocol import Schedule, read_events, seconds
 
     # An onset past 1000 s: 6 significant digits gave 1234.57 (10 ms resolution).
-    cfg = load_config(None, [*TINY, "protocol={epochs: [{name: a, duration: 1234567.8}, {name: b, duration: 0.3},"
-                                    " {name: c, duration: 0.1}]}"])
+    cfg = load_config(
+        None,
+        [
+            *TINY,
+            "protocol={epochs: [{name: a, duration: 1234567.8}, {name: b, duration: 0.3}, {name: c, duration: 0.1}]}",
+        ],
+    )
     sched = Schedule.from_config(cfg)
     sched.write_events(tmp_path / "events.tsv")
     rows = read_events(tmp_path / "events.tsv")
@@ -122,7 +128,7 @@ def test_event_onsets_are_exact(tmp_path: Path) -> None:
 
 
 def test_plotting_leaves_the_backend_alone() -> None:
-    code = ("import matplotlib\nmatplotlib.use('svg')\nimport wmnet.plotting\nprint(matplotlib.get_backend())")
+    code = "import matplotlib\nmatplotlib.use('svg')\nimport wmnet.plotting\nprint(matplotlib.get_backend())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "svg", out.stderr
 
@@ -157,8 +163,7 @@ def test_run_json_reports_compile_time_apart(tmp_path: Path) -> None:
     assert f"compile {wall['compile']:.2f} s" in _summary_lines(res.info)[1]
 
 
-def test_progress_bar_shows_ms_time_left_and_recent_speed(tmp_path: Path, capsys: pytest.CaptureFixture[str]
-                                                          ) -> None:
+def test_progress_bar_shows_ms_time_left_and_recent_speed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from wmnet.simulation import Simulation
 
     cfg = load_config(None, [*TINY, "duration=100", "record.synapses=null", "record.traces.variables=[]"])

@@ -106,22 +106,37 @@ def test_engines_give_identical_spike_files(engine_runs: dict[str, Path]) -> Non
     for var in ("v", "i_s", "i_f", "x"):
         with h5py.File(ref / "reports" / f"{var}.h5") as fr, h5py.File(sp / "reports" / f"{var}.h5") as fs:
             for pop in ("E", "I"):
-                np.testing.assert_allclose(fr[f"report/{pop}/data"][()], fs[f"report/{pop}/data"][()],
-                                           rtol=1e-5, atol=1e-5, err_msg=f"{var} {pop}")
+                np.testing.assert_allclose(
+                    fr[f"report/{pop}/data"][()],
+                    fs[f"report/{pop}/data"][()],
+                    rtol=1e-5,
+                    atol=1e-5,
+                    err_msg=f"{var} {pop}",
+                )
 
 
 @pytest.mark.slow
 def test_reference_behaviour_at_1000_neurons() -> None:
     """MODEL.md's reference figures: 800 E + 200 I, float32, the seed's sinusoid, plasticity
     off, 1000 ms. E ≈ 124 Hz, I ≈ 72 Hz, σ = 1 in ≈ 24% of neuron-steps, mean x of E ≈ 0.17."""
-    cfg = load_config(None, [*SMALL, "dtype=float32", "plasticity.enabled=false", "duration=1000",
-                             "engine=sparse", "record.traces.variables=[]"])
+    cfg = load_config(
+        None,
+        [
+            *SMALL,
+            "dtype=float32",
+            "plasticity.enabled=false",
+            "duration=1000",
+            "engine=sparse",
+            "record.traces.variables=[]",
+        ],
+    )
     assert cfg.stimulus.kind == "sinusoid"
     result = Simulation(Network.build(cfg)).run(progress=False)
     s = result.summary
     e, i = s["populations"]["E"], s["populations"]["I"]
-    measured = (f"E {e['rate_hz']:.1f} Hz, I {i['rate_hz']:.1f} Hz, sigma {s['sigma_fraction']:.3f}, "
-                f"x_E {e['mean_x_end']:.3f}")
+    measured = (
+        f"E {e['rate_hz']:.1f} Hz, I {i['rate_hz']:.1f} Hz, sigma {s['sigma_fraction']:.3f}, x_E {e['mean_x_end']:.3f}"
+    )
     assert e["rate_hz"] == pytest.approx(124, rel=0.15), measured
     assert i["rate_hz"] == pytest.approx(72, rel=0.20), measured
     assert 0.20 <= s["sigma_fraction"] <= 0.28, measured

@@ -13,8 +13,9 @@ from wmnet.engines.sparse import _catch_up_range, _drift_to
 ALPHA, BETA, THX, DT = 0.0147, 0.01, 0.4, 0.1
 
 
-def stepwise(L: float, n: int, dtype: type, bounds: tuple[float, float] | None,
-             alpha: float = ALPHA, beta: float = BETA) -> tuple[float, int, int]:
+def stepwise(
+    L: float, n: int, dtype: type, bounds: tuple[float, float] | None, alpha: float = ALPHA, beta: float = BETA
+) -> tuple[float, int, int]:
     c = dtype
     L, dt, thx = c(L), c(DT), c(THX)
     at, direction = -1, 0
@@ -31,13 +32,15 @@ def stepwise(L: float, n: int, dtype: type, bounds: tuple[float, float] | None,
     return L, at, direction
 
 
-def lazy(L: float, n: int, dtype: type, bounds: tuple[float, float] | None,
-         alpha: float = ALPHA, beta: float = BETA) -> tuple[float, int, int]:
+def lazy(
+    L: float, n: int, dtype: type, bounds: tuple[float, float] | None, alpha: float = ALPHA, beta: float = BETA
+) -> tuple[float, int, int]:
     c = dtype
     Ls = np.array([L], dtype=dtype)
     lo, hi = bounds if bounds is not None else (0.0, 0.0)
-    at, direction = _drift_to(Ls, 0, n, c(DT), c(-alpha), c(beta), c(0), c(THX), c(lo), c(hi),
-                              bounds is not None, int(np.finfo(dtype).nmant))
+    at, direction = _drift_to(
+        Ls, 0, n, c(DT), c(-alpha), c(beta), c(0), c(THX), c(lo), c(hi), bounds is not None, int(np.finfo(dtype).nmant)
+    )
     return Ls[0], at, direction
 
 
@@ -76,12 +79,34 @@ def test_row_catch_up_is_bitwise_stepwise(dtype: type, bounds: tuple[float, floa
         post = np.arange(L0.size, dtype=np.int32)
         events = np.zeros((L0.size + 1, 4), dtype=np.int64)
         rest = np.zeros(L0.size, dtype=np.int32)
-        n_ev = _catch_up_range(0, L0.size, 7, gap, 100, post, pot, Ls, c(DT), c(-ALPHA), c(BETA), c(0), c(THX),
-                               c(lo), c(hi), bounds is not None, int(np.finfo(dtype).nmant), events, 0, L0.size, rest)
+        n_ev = _catch_up_range(
+            0,
+            L0.size,
+            7,
+            gap,
+            100,
+            post,
+            pot,
+            Ls,
+            c(DT),
+            c(-ALPHA),
+            c(BETA),
+            c(0),
+            c(THX),
+            c(lo),
+            c(hi),
+            bounds is not None,
+            int(np.finfo(dtype).nmant),
+            events,
+            0,
+            L0.size,
+            rest,
+        )
         expect = [stepwise(float(L), gap, dtype, bounds) for L in L0]
         assert [float(x) for x in Ls] == [float(e[0]) for e in expect], gap
-        switched = [(100 + e[1], q, e[2]) for q, e in enumerate(expect)
-                    if e[1] >= 0 and (L0[q] >= c(THX)) != (e[2] > 0)]
+        switched = [
+            (100 + e[1], q, e[2]) for q, e in enumerate(expect) if e[1] >= 0 and (L0[q] >= c(THX)) != (e[2] > 0)
+        ]
         assert switched  # θ_X itself is among the starts
         assert [tuple(ev) for ev in events[:n_ev, [0, 2, 3]]] == switched, gap
         if bounds == (0.0, 1.0) and gap >= 333:

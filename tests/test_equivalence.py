@@ -24,8 +24,9 @@ MODES = {
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
-def _lockstep(net: Network, steps: int, names: tuple[str, str] = ("reference", "sparse"),
-              spikes_must_match: int | None = None) -> tuple[list, np.ndarray]:
+def _lockstep(
+    net: Network, steps: int, names: tuple[str, str] = ("reference", "sparse"), spikes_must_match: int | None = None
+) -> tuple[list, np.ndarray]:
     """Step both engines together; returns the engines and per-step σ counts of the first."""
     stim = make_stimulus(net.config, net.device, net.dtype)
     engines = [make_engine(n, net, keep_switch_events=True) for n in names]
@@ -79,8 +80,9 @@ def _check_gpu_float64(cfg: Config, mode: str, blocks: dict[str, int | bool]) ->
     net = Network.build(cfg)
     stim = make_stimulus(cfg, net.device, net.dtype)
     ref = make_engine("reference", net, keep_switch_events=True)
-    gpu = GpuSparseEngine(net, ref.neurons.clone(), net.connectivity.initial.clone(), keep_switch_events=True,
-                          blocks=Blocks(**blocks))
+    gpu = GpuSparseEngine(
+        net, ref.neurons.clone(), net.connectivity.initial.clone(), keep_switch_events=True, blocks=Blocks(**blocks)
+    )
     active = 0
     for k in range(cfg.n_steps):
         i_ext = stim(k)
@@ -121,8 +123,14 @@ def test_gpu_10k_matches_reference_on_cuda(small_config, mode: str, split: bool)
     runs 10 programs, which the step-counter race needed (the 1000-neuron tests ran one)."""
     if split and mode == "off":
         pytest.skip("no catch-up without plasticity")
-    cfg = small_config("populations.E.size=8000", "populations.I.size=2000", "dtype=float64", "duration=100",
-                       "device=cuda", *MODES[mode])
+    cfg = small_config(
+        "populations.E.size=8000",
+        "populations.I.size=2000",
+        "dtype=float64",
+        "duration=100",
+        "device=cuda",
+        *MODES[mode],
+    )
     _check_gpu_float64(cfg, mode, {"split_catch_up": split})
 
 
@@ -202,8 +210,9 @@ def _gpu_run(cfg_overrides: list[str], small_config, block: int | None, determin
     net = Network.build(cfg)
     stim = make_stimulus(cfg, net.device, net.dtype)
     eng = make_engine("reference", net)
-    gpu = GpuSparseEngine(net, eng.neurons.clone(), net.connectivity.initial.clone(), keep_switch_events=True,
-                          deterministic=deterministic)
+    gpu = GpuSparseEngine(
+        net, eng.neurons.clone(), net.connectivity.initial.clone(), keep_switch_events=True, deterministic=deterministic
+    )
     sig = []
     if block is None:
         sig = [gpu.step(stim(k)) for k in range(cfg.n_steps)]

@@ -75,17 +75,24 @@ def nwb_path(run_dir: Path) -> Path:
 def read_units(path: Path) -> dict[str, Any]:
     with pynwb.NWBHDF5IO(str(path), "r") as io:
         u = io.read().units
-        return {"id": u.id.data[:], "index": u.spike_times_index.data[:].astype(np.int64),
-                "times": u.spike_times.data[:], **{c: u[c].data[:] for c in u.colnames if c != "spike_times"}}
+        return {
+            "id": u.id.data[:],
+            "index": u.spike_times_index.data[:].astype(np.int64),
+            "times": u.spike_times.data[:],
+            **{c: u[c].data[:] for c in u.colnames if c != "spike_times"},
+        }
 
 
 def spikes_global(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     s = read_spikes(run_dir / "spikes.h5")
-    return (np.concatenate([s["E"][0], s["I"][0]]),
-            np.concatenate([s["E"][1].astype(np.int64), s["I"][1].astype(np.int64) + N_E]))
+    return (
+        np.concatenate([s["E"][0], s["I"][0]]),
+        np.concatenate([s["E"][1].astype(np.int64), s["I"][1].astype(np.int64) + N_E]),
+    )
 
 
 # --- NWB --------------------------------------------------------------------------------------
+
 
 def test_units_round_trip(run_dir: Path, nwb_path: Path) -> None:
     """Each unit's spike times (s) are the neuron's onsets in spikes.h5 (ms) / 1000, in order;
@@ -109,8 +116,7 @@ def test_units_round_trip(run_dir: Path, nwb_path: Path) -> None:
         assert np.array_equal(u[f"in_{name}"].astype(bool), np.isin(fired, groups[name])), name
     labels = [g.decode() if isinstance(g, bytes) else g for g in u["groups"]]
     for n, label in zip(fired, labels):
-        assert set(filter(None, label.split("+"))) == {g for g in ("P1", "P2", "nonselective")
-                                                         if n in groups[g]}
+        assert set(filter(None, label.split("+"))) == {g for g in ("P1", "P2", "nonselective") if n in groups[g]}
 
 
 def test_all_units_keeps_silent_neurons(run_dir: Path, tmp_path: Path) -> None:
@@ -123,8 +129,9 @@ def test_all_units_keeps_silent_neurons(run_dir: Path, tmp_path: Path) -> None:
     assert pynwb.validate(path=str(tmp_path / "all.nwb")) == []
 
 
-def test_bucketed_spikes_equal_the_in_memory_sort(run_dir: Path, nwb_path: Path, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bucketed_spikes_equal_the_in_memory_sort(
+    run_dir: Path, nwb_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With room for 8 spikes at a time, read 16 at a time, the spikes go through the bucket file
     (a neuron with more than 8 is a bucket of its own): the same units, no temporary file left."""
     import wmnet.io.nwb
@@ -160,8 +167,11 @@ def test_traces_rates_synapses_round_trip(run_dir: Path, nwb_path: Path) -> None
         for name in ("rates", "synapses"):
             t, values = read_series(run_dir / f"{name}.h5")
             module = f.processing[name]
-            series = [k for k, v in values.items() if k != "time" and v.ndim == 1 and v.shape[0] == t.size
-                      and not k.endswith("node_ids")]
+            series = [
+                k
+                for k, v in values.items()
+                if k != "time" and v.ndim == 1 and v.shape[0] == t.size and not k.endswith("node_ids")
+            ]
             assert sorted(series) == sorted(k.replace(".", "/") for k in module.data_interfaces if k != "constants")
             for key in series:
                 ts = module[key.replace("/", ".")]
@@ -184,7 +194,10 @@ def test_epochs_and_metadata(run_dir: Path, nwb_path: Path) -> None:
         ep = f.epochs.to_dataframe()
         assert len(ep) == len(rows) == 9
         for (_, e), r in zip(ep.iterrows(), rows):
-            assert e["start_time"] == int(r["start_step"]) * 0.1 / 1000 and e["stop_time"] == int(r["stop_step"]) * 0.1 / 1000
+            assert (
+                e["start_time"] == int(r["start_step"]) * 0.1 / 1000
+                and e["stop_time"] == int(r["stop_step"]) * 0.1 / 1000
+            )
             assert e["start_time"] == pytest.approx(float(r["onset"]))
             assert e["stop_time"] - e["start_time"] == pytest.approx(float(r["duration"]))
             assert list(e["tags"]) == [r["trial_type"]]
@@ -220,6 +233,7 @@ def test_cli_export(run_dir: Path, tmp_path: Path) -> None:
 
 
 # --- bad input ---------------------------------------------------------------------------------
+
 
 def test_not_a_run(tmp_path: Path) -> None:
     from wmnet.io import to_neo, to_nwb
@@ -262,8 +276,11 @@ def cut_at(d: Path, t_ms: float) -> None:
         r.close()
     for name, step in (("rates", 10.0), ("synapses", 10.0)):
         _, values = read_series(d / f"{name}.h5")
-        series = {k: (v.dtype.type, "") for k, v in values.items() if k != "time" and v.ndim == 1
-                  and not k.endswith("node_ids")}
+        series = {
+            k: (v.dtype.type, "")
+            for k, v in values.items()
+            if k != "time" and v.ndim == 1 and not k.endswith("node_ids")
+        }
         sw = SeriesWriter(d / f"{name}.h5", series, {}, 0.0, step, append=True)
         sw.truncate(round(t_ms / step))
         sw.close()
@@ -276,7 +293,7 @@ def test_incomplete_run_needs_partial(run_dir: Path, tmp_path: Path, status: str
     d = copy_with_status(run_dir, tmp_path / "r", status=status, simulated_ms=None if status == "running" else 50.0)
     if status != "running":
         cut_at(d, 50.0)
-    with pytest.raises(WmnetError, match=rf"the run (was interrupted|failed|is still running).*--partial"):
+    with pytest.raises(WmnetError, match=r"the run (was interrupted|failed|is still running).*--partial"):
         to_nwb(d, tmp_path / "o.nwb")
     with pytest.raises(WmnetError, match="--partial"):
         to_neo(d)
@@ -318,6 +335,7 @@ def test_existing_output_and_failed_export_leave_nothing_half_written(run_dir: P
 
 # --- Neo -------------------------------------------------------------------------------------
 
+
 def test_neo_block(run_dir: Path) -> None:
     import quantities as pq
 
@@ -332,8 +350,9 @@ def test_neo_block(run_dir: Path) -> None:
         assert st.units == pq.ms and float(st.t_stop) == 120.0 and float(st.t_start) == 0.0
         assert np.array_equal(st.magnitude, t[gid == n])
     groups = read_groups(run_dir / "node_sets.json", N_E, N)
-    assert [st.annotations["global_id"] for st in seg.spiketrains if "P1" in st.annotations["groups"]] \
-        == groups["P1"].tolist()
+    assert [st.annotations["global_id"] for st in seg.spiketrains if "P1" in st.annotations["groups"]] == groups[
+        "P1"
+    ].tolist()
     signals = {a.name: a for a in seg.analogsignals}
     assert sorted(signals) == ["a", "i_f", "i_s", "rates", "v", "x"]
     v = signals["v"]
@@ -344,8 +363,10 @@ def test_neo_block(run_dir: Path) -> None:
     assert np.allclose(v.times.rescale(pq.ms).magnitude, report["E"][0])
     assert list(v.array_annotations["global_id"]) == [0, 1, 2, 97, 98, 99]
     rt, rv = read_series(run_dir / "rates.h5")
-    assert np.array_equal(signals["rates"].magnitude[:, list(signals["rates"].array_annotations["group"]).index("P1")],
-                          rv["rates/P1/rate_hz"])
+    assert np.array_equal(
+        signals["rates"].magnitude[:, list(signals["rates"].array_annotations["group"]).index("P1")],
+        rv["rates/P1/rate_hz"],
+    )
     (ep,) = seg.epochs
     rows = read_events(run_dir / "events.tsv")
     assert list(ep.labels) == [r["trial_type"] for r in rows]

@@ -23,8 +23,15 @@ from wmnet.errors import WmnetError
 from wmnet.network import Network
 from wmnet.simulation import Simulation
 
-SMALL = ["populations.E.size=800", "populations.I.size=200", "dtype=float32", "engine=sparse", "device=cpu",
-         "seed=5", "record.checkpoint_every=10"]
+SMALL = [
+    "populations.E.size=800",
+    "populations.I.size=200",
+    "dtype=float32",
+    "engine=sparse",
+    "device=cpu",
+    "seed=5",
+    "record.checkpoint_every=10",
+]
 SHORT_MS, BY_MS = 30.0, 30.0  # the extension runs 300 steps: a checkpoint at 50 ms, the final one at 60 ms
 CLI = [sys.executable, "-m", "wmnet.cli"]
 
@@ -77,6 +84,7 @@ def assert_same_outputs(whole: Path, out: Path) -> None:
     """Every output file of `out` as in `whole`: the same names; HDF5 files dataset by dataset
     (values, dtypes, shapes) and attribute by attribute; checkpoint.pt entry by entry; run.json
     but for wall times and timestamps; every other file byte for byte."""
+
     def names(d: Path) -> set[str]:
         return {str(p.relative_to(d)) for p in d.rglob("*") if p.is_file() and p.name != ".lock"}
 
@@ -100,8 +108,9 @@ def status(out: Path) -> str:
 
 
 def cli_resume(out: Path) -> None:
-    done = subprocess.run([*CLI, "resume", str(out), "--no-plot", "--quiet"], capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [*CLI, "resume", str(out), "--no-plot", "--quiet"], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     assert status(out) == "complete" and not (out / EXTENSION).exists()
 
@@ -123,20 +132,28 @@ def _checkpointed(out: Path, ck_mtime: int) -> bool:  # the extension's first ch
 
 
 MOMENTS: dict[str, Callable[[Path, int], bool]] = {
-    "recorded": _recorded, "writing": _writing, "checkpointed": _checkpointed}
+    "recorded": _recorded,
+    "writing": _writing,
+    "checkpointed": _checkpointed,
+}
 
 
 @pytest.mark.parametrize("moment", list(MOMENTS))
-def test_kill_9_during_extend_then_resume_is_one_uninterrupted_run(runs: tuple[Path, Path], tmp_path: Path,
-                                                                    moment: str) -> None:
+def test_kill_9_during_extend_then_resume_is_one_uninterrupted_run(
+    runs: tuple[Path, Path], tmp_path: Path, moment: str
+) -> None:
     """A real `wmnet extend --by 30` of the completed 30 ms run, killed with SIGKILL once the
     extension is recorded, once it is writing (before its first checkpoint), and after its first
     checkpoint: `wmnet resume` finishes it to the same files as one 60 ms run."""
     whole, short = runs
     out = shutil.copytree(short, tmp_path / "run")
     ck_mtime = (out / CHECKPOINT).stat().st_mtime_ns
-    proc = subprocess.Popen([*CLI, "extend", str(out), "--by", str(BY_MS), "--no-plot", "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*CLI, "extend", str(out), "--by", str(BY_MS), "--no-plot", "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 240
     while not MOMENTS[moment](out, ck_mtime):
         assert time.monotonic() < deadline, f"no {moment!r} moment within 240 s"
@@ -185,8 +202,7 @@ def test_resume_after_a_kill_between_the_end_and_the_cleanup(runs: tuple[Path, P
     assert_same_outputs(whole, out)
 
 
-def test_a_pending_extension_that_does_not_fit_the_folder_is_one_line(runs: tuple[Path, Path],
-                                                                      tmp_path: Path) -> None:
+def test_a_pending_extension_that_does_not_fit_the_folder_is_one_line(runs: tuple[Path, Path], tmp_path: Path) -> None:
     out = shutil.copytree(runs[1], tmp_path / "run")
     (out / EXTENSION).write_text(json.dumps({"from_ms": 10.0, "to_ms": 20.0}))
     with pytest.raises(WmnetError, match=r"config\.yaml's duration 30 ms is neither end of the pending extension"):
@@ -206,24 +222,31 @@ def test_an_extend_that_fails_on_a_too_short_input_leaves_the_run_extendable(tmp
     out = tmp_path / "run"
     start_run(out, SHORT_MS, tmp_path / "input.npy")
     before = {name: (out / name).read_bytes() for name in ("config.yaml", CHECKPOINT, "run.json")}
-    proc = subprocess.run([*CLI, "extend", str(out), "--by", str(BY_MS), "--no-plot", "--quiet"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [*CLI, "extend", str(out), "--by", str(BY_MS), "--no-plot", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     err = proc.stderr.strip()
     assert proc.returncode == 2 and err.startswith("error: ") and "\n" not in err and "input.npy" in err, err
     assert {name: (out / name).read_bytes() for name in before} == before
     assert status(out) == "complete" and "summary" in json.loads((out / "run.json").read_text())
     assert not (out / EXTENSION).exists()
     np.save(tmp_path / "input.npy", long)  # the same first 30 ms, and 30 ms more
-    proc = subprocess.run([*CLI, "extend", str(out), "--by", str(BY_MS), "--no-plot", "--quiet"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [*CLI, "extend", str(out), "--by", str(BY_MS), "--no-plot", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     info = json.loads((out / "run.json").read_text())
     assert info["status"] == "complete" and info["simulated_ms"] == pytest.approx(SHORT_MS + BY_MS)
     assert load_checkpoint(out / CHECKPOINT)["engine"]["k"] == 600
 
 
-def test_extend_of_a_folder_being_written_is_refused_before_any_write(runs: tuple[Path, Path],
-                                                                     tmp_path: Path) -> None:
+def test_extend_of_a_folder_being_written_is_refused_before_any_write(runs: tuple[Path, Path], tmp_path: Path) -> None:
     """The folder's lock is taken before anything is read or written: with another process
     holding it, extend stops with one line and config.yaml, checkpoint.pt and run.json stay."""
     from wmnet.io.runinfo import lock_folder

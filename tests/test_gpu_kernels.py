@@ -57,14 +57,34 @@ def test_drift_kernel_is_bitwise_the_cpu_replay(dtype: type, bounds: tuple[float
         expect_L, expect_at, expect_dir = L0.copy(), np.full(L0.shape, -1), np.zeros(L0.shape, dtype=np.int64)
         for g in range(gaps.size):
             for q in range(block):
-                at, d = _drift_to(expect_L[g], q, int(gaps[g]), c(0.1), c(-0.0147), c(beta), c(0), thx,
-                                  c(lo), c(hi), bounds is not None, int(np.finfo(dtype).nmant))
+                at, d = _drift_to(
+                    expect_L[g],
+                    q,
+                    int(gaps[g]),
+                    c(0.1),
+                    c(-0.0147),
+                    c(beta),
+                    c(0),
+                    thx,
+                    c(lo),
+                    c(hi),
+                    bounds is not None,
+                    int(np.finfo(dtype).nmant),
+                )
                 expect_at[g, q], expect_dir[g, q] = at, d
         L = torch.from_numpy(L0.copy()).reshape(-1)
         at = torch.zeros(L.numel(), dtype=torch.int64)
         direction = torch.zeros(L.numel(), dtype=torch.int32)
-        drift_probe[(gaps.size,)](L, at, direction, torch.from_numpy(gaps), torch.from_numpy(prm),
-                                    BOUNDED=bounds is not None, MANT=int(np.finfo(dtype).nmant), BLOCK=block)
+        drift_probe[(gaps.size,)](
+            L,
+            at,
+            direction,
+            torch.from_numpy(gaps),
+            torch.from_numpy(prm),
+            BOUNDED=bounds is not None,
+            MANT=int(np.finfo(dtype).nmant),
+            BLOCK=block,
+        )
         np.testing.assert_array_equal(L.numpy().reshape(L0.shape), expect_L)
         np.testing.assert_array_equal(at.numpy().reshape(L0.shape), expect_at)
         np.testing.assert_array_equal(direction.numpy().reshape(L0.shape), expect_dir)
@@ -74,8 +94,14 @@ def test_drift_kernel_is_bitwise_the_cpu_replay(dtype: type, bounds: tuple[float
 def _lockstep(net: Network, steps: int, deterministic: bool, blocks: Blocks) -> tuple:
     stim = make_stimulus(net.config, net.device, net.dtype)
     ref = make_engine("reference", net, keep_switch_events=True)
-    gpu = GpuSparseEngine(net, ref.neurons.clone(), net.connectivity.initial.clone(), keep_switch_events=True,
-                          deterministic=deterministic, blocks=blocks)
+    gpu = GpuSparseEngine(
+        net,
+        ref.neurons.clone(),
+        net.connectivity.initial.clone(),
+        keep_switch_events=True,
+        deterministic=deterministic,
+        blocks=blocks,
+    )
     active = 0
     for k in range(steps):
         i_ext = stim(k)
@@ -86,14 +112,20 @@ def _lockstep(net: Network, steps: int, deterministic: bool, blocks: Blocks) -> 
 
 
 @pytest.mark.parametrize("blocks", list(BLOCKS))
-@pytest.mark.parametrize("mode,deterministic", [
-    ("plasticity.bounds=[0, 1]", False),
-    ("plasticity.bounds=null", True),
-    ("plasticity.enabled=false", False),
-    # receptor scales: each projection's slow and fast efficacies from their own parameters
-    ("projections={E->E: {slow_scale: 0.5, fast_scale: 1.25}, I->E: {fast_scale: 1.5}, "
-     "I->I: {slow_scale: 3, fast_scale: 0.5}}", False),
-])
+@pytest.mark.parametrize(
+    "mode,deterministic",
+    [
+        ("plasticity.bounds=[0, 1]", False),
+        ("plasticity.bounds=null", True),
+        ("plasticity.enabled=false", False),
+        # receptor scales: each projection's slow and fast efficacies from their own parameters
+        (
+            "projections={E->E: {slow_scale: 0.5, fast_scale: 1.25}, I->E: {fast_scale: 1.5}, "
+            "I->I: {slow_scale: 3, fast_scale: 0.5}}",
+            False,
+        ),
+    ],
+)
 def test_kernels_match_reference_float64(small_config, mode: str, deterministic: bool, blocks: str) -> None:
     """With small blocks this failed before the step counter was double-buffered: programs of the
     neuron kernel that ran after program 0 advanced k filed their onsets under the wrong parity
@@ -109,8 +141,9 @@ def test_split_catch_up_matches_reference_float64(small_config, mode: str) -> No
     Small blocks for the other kernels too (the default split run would repeat the above)."""
     cfg = small_config(*TINY, "dtype=float64", "duration=15", mode)
     net = Network.build(cfg)
-    eng = GpuSparseEngine(net, NeuronState.initial(net.n, net.device, net.dtype), net.connectivity.initial.clone(),
-                          blocks=SPLIT)
+    eng = GpuSparseEngine(
+        net, NeuronState.initial(net.n, net.device, net.dtype), net.connectivity.initial.clone(), blocks=SPLIT
+    )
     assert eng._nchunk >= 3  # rows of ~16 synapses in blocks of 4
     check_against_reference(cfg, mode, False, SPLIT)
 
@@ -149,8 +182,9 @@ def test_kernels_run_block_equals_steps(small_config, blocks: str) -> None:
     net = Network.build(cfg)
     stim = make_stimulus(cfg, net.device, net.dtype)
     trace = TraceRequest(("v", "x"), torch.tensor([0, 5, 90]), 3)
-    a = GpuSparseEngine(net, make_engine("reference", net).neurons, net.connectivity.initial.clone(),
-                        blocks=BLOCKS[blocks])
+    a = GpuSparseEngine(
+        net, make_engine("reference", net).neurons, net.connectivity.initial.clone(), blocks=BLOCKS[blocks]
+    )
     b = make_engine("reference", net)
     block = stim.block(0, cfg.n_steps)
     fa, sa, xa = a.run_block(block, trace)

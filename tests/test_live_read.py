@@ -22,8 +22,16 @@ from wmnet.io.series import read_series
 from wmnet.io.sonata import read_report, read_spikes
 
 N_E, N_I, DURATION = 400, 100, 3000.0
-SETS = [f"populations.E.size={N_E}", f"populations.I.size={N_I}", f"duration={DURATION:g}", "record.flush_every=10",
-        "device=cpu", "engine=sparse", "dtype=float32", "seed=3"]
+SETS = [
+    f"populations.E.size={N_E}",
+    f"populations.I.size={N_I}",
+    f"duration={DURATION:g}",
+    "record.flush_every=10",
+    "device=cpu",
+    "engine=sparse",
+    "dtype=float32",
+    "seed=3",
+]
 
 
 def spike_rows(path: Path) -> int:
@@ -94,9 +102,22 @@ def check(out: Path) -> dict[str, int]:
 
 def test_files_are_readable_while_the_run_writes_them(tmp_path: Path) -> None:
     out = tmp_path / "live"
-    proc = subprocess.Popen([sys.executable, "-m", "wmnet.cli", "run", "--out", str(out), "--no-plot", "--quiet",
-                             *[a for s in SETS for a in ("--set", s)]],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "wmnet.cli",
+            "run",
+            "--out",
+            str(out),
+            "--no-plot",
+            "--quiet",
+            *[a for s in SETS for a in ("--set", s)],
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 240
         while spike_rows(out / "spikes.h5") == 0:
@@ -135,8 +156,9 @@ def test_a_second_writer_of_the_same_folder_is_refused(tmp_path: Path) -> None:
 
     out = tmp_path / "run"
     held = lock_folder(out)  # as a running `wmnet run` holds it
-    sim = Simulation(Network.build(load_config(None, ["populations.E.size=80", "populations.I.size=20",
-                                                      "device=cpu", "duration=5"])))
+    sim = Simulation(
+        Network.build(load_config(None, ["populations.E.size=80", "populations.I.size=20", "device=cpu", "duration=5"]))
+    )
     with pytest.raises(WmnetError, match=r"another wmnet process is writing this run folder"):
         sim.run(out=out, progress=False)
     held.close()

@@ -19,11 +19,21 @@ from wmnet.meanfield.theory import FB_C, GRID_TAU_FACTOR, Release, pulse_steps, 
 # The CPU working-memory network as it was when these tests were written (configs/ may change):
 # 2000 E + 500 I, p = 0.8, five groups of 200 E neurons, background input near threshold.
 WM_SETS = [
-    "populations.E.size=2000", "populations.I.size=500",
-    "projections.E->E.p=0.8", "projections.E->E.J_p=0.5", "projections.E->I.p=0.8",
-    "projections.I->E.p=0.8", "projections.I->E.efficacy=-0.54", "projections.I->I.p=0.8",
-    "background.E.mean=1.45", "background.E.std=1.5", "background.I.mean=1.8", "background.I.std=1.0",
-    "background.grain=1.0", "stimulus.kind=background", "stp.U=0.05",
+    "populations.E.size=2000",
+    "populations.I.size=500",
+    "projections.E->E.p=0.8",
+    "projections.E->E.J_p=0.5",
+    "projections.E->I.p=0.8",
+    "projections.I->E.p=0.8",
+    "projections.I->E.efficacy=-0.54",
+    "projections.I->I.p=0.8",
+    "background.E.mean=1.45",
+    "background.E.std=1.5",
+    "background.I.mean=1.8",
+    "background.I.std=1.0",
+    "background.grain=1.0",
+    "stimulus.kind=background",
+    "stp.U=0.05",
     "groups.prototypes={count: 5, fraction: 0.1}",
 ]
 
@@ -39,8 +49,18 @@ def wm_path(tmp_path: Path) -> Path:
     return path
 
 
-def simulate_lif(mu: float, sigma: float, tau_m: float, theta: float, v_reset: float, n_pulse: int,
-                 dt: float, n: int, steps: int, seed: int) -> float:
+def simulate_lif(
+    mu: float,
+    sigma: float,
+    tau_m: float,
+    theta: float,
+    v_reset: float,
+    n_pulse: int,
+    dt: float,
+    n: int,
+    steps: int,
+    seed: int,
+) -> float:
     """Rate (1/ms) of n independent neurons stepped as the engines do (MODEL.md step 6): Euler
     with white-noise current (intensity σ²/τ_m), v frozen for the n_pulse steps with σ = 1, then reset."""
     rng = np.random.default_rng(seed)
@@ -96,14 +116,15 @@ def test_release_coefficients_by_hand() -> None:
     r = Release(21, 0.45, 200.0, 0.1)
     A1, B1, A2, B2 = r.coefficients
     c = 0.5495
-    assert A1 == pytest.approx((1 - c ** 21) / (1 - c), rel=1e-12)
+    assert A1 == pytest.approx((1 - c**21) / (1 - c), rel=1e-12)
     assert A1 == pytest.approx(2.2198, abs=1e-3)  # WORKING_MEMORY.md: ≈ 2.22·x0
-    assert A2 == pytest.approx(c ** 21, rel=1e-12)
-    assert B2 == pytest.approx(0.0005 * (1 - c ** 21) / (1 - c), rel=1e-12)
+    assert A2 == pytest.approx(c**21, rel=1e-12)
+    assert B2 == pytest.approx(0.0005 * (1 - c**21) / (1 - c), rel=1e-12)
 
 
-@pytest.mark.parametrize("U, rate_hz, regular", [(0.45, 5.0, False), (0.05, 20.0, False), (0.05, 60.0, False),
-                                                 (0.05, 20.0, True)])
+@pytest.mark.parametrize(
+    "U, rate_hz, regular", [(0.45, 5.0, False), (0.05, 20.0, False), (0.05, 60.0, False), (0.05, 20.0, True)]
+)
 def test_std_steady_state_matches_the_per_step_update(U: float, rate_hz: float, regular: bool) -> None:
     """x' = x + dt(1 − x)/τ_rec − U·s over many neurons whose pulses start at random (Poisson
     off-times, CV = 1) or regularly (CV = 0), against Release.steady_state: time-mean x and
@@ -146,9 +167,11 @@ def test_std_steady_state_matches_the_per_step_update(U: float, rate_hz: float, 
 def test_fixed_point_of_an_uncoupled_network_is_the_analytic_rate() -> None:
     # No synapses, constant suprathreshold input and no noise: every neuron fires regularly at
     # 1/(t_ref + τ_m ln((μ − V_r)/(μ − θ))), μ = τ_m·I (E: μ = 30 mV, I: μ = 25 mV).
-    sets = ["stimulus.kind=constant", "stimulus.E=1.5", "stimulus.I=2.5"] + [
-        f"projections.{p}.efficacy=0" for p in ("E->I", "I->E", "I->I")] + [
-        "projections.E->E.J_p=0", "projections.E->E.J_d=0"]
+    sets = (
+        ["stimulus.kind=constant", "stimulus.E=1.5", "stimulus.I=2.5"]
+        + [f"projections.{p}.efficacy=0" for p in ("E->I", "I->E", "I->I")]
+        + ["projections.E->E.J_p=0", "projections.E->E.J_d=0"]
+    )
     fps = meanfield.solve(load_config(None, sets))
     assert len(fps) == 1 and fps[0].stable and fps[0].kind == "spontaneous"
     e = 1000 / (2.1 + 20 * np.log((30 - 15) / (30 - 20)))
@@ -199,38 +222,50 @@ def _cli(args: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.Captur
     return code, cap.out + cap.err
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--scan", "no.such.key=0:1:5"], "--scan no.such.key: not a numeric config field"),
-    (["--scan", "g_in=0:1"], "expected KEY=START:STOP:N"),
-    (["--scan", "g_in=0.5:0.5:10"], "START ≠ STOP"),
-    (["--scan", "g_in=a:1:10"], "must be numbers"),
-    (["--connectivity", "/nonexistent/snap.npz"], "no such file"),
-    (["--synapses", "/nonexistent/synapses.h5"], "no such file"),
-    (["--g-in", "1.5"], "expected a probability"),
-])
-def test_cli_bad_inputs(args: list[str], message: str, tmp_path: Path, wm_path: Path,
-                        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--scan", "no.such.key=0:1:5"], "--scan no.such.key: not a numeric config field"),
+        (["--scan", "g_in=0:1"], "expected KEY=START:STOP:N"),
+        (["--scan", "g_in=0.5:0.5:10"], "START ≠ STOP"),
+        (["--scan", "g_in=a:1:10"], "must be numbers"),
+        (["--connectivity", "/nonexistent/snap.npz"], "no such file"),
+        (["--synapses", "/nonexistent/synapses.h5"], "no such file"),
+        (["--g-in", "1.5"], "expected a probability"),
+    ],
+)
+def test_cli_bad_inputs(
+    args: list[str],
+    message: str,
+    tmp_path: Path,
+    wm_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     out = tmp_path / "mf"
     code, text = _cli(["meanfield", str(wm_path), "--out", str(out), *args], monkeypatch, capsys)
     assert code == 2 and message in text and text.count("error:") == 1, text
     assert not out.exists()  # nothing written
 
 
-def test_cli_refuses_the_seed_sinusoid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_refuses_the_seed_sinusoid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, text = _cli(["meanfield", "--out", str(tmp_path / "mf")], monkeypatch, capsys)
     assert code == 2 and "sinusoid" in text and "no stationary mean-field state" in text
     with pytest.raises(WmnetError, match="sinusoid"):
         meanfield.solve(load_config(None))
 
 
-def test_cli_writes_json_and_figure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_writes_json_and_figure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "mf"
     cfg_path = tmp_path / "c.yaml"
     cfg_path.write_text(_bistable_cfg().to_yaml())
-    code, text = _cli(["meanfield", str(cfg_path), "--g-in", "0.9", "--scan", "g_in=0.3:1:8", "--out", str(out)],
-                      monkeypatch, capsys)
+    code, text = _cli(
+        ["meanfield", str(cfg_path), "--g-in", "0.9", "--scan", "g_in=0.3:1:8", "--out", str(out)], monkeypatch, capsys
+    )
     assert code == 0, text
     data = json.loads((out / "meanfield.json").read_text())
     kinds = [fp["kind"] for fp in data["fixed_points"]]
@@ -248,16 +283,37 @@ def test_potentiated_fractions_from_a_snapshot_and_from_synapses_h5(tmp_path: Pa
     import subprocess
 
     cfg_path = tmp_path / "c.yaml"
-    cfg = load_config(None, [
-        "populations.E.size=400", "populations.I.size=100", "stimulus.kind=constant", "duration=20",
-        "plasticity.enabled=false", "groups.prototypes={count: 2, fraction: 0.25}",
-        "projections.E->E.structure={within: 0.8, between: 0.1, to_nonselective: 0.5, from_nonselective: 0.0}",
-        "record.snapshots=[10]", "record.traces={variables: [v], neurons: [0], every: 100}",
-        "record.synapses={every: 10, groups: [[P1, P1], [P1, P2], [P1, nonselective], [nonselective, P2]]}"])
+    cfg = load_config(
+        None,
+        [
+            "populations.E.size=400",
+            "populations.I.size=100",
+            "stimulus.kind=constant",
+            "duration=20",
+            "plasticity.enabled=false",
+            "groups.prototypes={count: 2, fraction: 0.25}",
+            "projections.E->E.structure={within: 0.8, between: 0.1, to_nonselective: 0.5, from_nonselective: 0.0}",
+            "record.snapshots=[10]",
+            "record.traces={variables: [v], neurons: [0], every: 100}",
+            "record.synapses={every: 10, groups: [[P1, P1], [P1, P2], [P1, nonselective], [nonselective, P2]]}",
+        ],
+    )
     cfg_path.write_text(cfg.to_yaml())
     run = tmp_path / "run"
-    subprocess.run([sys.executable, "-c", "from wmnet.cli import main; main()", "run", str(cfg_path), "--out",
-                    str(run), "--no-plot", "--quiet"], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from wmnet.cli import main; main()",
+            "run",
+            str(cfg_path),
+            "--out",
+            str(run),
+            "--no-plot",
+            "--quiet",
+        ],
+        check=True,
+    )
     names = meanfield.build(cfg).names  # P1, P2, nonselective, I
     expect = np.array([[0.8, 0.1, 0.0], [0.1, 0.8, 0.0], [0.5, 0.5, 0.2]])  # [post, pre]
     snap = next((run / "snapshots").glob("*.npz"))
@@ -273,7 +329,7 @@ def test_potentiated_fractions_from_a_snapshot_and_from_synapses_h5(tmp_path: Pa
     ee = cfg.projections.EE
     assert m.J_slow[0, 0] == pytest.approx(0.3 * ee.J_p + 0.7 * ee.J_d)
     assert m.J_slow[2, 0] == pytest.approx(g[2, 0] * ee.J_p + (1 - g[2, 0]) * ee.J_d)
-    assert m.J2_fast[1, 0] == pytest.approx(g[1, 0] * ee.J_p ** 2 + (1 - g[1, 0]) * ee.J_d ** 2)
+    assert m.J2_fast[1, 0] == pytest.approx(g[1, 0] * ee.J_p**2 + (1 - g[1, 0]) * ee.J_d**2)
     fps = meanfield.solve(cfg, connectivity=snap)  # the asymmetric (multi-start) path
     assert fps and fps[0].kind == "spontaneous"
 
@@ -293,15 +349,28 @@ def test_in_degrees_and_means_by_hand() -> None:
     nu[i] = 0.01
     inp = m.inputs(nu)
     R = np.array([m.release[u].steady_state(nu[u], inp["cv"][u])[2] for u in range(7)])
-    hand = 20 * (sum((m.K_slow[p1, v] * m.J_slow[p1, v] + m.K_fast[p1, v] * m.J_fast[p1, v]) * nu[v] * 0.1 * R[v]
-                     for v in range(7)) + 1.45)
+    hand = 20 * (
+        sum(
+            (m.K_slow[p1, v] * m.J_slow[p1, v] + m.K_fast[p1, v] * m.J_fast[p1, v]) * nu[v] * 0.1 * R[v]
+            for v in range(7)
+        )
+        + 1.45
+    )
     assert inp["mu"][p1] == pytest.approx(hand, rel=1e-12)
     # The background's white-noise intensity: std²·grain, σ² ⊇ τ_m·1.5²·1.
-    assert inp["sigma"][p1] ** 2 > 20 * 1.5 ** 2 * 1.0
+    assert inp["sigma"][p1] ** 2 > 20 * 1.5**2 * 1.0
     # Only the private part of each channel's variance counts: 1 − q, q = the channel's probability.
     assert m.private_fast[p1, i] == pytest.approx(1 - 0.8) and m.private_slow[p1, p1] == pytest.approx(1 - 0.4)
     assert m.private_fast[p1, ns] == pytest.approx(1 - 0.24) and m.private_slow[i, i] == pytest.approx(1 - 0.08)
     _, _, _, R2, _ = meanfield.theory._steady_state(nu, inp["cv"], *m._coefficients, 0.1 / 200, 0.1)
-    D = sum(nu[v] * 0.01 * R2[v] * (m.K_slow[p1, v] * m.J2_slow[p1, v] * m.private_slow[p1, v]
-                                    + m.K_fast[p1, v] * m.J2_fast[p1, v] * m.private_fast[p1, v]) for v in range(7))
-    assert inp["sigma"][p1] ** 2 == pytest.approx(20 * (D + 1.5 ** 2 * 1.0), rel=1e-12)
+    D = sum(
+        nu[v]
+        * 0.01
+        * R2[v]
+        * (
+            m.K_slow[p1, v] * m.J2_slow[p1, v] * m.private_slow[p1, v]
+            + m.K_fast[p1, v] * m.J2_fast[p1, v] * m.private_fast[p1, v]
+        )
+        for v in range(7)
+    )
+    assert inp["sigma"][p1] ** 2 == pytest.approx(20 * (D + 1.5**2 * 1.0), rel=1e-12)

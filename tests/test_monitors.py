@@ -18,14 +18,29 @@ from wmnet.network import Network
 from wmnet.simulation import RunResult, Simulation
 
 C_IDS = list(range(0, 800, 3))  # an explicit E group for the synapse statistics
-SETS = ["populations.E.size=800", "populations.I.size=200", "dtype=float32", "engine=sparse", "device=cpu",
-        "seed=7", "duration=60", "record.checkpoint_every=20", "record.synapses.every=10",
-        # 7 ms bins: 8 whole bins in 60 ms, and the checkpoints at 20 and 40 ms fall inside a bin.
-        "record.rates.bin=7",
-        f"groups.sets={{A: [3, 1, 799, 500, 950, 3], B: {{start: 100, stop: 300}}, C: {C_IDS}}}", "groups.overlap=true",
-        "record.synapses.groups=[[E, E], [B, C]]"]
-GROUPS = {"E": np.arange(800), "I": np.arange(800, 1000), "A": np.array([1, 3, 500, 799, 950]),
-          "B": np.arange(100, 300), "C": np.array(C_IDS)}
+SETS = [
+    "populations.E.size=800",
+    "populations.I.size=200",
+    "dtype=float32",
+    "engine=sparse",
+    "device=cpu",
+    "seed=7",
+    "duration=60",
+    "record.checkpoint_every=20",
+    "record.synapses.every=10",
+    # 7 ms bins: 8 whole bins in 60 ms, and the checkpoints at 20 and 40 ms fall inside a bin.
+    "record.rates.bin=7",
+    f"groups.sets={{A: [3, 1, 799, 500, 950, 3], B: {{start: 100, stop: 300}}, C: {C_IDS}}}",
+    "groups.overlap=true",
+    "record.synapses.groups=[[E, E], [B, C]]",
+]
+GROUPS = {
+    "E": np.arange(800),
+    "I": np.arange(800, 1000),
+    "A": np.array([1, 3, 500, 799, 950]),
+    "B": np.arange(100, 300),
+    "C": np.array(C_IDS),
+}
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +79,12 @@ def direct_stats(result: RunResult, pre: np.ndarray, post: np.ndarray) -> dict[s
     slow = conn.projections["E->E"].is_slow()
     pot, L = syn.potentiated.bool(), syn.L.double()
     j = ee.J_d + (ee.J_p - ee.J_d) * pot.double()  # J_p or J_d per synapse, in float64
-    return {"potentiated_fraction": pot[m].double().mean().item(), "mean_L": L[m].mean().item(),
-            "mean_J_slow": j[m & slow].mean().item(), "mean_J_fast": j[m & ~slow].mean().item()}
+    return {
+        "potentiated_fraction": pot[m].double().mean().item(),
+        "mean_L": L[m].mean().item(),
+        "mean_J_slow": j[m & slow].mean().item(),
+        "mean_J_fast": j[m & ~slow].mean().item(),
+    }
 
 
 def test_synapse_stats_are_those_of_engine_synapses(whole: Whole) -> None:
@@ -125,16 +144,19 @@ def test_monitors_can_be_switched_off(tmp_path: Path) -> None:
     assert not (tmp_path / "off" / "rates.h5").exists() and not (tmp_path / "off" / "synapses.h5").exists()
 
 
-@pytest.mark.parametrize(("setting", "message"), [
-    ("record.rates.bin=0.25", r"record\.rates\.bin: 0\.25 ms is not a whole multiple of dt = 0\.1 ms"),
-    ("record.synapses.every=1.05", r"record\.synapses\.every: 1\.05 ms is not a whole multiple of dt"),
-    ("record.synapses.groups=[[E, X]]", r"record\.synapses\.groups: unknown group 'X' \(known: E, I\)"),
-    ("record.synapses.groups=[[I, E]]", r"record\.synapses\.groups: group 'I' has no E neurons"),
-    ("groups.sets={A: [0, 1000]}", r"groups\.sets\.A: indices must lie in 0\.\.999"),
-    ("groups.sets={A: {start: 5, stop: 5}}", r"groups\.sets: A: stop = 5 must exceed start = 5"),
-    ("groups.sets={E: [1]}", r"groups\.sets\.E: invalid or repeated name"),
-    ("groups.sets={A: [1, 2], B: {start: 2, stop: 4}}", r"groups\.sets\.B: shares neuron 2 with another group"),
-])
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("record.rates.bin=0.25", r"record\.rates\.bin: 0\.25 ms is not a whole multiple of dt = 0\.1 ms"),
+        ("record.synapses.every=1.05", r"record\.synapses\.every: 1\.05 ms is not a whole multiple of dt"),
+        ("record.synapses.groups=[[E, X]]", r"record\.synapses\.groups: unknown group 'X' \(known: E, I\)"),
+        ("record.synapses.groups=[[I, E]]", r"record\.synapses\.groups: group 'I' has no E neurons"),
+        ("groups.sets={A: [0, 1000]}", r"groups\.sets\.A: indices must lie in 0\.\.999"),
+        ("groups.sets={A: {start: 5, stop: 5}}", r"groups\.sets: A: stop = 5 must exceed start = 5"),
+        ("groups.sets={E: [1]}", r"groups\.sets\.E: invalid or repeated name"),
+        ("groups.sets={A: [1, 2], B: {start: 2, stop: 4}}", r"groups\.sets\.B: shares neuron 2 with another group"),
+    ],
+)
 def test_bad_monitor_config_is_one_clear_line(setting: str, message: str) -> None:
     with pytest.raises(WmnetError, match=message) as exc:
         load_config(None, ["populations.E.size=800", "populations.I.size=200", setting])

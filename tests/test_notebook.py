@@ -21,8 +21,9 @@ from wmnet.stimuli import make_stimulus
 class NotebookStep:
     """The seed's step, kept to its own arithmetic (constants as in the notebook's cells)."""
 
-    def __init__(self, n_e: int, n_i: int, j_slow: torch.Tensor, j_fast: torch.Tensor, l_mat: torch.Tensor,
-                 w_mat: torch.Tensor):
+    def __init__(
+        self, n_e: int, n_i: int, j_slow: torch.Tensor, j_fast: torch.Tensor, l_mat: torch.Tensor, w_mat: torch.Tensor
+    ):
         f64 = torch.float64
         n = n_e + n_i
         ones = torch.ones(n, dtype=f64)

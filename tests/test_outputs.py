@@ -51,16 +51,29 @@ SCENARIOS = {
     # sparse engine, float32, the seed's defaults at 1000 neurons; flush blocks (73 steps)
     # that do not line up with the sampling period (10 steps) or the duration.
     "sparse-f32": [
-        "populations.E.size=800", "populations.I.size=200", "duration=100", "seed=11",
-        "engine=sparse", "dtype=float32", "record.flush_every=7.3", "record.traces.every=10",
+        "populations.E.size=800",
+        "populations.I.size=200",
+        "duration=100",
+        "seed=11",
+        "engine=sparse",
+        "dtype=float32",
+        "record.flush_every=7.3",
+        "record.traces.every=10",
         f"record.traces.variables=[{', '.join(VARIABLES)}]",
     ],
     # reference engine, float64, small; a sampling period that does not divide the duration,
     # recorded neurons at both ends of both populations, given out of order and negative.
     "reference-f64": [
-        "populations.E.size=160", "populations.I.size=40", "duration=60", "seed=5",
-        "engine=reference", "dtype=float64", "record.flush_every=2.5", "record.traces.every=7",
-        "record.traces.variables=[x, v, a]", "record.traces.neurons=[-1, 159, 0, 160, 3]",
+        "populations.E.size=160",
+        "populations.I.size=40",
+        "duration=60",
+        "seed=5",
+        "engine=reference",
+        "dtype=float64",
+        "record.flush_every=2.5",
+        "record.traces.every=7",
+        "record.traces.variables=[x, v, a]",
+        "record.traces.neurons=[-1, 159, 0, 160, 3]",
     ],
 }
 
@@ -231,8 +244,10 @@ def test_run_json_summary_agrees_with_files(case: Case) -> None:
 
 def test_continued_run_writes_the_rest_of_one_long_run(tmp_path: Path) -> None:
     """Two `run` calls on one Simulation continue the state: the second file starts at t_k."""
-    cfg = load_config(None, ["populations.E.size=80", "populations.I.size=20", "duration=20",
-                             "dtype=float64", "record.traces.every=4"])
+    cfg = load_config(
+        None,
+        ["populations.E.size=80", "populations.I.size=20", "duration=20", "dtype=float64", "record.traces.every=4"],
+    )
     net = Network.build(cfg)
     sim = Simulation(net)
     sim.run(out=tmp_path / "a", progress=False)
@@ -240,8 +255,11 @@ def test_continued_run_writes_the_rest_of_one_long_run(tmp_path: Path) -> None:
     # One uninterrupted 30 ms run for comparison.
     whole = Simulation(Network.build(cfg)).run(duration=30, out=tmp_path / "w", progress=False)
     assert whole.info["status"] == "complete"
-    with h5py.File(tmp_path / "w" / "spikes.h5") as fw, h5py.File(tmp_path / "a" / "spikes.h5") as fa, \
-            h5py.File(tmp_path / "b" / "spikes.h5") as fb:
+    with (
+        h5py.File(tmp_path / "w" / "spikes.h5") as fw,
+        h5py.File(tmp_path / "a" / "spikes.h5") as fa,
+        h5py.File(tmp_path / "b" / "spikes.h5") as fb,
+    ):
         for pop in ("E", "I"):
             tw, iw = fw["spikes"][pop]["timestamps"][()], fw["spikes"][pop]["node_ids"][()]
             ta = np.concatenate([fa["spikes"][pop]["timestamps"][()], fb["spikes"][pop]["timestamps"][()]])

@@ -28,6 +28,7 @@ def ids_of(g: tuple[int, int] | list[int]) -> np.ndarray:
 
 # --- groups ---------------------------------------------------------------------------------
 
+
 def test_prototype_groups_have_their_sizes_and_do_not_overlap() -> None:
     groups = load_config(None, [*SMALL, PROTOTYPES]).resolve_groups()
     assert list(groups) == ["E", "I", "P1", "P2", "P3", "P4", "nonselective"]
@@ -69,6 +70,7 @@ def test_explicit_groups_and_their_errors() -> None:
 
 # --- stimuli --------------------------------------------------------------------------------
 
+
 def stimulus(*sets: str, dtype: torch.dtype = F64):  # noqa: ANN201
     cfg = load_config(None, [*SMALL, *sets])
     return cfg, make_stimulus(cfg, CPU, dtype)
@@ -91,8 +93,9 @@ def test_background_statistics_and_grain() -> None:
 
 
 def test_selective_stimulus_multiplies_the_group_mean() -> None:
-    cfg, stim = stimulus(BACKGROUND, PROTOTYPES,
-                         "stimulus={kind: selective, group: P2, contrast_E: 3.0, contrast_I: 0.5}")
+    cfg, stim = stimulus(
+        BACKGROUND, PROTOTYPES, "stimulus={kind: selective, group: P2, contrast_E: 3.0, contrast_I: 0.5}"
+    )
     _, plain = stimulus(BACKGROUND, PROTOTYPES, "stimulus={kind: background}")
     x, base = stim.block(0, 50).numpy(), plain.block(0, 50).numpy()
     member = np.zeros(500, dtype=bool)
@@ -105,9 +108,13 @@ def test_selective_stimulus_multiplies_the_group_mean() -> None:
 
 
 def test_noisy_prototype_flips_membership_per_presentation() -> None:
-    sets = [*SMALL, "background={E: {mean: 1.0}, I: {mean: 1.0}}", "groups.prototypes={count: 1, fraction: 0.5}",
-            "protocol={epochs: [{block: t, repeat: 40, epochs: [{name: cue, duration: 1, "
-            "stimulus: {kind: selective, group: P1, contrast_E: 2.0, noise: 0.2}}]}]}"]
+    sets = [
+        *SMALL,
+        "background={E: {mean: 1.0}, I: {mean: 1.0}}",
+        "groups.prototypes={count: 1, fraction: 0.5}",
+        "protocol={epochs: [{block: t, repeat: 40, epochs: [{name: cue, duration: 1, "
+        "stimulus: {kind: selective, group: P1, contrast_E: 2.0, noise: 0.2}}]}]}",
+    ]
     cfg = load_config(None, sets)
     stim = make_stimulus(cfg, CPU, F64)
     member = np.zeros(400, dtype=bool)
@@ -125,9 +132,12 @@ def test_noisy_prototype_flips_membership_per_presentation() -> None:
 def test_sum_and_array_stimuli(tmp_path: Path) -> None:
     arr = np.arange(500 * 30, dtype=np.float64).reshape(500, 30) / 100
     np.save(tmp_path / "in.npy", arr)
-    sets = [BACKGROUND, "stimulus={kind: constant, E: 0.5, I: 0.25}",
-            "protocol={epochs: [{name: a, duration: 2}, {name: b, duration: 3, stimulus: {kind: sum, terms: ["
-            f"{{kind: array, path: {tmp_path / 'in.npy'}}}, {{kind: background}}]}}}}]}}"]
+    sets = [
+        BACKGROUND,
+        "stimulus={kind: constant, E: 0.5, I: 0.25}",
+        "protocol={epochs: [{name: a, duration: 2}, {name: b, duration: 3, stimulus: {kind: sum, terms: ["
+        f"{{kind: array, path: {tmp_path / 'in.npy'}}}, {{kind: background}}]}}}}]}}",
+    ]
     cfg, stim = stimulus(*sets)
     _, bg = stimulus(BACKGROUND, "stimulus={kind: background}")
     x = stim.block(0, 50)
@@ -140,16 +150,20 @@ def test_sum_and_array_stimuli(tmp_path: Path) -> None:
 def test_short_array_input_fails_before_the_run(tmp_path: Path) -> None:
     np.save(tmp_path / "in.npy", np.zeros((500, 10)))
     with pytest.raises(WmnetError, match=r"in\.npy: input has shape \(500, 10\), expected \(500, 30\)"):
-        stimulus(f"protocol={{epochs: [{{name: b, duration: 3, stimulus: {{kind: array, path: {tmp_path / 'in.npy'}}}}}]}}")
+        stimulus(
+            f"protocol={{epochs: [{{name: b, duration: 3, stimulus: {{kind: array, path: {tmp_path / 'in.npy'}}}}}]}}"
+        )
 
 
 # --- protocols ------------------------------------------------------------------------------
 
-TRIALS = ("protocol={initial_rest: 10, epochs: [{block: train, repeat: 3, shuffle: true, groups: [P1, P2, P3, P4], "
-          "epochs: [{name: cue, duration: 5, stimulus: {kind: selective, group: $group, contrast_E: 2}}, "
-          "{name: delay, duration: 7.5}]}, {block: assoc, repeat: 2, pairs: [[P1, P2], [P3, P4]], "
-          "epochs: [{name: A, duration: 2, stimulus: {kind: selective, group: $A, contrast_E: 2}}, "
-          "{name: B, duration: 2, stimulus: {kind: selective, group: $B, contrast_E: 2}}]}]}")
+TRIALS = (
+    "protocol={initial_rest: 10, epochs: [{block: train, repeat: 3, shuffle: true, groups: [P1, P2, P3, P4], "
+    "epochs: [{name: cue, duration: 5, stimulus: {kind: selective, group: $group, contrast_E: 2}}, "
+    "{name: delay, duration: 7.5}]}, {block: assoc, repeat: 2, pairs: [[P1, P2], [P3, P4]], "
+    "epochs: [{name: A, duration: 2, stimulus: {kind: selective, group: $A, contrast_E: 2}}, "
+    "{name: B, duration: 2, stimulus: {kind: selective, group: $B, contrast_E: 2}}]}]}"
+)
 
 
 def test_protocol_schedule_is_step_exact() -> None:
@@ -173,13 +187,14 @@ def test_protocol_schedule_is_step_exact() -> None:
 
 
 def test_stimulus_switches_exactly_at_the_epoch_boundaries() -> None:
-    cfg = load_config(None, [*SMALL, PROTOTYPES, "background={E: {mean: 1.0}, I: {mean: 1.0}}",
-                             "stimulus={kind: background}", TRIALS])
+    cfg = load_config(
+        None, [*SMALL, PROTOTYPES, "background={E: {mean: 1.0}, I: {mean: 1.0}}", "stimulus={kind: background}", TRIALS]
+    )
     stim = make_stimulus(cfg, CPU, F64)
     x = stim.block(0, cfg.n_steps).numpy()
     groups = cfg.resolve_groups()
     for e in Schedule.from_config(cfg).epochs:
-        rows = x[e.start:e.stop, :400]
+        rows = x[e.start : e.stop, :400]
         if e.name in ("cue", "A", "B"):
             member = np.zeros(400, dtype=bool)
             member[ids_of(groups[e.groups[0 if e.name != "B" else 1]])[:40]] = True
@@ -203,19 +218,35 @@ def test_events_file_matches_the_steps(tmp_path: Path) -> None:
     assert rows[-1]["group"] in ("P1+P2", "P3+P4") and rows[-1]["block"] == "assoc"
 
 
-@pytest.mark.parametrize(("setting", "message"), [
-    ("protocol={epochs: [{name: a, duration: 1.05}]}", r"protocol\.epochs\.0\.duration: 1\.05 ms is not a whole multiple"),
-    ("protocol={epochs: [{name: a, duration: 1, stimulus: {kind: selective, group: Q}}]}",
-     r"protocol\.epochs\.0\.stimulus\.group: unknown group 'Q'"),
-    ("protocol={epochs: [{block: b, groups: [P1, Q], epochs: [{name: a, duration: 1}]}]}",
-     r"protocol\.epochs\.0: unknown group 'Q'"),
-    ("protocol={epochs: [{block: b, groups: [P1], epochs: [{name: a, duration: 1, "
-     "stimulus: {kind: selective, group: $A}}]}]}", r"\$A is only defined in a block with pairs"),
-    ("stimulus={kind: selective, group: P1, contrast_E: -1}", r"contrast_E: Input should be greater than or equal to 0"),
-    ("stimulus={kind: selective, group: P1, noise: 1.5}", r"noise: Input should be less than or equal to 1"),
-    ("protocol={initial_rest: 0.01, epochs: [{name: a, duration: 1}]}", r"protocol\.initial_rest: 0\.01 ms"),
-    ("background.grain=0.15", r"background\.grain: 0\.15 ms is not a whole multiple of dt"),
-])
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        (
+            "protocol={epochs: [{name: a, duration: 1.05}]}",
+            r"protocol\.epochs\.0\.duration: 1\.05 ms is not a whole multiple",
+        ),
+        (
+            "protocol={epochs: [{name: a, duration: 1, stimulus: {kind: selective, group: Q}}]}",
+            r"protocol\.epochs\.0\.stimulus\.group: unknown group 'Q'",
+        ),
+        (
+            "protocol={epochs: [{block: b, groups: [P1, Q], epochs: [{name: a, duration: 1}]}]}",
+            r"protocol\.epochs\.0: unknown group 'Q'",
+        ),
+        (
+            "protocol={epochs: [{block: b, groups: [P1], epochs: [{name: a, duration: 1, "
+            "stimulus: {kind: selective, group: $A}}]}]}",
+            r"\$A is only defined in a block with pairs",
+        ),
+        (
+            "stimulus={kind: selective, group: P1, contrast_E: -1}",
+            r"contrast_E: Input should be greater than or equal to 0",
+        ),
+        ("stimulus={kind: selective, group: P1, noise: 1.5}", r"noise: Input should be less than or equal to 1"),
+        ("protocol={initial_rest: 0.01, epochs: [{name: a, duration: 1}]}", r"protocol\.initial_rest: 0\.01 ms"),
+        ("background.grain=0.15", r"background\.grain: 0\.15 ms is not a whole multiple of dt"),
+    ],
+)
 def test_bad_protocol_input_is_one_clear_line(setting: str, message: str) -> None:
     with pytest.raises(WmnetError, match=message) as exc:
         load_config(None, [*SMALL, PROTOTYPES, setting])
@@ -233,19 +264,31 @@ def test_duration_comes_from_the_protocol() -> None:
 
 # --- receptor scaling -----------------------------------------------------------------------
 
-SCALED = ("protocol={epochs: [{name: a, duration: 15}, {name: quiet, duration: 4, projections: {"
-          "E->E: {fast_scale: 0}, E->I: {fast_scale: 0}, I->E: {fast_scale: 0}, I->I: {fast_scale: 0}}}, "
-          "{name: b, duration: 3}]}")
+SCALED = (
+    "protocol={epochs: [{name: a, duration: 15}, {name: quiet, duration: 4, projections: {"
+    "E->E: {fast_scale: 0}, E->I: {fast_scale: 0}, I->E: {fast_scale: 0}, I->I: {fast_scale: 0}}}, "
+    "{name: b, duration: 3}]}"
+)
 
 
 @pytest.mark.parametrize("engine", ["reference", "sparse"])
 def test_scales_apply_from_the_epochs_first_step(engine: str) -> None:
     """With every fast scale 0 from step 150 to 189, i_f(t_k) = Σ J_fast s(t_{k−1}) is exactly 0
     for k = 151..190, and not just before or after (the drive keeps neurons firing)."""
-    cfg = load_config(None, [*SMALL, SCALED, "dtype=float64", f"engine={engine}", "record.traces.every=1",
-                             f"record.traces.neurons={list(range(500))}", "record.traces.variables=[i_f]",
-                             "background={E: {mean: 3, std: 1}, I: {mean: 3, std: 1}, grain: 0.1}",
-                             "stimulus={kind: background}"])  # strong noisy drive: some neuron is always on
+    cfg = load_config(
+        None,
+        [
+            *SMALL,
+            SCALED,
+            "dtype=float64",
+            f"engine={engine}",
+            "record.traces.every=1",
+            f"record.traces.neurons={list(range(500))}",
+            "record.traces.variables=[i_f]",
+            "background={E: {mean: 3, std: 1}, I: {mean: 3, std: 1}, grain: 0.1}",
+            "stimulus={kind: background}",
+        ],
+    )  # strong noisy drive: some neuron is always on
     res = Simulation(Network.build(cfg)).run(progress=False)
     i_f = res.traces["i_f"]  # (steps, neurons), sampled at t_k for k = 0..99
     assert i_f.shape[0] == 220
@@ -260,9 +303,18 @@ def test_scaled_efficacies_hand_computed(engine: str, tmp_path: Path) -> None:
     from wmnet.dynamics import NeuronState
     from wmnet.engines import make_engine
 
-    cfg = load_config(None, ["populations.E.size=2", "populations.I.size=1", "device=cpu", "dtype=float64",
-                             "projections.E->E.fast_scale=0.5", "projections.I->E.fast_scale=1.5",
-                             "stimulus={kind: constant}"])
+    cfg = load_config(
+        None,
+        [
+            "populations.E.size=2",
+            "populations.I.size=1",
+            "device=cpu",
+            "dtype=float64",
+            "projections.E->E.fast_scale=0.5",
+            "projections.I->E.fast_scale=1.5",
+            "stimulus={kind: constant}",
+        ],
+    )
     j_fast = np.zeros((3, 3))
     j_fast[1, 0] = 0.21  # E0 → E1, potentiated
     j_fast[0, 2] = -0.18  # I → E0
@@ -282,11 +334,20 @@ def test_scaled_efficacies_hand_computed(engine: str, tmp_path: Path) -> None:
 def test_scaled_sparse_matches_reference_float64() -> None:
     """A protocol that halves the slow E→E and scales the fast I→E by 1.5 midway: the sparse
     engine reproduces the reference exactly (spikes, switches) and to 1e-9 (state)."""
-    drive = ["background={E: {mean: 1.0, std: 0.5}, I: {mean: 1.0, std: 0.5}}", "stimulus={kind: background}",
-             "dtype=float64", "record.traces.variables=[]", "record.rates=null", "record.synapses=null"]
-    sets = [*SMALL, *drive,
-            "protocol={epochs: [{name: a, duration: 40}, {name: drug, duration: 60, projections: "
-            "{E->E: {slow_scale: 0.5}, I->E: {fast_scale: 1.5}}}, {name: c, duration: 30}]}"]
+    drive = [
+        "background={E: {mean: 1.0, std: 0.5}, I: {mean: 1.0, std: 0.5}}",
+        "stimulus={kind: background}",
+        "dtype=float64",
+        "record.traces.variables=[]",
+        "record.rates=null",
+        "record.synapses=null",
+    ]
+    sets = [
+        *SMALL,
+        *drive,
+        "protocol={epochs: [{name: a, duration: 40}, {name: drug, duration: 60, projections: "
+        "{E->E: {slow_scale: 0.5}, I->E: {fast_scale: 1.5}}}, {name: c, duration: 30}]}",
+    ]
     results = {}
     for engine in ("reference", "sparse"):
         cfg = load_config(None, [*sets, f"engine={engine}"])
@@ -385,9 +446,14 @@ def test_protocol_run_stops_and_resumes_bitwise(tmp_path: Path) -> None:
 
     from wmnet.checkpoint import resume_run
 
-    sets = [*SMALL, BACKGROUND, "stimulus={kind: background}", "record.checkpoint_every=20",
-            "protocol={epochs: [{name: a, duration: 40}, {name: drug, duration: 40, projections: "
-            "{E->E: {slow_scale: 0.5}, I->E: {fast_scale: 1.5}}}, {name: c, duration: 20}]}"]
+    sets = [
+        *SMALL,
+        BACKGROUND,
+        "stimulus={kind: background}",
+        "record.checkpoint_every=20",
+        "protocol={epochs: [{name: a, duration: 40}, {name: drug, duration: 40, projections: "
+        "{E->E: {slow_scale: 0.5}, I->E: {fast_scale: 1.5}}}, {name: c, duration: 20}]}",
+    ]
     cfg = load_config(None, sets)
     whole = tmp_path / "whole"
     start_run(cfg, whole).run(out=whole, progress=False)

@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 import yaml
 
-TINY = ["--set", "populations.E.size=80", "--set", "populations.I.size=20", "--duration", "20",
-        "--no-plot", "--quiet"]
+TINY = ["--set", "populations.E.size=80", "--set", "populations.I.size=20", "--duration", "20", "--no-plot", "--quiet"]
 N, STEPS = 100, 200  # neurons and steps of a TINY run (dt = 0.1 ms)
 
 
-def wmnet(*args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None,
-          popen: bool = False) -> subprocess.CompletedProcess[str] | subprocess.Popen[str]:
+def wmnet(
+    *args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None, popen: bool = False
+) -> subprocess.CompletedProcess[str] | subprocess.Popen[str]:
     cmd = [sys.executable, "-m", "wmnet.cli", *map(str, args)]
     if popen:
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, env=env)
@@ -49,8 +49,11 @@ def refused(proc: subprocess.CompletedProcess[str], *mentions: str) -> str:
 
 def tree(path: Path) -> dict[str, str]:
     """Every file under `path` (relative name → sha256 of its bytes): what must not change."""
-    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(path.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
+    }
 
 
 def complete(folder: Path, seed: int | None = None) -> dict:
@@ -80,13 +83,13 @@ def copy_of(previous: Path, dest: Path) -> Path:
 
 # ---------------------------------------------------------------- concurrent runs
 
-FROZEN_CLOCK = '''import time
+FROZEN_CLOCK = """import time
 _strftime = time.strftime
 def _frozen(fmt, *args):
     # Every run names its default folder after the same second, as runs started at once do.
     return "20260101-120000" if fmt == "%Y%m%d-%H%M%S" else _strftime(fmt, *args)
 time.strftime = _frozen
-'''
+"""
 
 
 def test_three_concurrent_runs_without_out_get_three_folders(tmp_path: Path) -> None:
@@ -161,8 +164,12 @@ def test_overwrite_of_the_working_folder_is_refused(previous: Path, tmp_path: Pa
     """`--out . --overwrite` inside a previous run folder: refused, nothing deleted."""
     cwd = copy_of(previous, tmp_path / "run")
     before = tree(cwd)
-    refused(wmnet("run", "--out", ".", "--overwrite", *TINY, cwd=cwd), "--out .", "it is the working folder",
-            "nothing was deleted")
+    refused(
+        wmnet("run", "--out", ".", "--overwrite", *TINY, cwd=cwd),
+        "--out .",
+        "it is the working folder",
+        "nothing was deleted",
+    )
     assert tree(cwd) == before
 
 
@@ -190,8 +197,7 @@ def test_overwrite_of_a_folder_that_is_no_run_is_refused(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("what", ["--connectivity", "--input", "config file", "array stimulus"])
-def test_overwrite_of_a_folder_holding_the_runs_input_is_refused(previous: Path, tmp_path: Path,
-                                                                 what: str) -> None:
+def test_overwrite_of_a_folder_holding_the_runs_input_is_refused(previous: Path, tmp_path: Path, what: str) -> None:
     """A previous run folder holding a file this run reads (its snapshot as --connectivity, an
     --input array, the config file itself, an array stimulus named in the config): refused."""
     run = copy_of(previous, tmp_path / "run")
@@ -203,8 +209,9 @@ def test_overwrite_of_a_folder_holding_the_runs_input_is_refused(previous: Path,
         "array stimulus": ["--set", "stimulus.kind=array", "--set", f"stimulus.path={run / 'input.npy'}"],
     }[what]
     before = tree(run)
-    refused(wmnet("run", *args, "--out", run, "--overwrite", *TINY), f"it holds this run's {what}",
-            "nothing was deleted")
+    refused(
+        wmnet("run", *args, "--out", run, "--overwrite", *TINY), f"it holds this run's {what}", "nothing was deleted"
+    )
     assert tree(run) == before
 
 
@@ -216,8 +223,10 @@ def test_overwrite_of_a_run_holding_a_running_run_is_refused(previous: Path, tmp
     held = lock_folder(run / "inner")  # as a running `wmnet run --out run/inner` holds it
     try:
         before = tree(run)
-        refused(wmnet("run", "--out", run, "--overwrite", *TINY),
-                f"a wmnet process is writing the run folder {run / 'inner'} inside it")
+        refused(
+            wmnet("run", "--out", run, "--overwrite", *TINY),
+            f"a wmnet process is writing the run folder {run / 'inner'} inside it",
+        )
         assert tree(run) == before
     finally:
         held.close()
@@ -306,9 +315,15 @@ def test_config_inputs_finds_every_array_stimulus(tmp_path: Path) -> None:
     paths = [tmp_path / f"{name}.npy" for name in ("top", "epoch", "sum")]
     for p in paths:
         np.save(p, np.zeros((N, 10_000)))
-    cfg = load_config(None, [
-        "populations.E.size=80", "populations.I.size=20", f"stimulus={{kind: array, path: {paths[0]}}}",
-        f"protocol={{epochs: [{{name: a, duration: 1, stimulus: {{kind: array, path: {paths[1]}}}}}, "
-        f"{{name: b, duration: 1, stimulus: {{kind: sum, terms: [{{kind: constant}}, "
-        f"{{kind: array, path: {paths[2]}}}]}}}}]}}"])
+    cfg = load_config(
+        None,
+        [
+            "populations.E.size=80",
+            "populations.I.size=20",
+            f"stimulus={{kind: array, path: {paths[0]}}}",
+            f"protocol={{epochs: [{{name: a, duration: 1, stimulus: {{kind: array, path: {paths[1]}}}}}, "
+            f"{{name: b, duration: 1, stimulus: {{kind: sum, terms: [{{kind: constant}}, "
+            f"{{kind: array, path: {paths[2]}}}]}}}}]}}",
+        ],
+    )
     assert sorted(map(str, config_inputs(cfg))) == sorted(map(str, paths))

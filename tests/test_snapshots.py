@@ -13,8 +13,16 @@ from wmnet.errors import WmnetError
 from wmnet.network import Network
 from wmnet.simulation import Simulation
 
-SMALL = ["populations.E.size=800", "populations.I.size=200", "device=cpu", "dtype=float32", "seed=5",
-         "record.synapses=null", "record.rates=null", "record.traces.variables=[]"]
+SMALL = [
+    "populations.E.size=800",
+    "populations.I.size=200",
+    "device=cpu",
+    "dtype=float32",
+    "seed=5",
+    "record.synapses=null",
+    "record.rates=null",
+    "record.traces.variables=[]",
+]
 
 
 def test_snapshots_hold_the_state_at_their_time_and_load_back(tmp_path: Path) -> None:

@@ -15,14 +15,20 @@ from wmnet.rng import generator
 
 CPU = torch.device("cpu")
 N_E, N_I = 1000, 250
-BASE = [f"populations.E.size={N_E}", f"populations.I.size={N_I}", "device=cpu",
-        "groups.prototypes.count=4", "groups.prototypes.fraction=0.1"]
+BASE = [
+    f"populations.E.size={N_E}",
+    f"populations.I.size={N_I}",
+    "device=cpu",
+    "groups.prototypes.count=4",
+    "groups.prototypes.fraction=0.1",
+]
 # Distinct probabilities per kind, so that a swapped kind fails.
 PROBS = {"within": 0.9, "between": 0.05, "to_nonselective": 0.3, "from_nonselective": 0.6, "nonselective": 0.15}
 
 
-def kinds_by_hand(groups: dict[str, object], pre: np.ndarray, post: np.ndarray, names: list[str],
-                  overlap: bool) -> np.ndarray:
+def kinds_by_hand(
+    groups: dict[str, object], pre: np.ndarray, post: np.ndarray, names: list[str], overlap: bool
+) -> np.ndarray:
     """Kind of each synapse as a string, from the resolved groups (independent of the library's code)."""
     member = [set() for _ in range(N_E)]
     for gi, name in enumerate(names):
@@ -32,8 +38,15 @@ def kinds_by_hand(groups: dict[str, object], pre: np.ndarray, post: np.ndarray, 
     out = np.empty(pre.size, dtype=object)
     for s, (a, b) in enumerate(zip(pre.tolist(), post.tolist())):
         ma, mb = member[a], member[b]
-        out[s] = ("within" if ma & mb else "between") if ma and mb else \
-            "to_nonselective" if ma else "from_nonselective" if mb else "nonselective"
+        out[s] = (
+            ("within" if ma & mb else "between")
+            if ma and mb
+            else "to_nonselective"
+            if ma
+            else "from_nonselective"
+            if mb
+            else "nonselective"
+        )
     return out
 
 
@@ -61,14 +74,23 @@ def test_fractions_per_kind() -> None:
 
 
 def test_absent_kinds_use_p_potentiated() -> None:
-    expected = {"within": 0.8, "between": 0.35, "to_nonselective": 0.35, "from_nonselective": 0.35,
-                "nonselective": 0.35}
+    expected = {
+        "within": 0.8,
+        "between": 0.35,
+        "to_nonselective": 0.35,
+        "from_nonselective": 0.35,
+        "nonselective": 0.35,
+    }
     check_fractions(["projections.E->E.p_potentiated=0.35", "projections.E->E.structure.within=0.8"], expected)
 
 
 def test_overlapping_groups() -> None:
-    check_fractions(["groups.overlap=true", "groups.prototypes.fraction=0.2"]
-                    + [f"projections.E->E.structure.{k}={v}" for k, v in PROBS.items()], PROBS, overlap=True)
+    check_fractions(
+        ["groups.overlap=true", "groups.prototypes.fraction=0.2"]
+        + [f"projections.E->E.structure.{k}={v}" for k, v in PROBS.items()],
+        PROBS,
+        overlap=True,
+    )
 
 
 def test_bits_unchanged_without_structure() -> None:
@@ -90,7 +112,8 @@ def test_bits_unchanged_without_structure() -> None:
 
 def test_needs_prototypes() -> None:
     with pytest.raises(WmnetError, match="structure: needs groups.prototypes"):
-        load_config(None, [f"populations.E.size={N_E}", f"populations.I.size={N_I}",
-                           "projections.E->E.structure.within=0.5"])
+        load_config(
+            None, [f"populations.E.size={N_E}", f"populations.I.size={N_I}", "projections.E->E.structure.within=0.5"]
+        )
     with pytest.raises(WmnetError, match="within"):
         load_config(None, BASE + ["projections.E->E.structure.within=1.5"])

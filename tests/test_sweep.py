@@ -18,15 +18,14 @@ import pandas as pd
 import pytest
 import yaml
 from click.testing import CliRunner
+from test_checkpoint import assert_same_files  # the project's bitwise comparison of run folders
 
 from wmnet.cli import cli
 from wmnet.config import load_config
 from wmnet.errors import WmnetError
 from wmnet.sweep.results import epoch_columns, flatten
 from wmnet.sweep.runner import run_sweep
-from wmnet.sweep.spec import parse_sweep, validate
-
-from test_checkpoint import assert_same_files  # the project's bitwise comparison of run folders
+from wmnet.sweep.spec import parse_sweep
 
 TINY = {"populations.E.size": 80, "populations.I.size": 20, "duration": 30, "device": "cpu", "engine": "sparse"}
 WMNET = [sys.executable, "-c", "from wmnet.cli import main; main()"]
@@ -40,8 +39,15 @@ def write_sweep(path: Path, **parts: Any) -> Path:
 def single_run(tmp: Path, name: str, overrides: list[str], base: Path | None = None) -> Path:
     """What `wmnet run BASE --set ... --out DIR --no-plot --quiet` writes (in this process)."""
     out = tmp / "single" / name
-    args = ["run", *([str(base)] if base else []), *(a for o in overrides for a in ("--set", o)),
-            "--out", str(out), "--no-plot", "--quiet"]
+    args = [
+        "run",
+        *([str(base)] if base else []),
+        *(a for o in overrides for a in ("--set", o)),
+        "--out",
+        str(out),
+        "--no-plot",
+        "--quiet",
+    ]
     res = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert res.exit_code == 0, res.output
     return out
@@ -53,12 +59,22 @@ def point_dirs(out: Path) -> list[Path]:
 
 # --- expansion and validation (no run) ---------------------------------------------------------
 
+
 def test_grid_zip_random_and_seeds_expand_in_order() -> None:
-    spec = parse_sweep({"set": {"duration": 20}, "grid": {"stp.U": [0.1, 0.2], "projections.E->E.J_p": [0.3, 0.4]},
-                        "zip": {"background.E.mean": [1.0, 1.5], "background.E.std": [0.5, 1.0]},
-                        "random": {"n": 3, "uniform": {"stp.tau_rec": [100, 300]},
-                                   "log_uniform": {"plasticity.alpha": [1e-3, 1e-1]}},
-                        "seed": 7, "seeds": [0, 5]})
+    spec = parse_sweep(
+        {
+            "set": {"duration": 20},
+            "grid": {"stp.U": [0.1, 0.2], "projections.E->E.J_p": [0.3, 0.4]},
+            "zip": {"background.E.mean": [1.0, 1.5], "background.E.std": [0.5, 1.0]},
+            "random": {
+                "n": 3,
+                "uniform": {"stp.tau_rec": [100, 300]},
+                "log_uniform": {"plasticity.alpha": [1e-3, 1e-1]},
+            },
+            "seed": 7,
+            "seeds": [0, 5],
+        }
+    )
     points = spec.points()
     assert len(points) == 2 * 2 * 2 * 3 * 2
     assert [p.index for p in points] == list(range(len(points)))
@@ -72,16 +88,32 @@ def test_grid_zip_random_and_seeds_expand_in_order() -> None:
     assert len(set(draws)) == 3
     assert all(100 <= u <= 300 and 1e-3 <= a <= 1e-1 for u, a in draws)
     # From the sweep's seed: the same draws again, other draws with another seed.
-    assert [p.params for p in parse_sweep({"random": {"n": 3, "uniform": {"stp.tau_rec": [100, 300]},
-                                                      "log_uniform": {"plasticity.alpha": [1e-3, 1e-1]}},
-                                           "seed": 7}).points()] == [
-        {"stp.tau_rec": u, "plasticity.alpha": a} for u, a in draws]
+    assert [
+        p.params
+        for p in parse_sweep(
+            {
+                "random": {
+                    "n": 3,
+                    "uniform": {"stp.tau_rec": [100, 300]},
+                    "log_uniform": {"plasticity.alpha": [1e-3, 1e-1]},
+                },
+                "seed": 7,
+            }
+        ).points()
+    ] == [{"stp.tau_rec": u, "plasticity.alpha": a} for u, a in draws]
     other = parse_sweep({"random": {"n": 3, "uniform": {"stp.tau_rec": [100, 300]}}, "seed": 8}).points()
     assert [p.params["stp.tau_rec"] for p in other] != [u for u, _ in draws]
     # Overrides as --set writes them: set, then swept values, then the seed.
     assert points[1].overrides(spec.fixed) == [
-        "duration=20", "stp.U=0.1", "projections.E->E.J_p=0.3", "background.E.mean=1.0", "background.E.std=0.5",
-        f"stp.tau_rec={draws[0][0]}", f"plasticity.alpha={draws[0][1]}", "seed=5"]
+        "duration=20",
+        "stp.U=0.1",
+        "projections.E->E.J_p=0.3",
+        "background.E.mean=1.0",
+        "background.E.std=0.5",
+        f"stp.tau_rec={draws[0][0]}",
+        f"plasticity.alpha={draws[0][1]}",
+        "seed=5",
+    ]
     assert points[1].name.startswith("p0001_stp.U=0.1,projections.E-_E.J_p=0.3,background.E.mean=1,")
     assert points[1].name.endswith(",seed=5")
 
@@ -101,16 +133,19 @@ def test_no_grid_gives_one_point_per_seed_and_plain_names() -> None:
     assert [p.name for p in parse_sweep({}).points()] == ["p0000"]
 
 
-@pytest.mark.parametrize("data, message", [
-    ({"grid": {"stp.U": [0.1]}, "gird": {}}, "gird: unknown key"),
-    ({"zip": {"stp.U": [0.1, 0.2], "stp.tau_rec": [100]}}, "zip: the lists must have one length"),
-    ({"grid": {"stp.U": []}}, "grid.stp.U: expected a non-empty list"),
-    ({"grid": {"stp.U": [0.1]}, "zip": {"stp.U": [0.2]}}, "stp.U is swept twice"),
-    ({"random": {"n": 2, "log_uniform": {"stp.U": [0, 1]}}}, "log-uniform range needs low > 0"),
-    ({"random": {"n": 2}}, "no uniform or log_uniform ranges"),
-    ({"seeds": [1, 1]}, "a seed is listed twice"),
-    ({"grid": {"seed": [1, 2]}}, "sweep seeds with `seeds"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"grid": {"stp.U": [0.1]}, "gird": {}}, "gird: unknown key"),
+        ({"zip": {"stp.U": [0.1, 0.2], "stp.tau_rec": [100]}}, "zip: the lists must have one length"),
+        ({"grid": {"stp.U": []}}, "grid.stp.U: expected a non-empty list"),
+        ({"grid": {"stp.U": [0.1]}, "zip": {"stp.U": [0.2]}}, "stp.U is swept twice"),
+        ({"random": {"n": 2, "log_uniform": {"stp.U": [0, 1]}}}, "log-uniform range needs low > 0"),
+        ({"random": {"n": 2}}, "no uniform or log_uniform ranges"),
+        ({"seeds": [1, 1]}, "a seed is listed twice"),
+        ({"grid": {"seed": [1, 2]}}, "sweep seeds with `seeds"),
+    ],
+)
 def test_bad_sweep_files_name_the_key(data: dict[str, Any], message: str) -> None:
     with pytest.raises(WmnetError, match=re.escape(message)):
         parse_sweep(data, "s.yaml")
@@ -126,8 +161,9 @@ def test_every_point_is_validated_before_anything_is_written(tmp_path: Path) -> 
     assert "point p0004_stp.U=-3,seed=0" in msg and "stp.U" in msg and "\n" not in msg
     assert not out.exists()
     unknown = write_sweep(tmp_path / "k.yaml", set=TINY, grid={"stp.Ux": [0.1]})
-    res = subprocess.run([*WMNET, "sweep", str(unknown), "--out", str(out)], capture_output=True, text=True,
-                         timeout=120)
+    res = subprocess.run(
+        [*WMNET, "sweep", str(unknown), "--out", str(out)], capture_output=True, text=True, timeout=120
+    )
     assert res.returncode == 2 and res.stderr.startswith("error: ") and "stp.Ux: unknown key" in res.stderr
     assert "point p0000_stp.Ux=0.1" in res.stderr and len(res.stderr.strip().splitlines()) == 1
     assert not out.exists()
@@ -135,32 +171,60 @@ def test_every_point_is_validated_before_anything_is_written(tmp_path: Path) -> 
 
 def test_flatten_and_epoch_columns(tmp_path: Path) -> None:
     assert flatten({"a": {"b": 1, "c": {"d": 2.5}}, "e": "text", "f": None}, "summary") == {
-        "summary.a.b": 1, "summary.a.c.d": 2.5, "summary.f": pytest.approx(float("nan"), nan_ok=True)}
-    (tmp_path / "epoch_rates.tsv").write_text("onset\ttrial_type\trate_hz_E\trate_hz_P1\n0\trest\t1.5\t0\n"
-                                              "0.1\tcue\t2\t30.25\n")
-    assert epoch_columns(tmp_path) == {"epoch.0.rest.rate_hz.E": 1.5, "epoch.0.rest.rate_hz.P1": 0.0,
-                                       "epoch.1.cue.rate_hz.E": 2.0, "epoch.1.cue.rate_hz.P1": 30.25}
+        "summary.a.b": 1,
+        "summary.a.c.d": 2.5,
+        "summary.f": pytest.approx(float("nan"), nan_ok=True),
+    }
+    (tmp_path / "epoch_rates.tsv").write_text(
+        "onset\ttrial_type\trate_hz_E\trate_hz_P1\n0\trest\t1.5\t0\n0.1\tcue\t2\t30.25\n"
+    )
+    assert epoch_columns(tmp_path) == {
+        "epoch.0.rest.rate_hz.E": 1.5,
+        "epoch.0.rest.rate_hz.P1": 0.0,
+        "epoch.1.cue.rate_hz.E": 2.0,
+        "epoch.1.cue.rate_hz.P1": 30.25,
+    }
 
 
 # --- running --------------------------------------------------------------------------------------
 
-PROTOCOL = {"stimulus": {"kind": "background"}, "groups": {"prototypes": {"count": 2, "fraction": 0.1}},
-            "protocol": {"initial_rest": 10, "epochs": [{"block": "train", "groups": ["P1", "P2"], "epochs": [
-                {"name": "cue", "duration": 10,
-                 "stimulus": {"kind": "selective", "group": "$group", "contrast_E": 1.5}},
-                {"name": "delay", "duration": 10}]}]}}
+PROTOCOL = {
+    "stimulus": {"kind": "background"},
+    "groups": {"prototypes": {"count": 2, "fraction": 0.1}},
+    "protocol": {
+        "initial_rest": 10,
+        "epochs": [
+            {
+                "block": "train",
+                "groups": ["P1", "P2"],
+                "epochs": [
+                    {
+                        "name": "cue",
+                        "duration": 10,
+                        "stimulus": {"kind": "selective", "group": "$group", "contrast_E": 1.5},
+                    },
+                    {"name": "delay", "duration": 10},
+                ],
+            }
+        ],
+    },
+}
 
 
-def test_failing_point_is_recorded_while_the_others_finish_and_the_table_matches_the_folders(
-        tmp_path: Path) -> None:
+def test_failing_point_is_recorded_while_the_others_finish_and_the_table_matches_the_folders(tmp_path: Path) -> None:
     """A protocol sweep from a base file: one point blows up (NaN), the others complete; every
     column of the table against run.json, epoch_rates.tsv and the swept values; rerunning skips
     the complete points and reruns only the failed one; status and plots."""
     base = tmp_path / "base.yaml"
-    base.write_text(yaml.safe_dump({"populations": {"E": {"size": 80}, "I": {"size": 20}}, "device": "cpu",
-                                    **PROTOCOL}))
-    sweep = write_sweep(tmp_path / "s.yaml", base="base.yaml",
-                        grid={"background.E.mean": [1.45, 1.0e39], "stp.U": [0.1, 0.3]}, seeds=[0, 1])
+    base.write_text(
+        yaml.safe_dump({"populations": {"E": {"size": 80}, "I": {"size": 20}}, "device": "cpu", **PROTOCOL})
+    )
+    sweep = write_sweep(
+        tmp_path / "s.yaml",
+        base="base.yaml",
+        grid={"background.E.mean": [1.45, 1.0e39], "stp.U": [0.1, 0.3]},
+        seeds=[0, 1],
+    )
     out = tmp_path / "sweep"
     df = run_sweep(sweep, out, workers=2, progress=False)
     assert len(df) == 8 and set(df["status"]) == {"complete", "failed"}
@@ -190,14 +254,19 @@ def test_failing_point_is_recorded_while_the_others_finish_and_the_table_matches
                     assert row[col] == float(r[head.index(f"rate_hz_{g}")]), col
     # One complete point is bitwise what `wmnet run base.yaml --set ...` writes.
     p = df[df["status"] == "complete"].iloc[0]
-    ref = single_run(tmp_path, "ref", [f"background.E.mean={p['background.E.mean']}", f"stp.U={p['stp.U']}",
-                                       f"seed={p['seed']}"], base)
+    ref = single_run(
+        tmp_path,
+        "ref",
+        [f"background.E.mean={p['background.E.mean']}", f"stp.U={p['stp.U']}", f"seed={p['seed']}"],
+        base,
+    )
     assert_same_files(ref, out / "points" / p["point"])
     assert (ref / "config.yaml").read_text() == (out / "points" / p["point"] / "config.yaml").read_text()
     # Rerun: only the failed points run again (and fail again); the complete ones are untouched.
     stamps = {d.name: (d / "run.json").stat().st_mtime_ns for d in point_dirs(out)}
-    res = subprocess.run([*WMNET, "sweep", str(sweep), "--out", str(out), "--quiet"], capture_output=True,
-                         text=True, timeout=300)
+    res = subprocess.run(
+        [*WMNET, "sweep", str(sweep), "--out", str(out), "--quiet"], capture_output=True, text=True, timeout=300
+    )
     assert res.returncode == 1, res.stderr
     assert "8 points: 4 complete, 4 failed" in res.stdout
     again = {d.name: (d / "run.json").stat().st_mtime_ns for d in point_dirs(out)}
@@ -206,10 +275,16 @@ def test_failing_point_is_recorded_while_the_others_finish_and_the_table_matches
     assert status.exit_code == 0 and "4 complete, 4 failed" in status.output
     assert status.output.count("failed p") == 4 and "numerical blow-up" in status.output
     # Plots: a line over stp.U (seeds as error bars, a line per background mean), a heatmap over both.
-    line = CliRunner().invoke(cli, ["sweep", "plot", str(out), "--x", "stp.U",
-                                    "--metric", "summary.populations.E.rate_hz"], catch_exceptions=False)
-    heat = CliRunner().invoke(cli, ["sweep", "plot", str(out), "--x", "stp.U", "--y", "seed",
-                                    "--metric", "epoch.1.cue.rate_hz.P1"], catch_exceptions=False)
+    line = CliRunner().invoke(
+        cli,
+        ["sweep", "plot", str(out), "--x", "stp.U", "--metric", "summary.populations.E.rate_hz"],
+        catch_exceptions=False,
+    )
+    heat = CliRunner().invoke(
+        cli,
+        ["sweep", "plot", str(out), "--x", "stp.U", "--y", "seed", "--metric", "epoch.1.cue.rate_hz.P1"],
+        catch_exceptions=False,
+    )
     for res in (line, heat):
         assert res.exit_code == 0, res.output
         png = Path(res.output.split("figure: ")[1].strip())
@@ -221,8 +296,11 @@ def test_failing_point_is_recorded_while_the_others_finish_and_the_table_matches
 def test_a_point_too_big_for_memory_fails_with_its_reason_while_the_other_completes(tmp_path: Path) -> None:
     """Out of memory: the point's estimated footprint is refused before it allocates (one line
     with both numbers), as `wmnet run` does; the other point completes."""
-    sweep = write_sweep(tmp_path / "s.yaml", set={k: v for k, v in TINY.items() if k != "populations.E.size"},
-                        grid={"populations.E.size": [80, 10_000_000]})
+    sweep = write_sweep(
+        tmp_path / "s.yaml",
+        set={k: v for k, v in TINY.items() if k != "populations.E.size"},
+        grid={"populations.E.size": [80, 10_000_000]},
+    )
     df = run_sweep(sweep, tmp_path / "sweep", workers=1, progress=False)
     by_size = df.set_index("populations.E.size")
     assert by_size.loc[80, "status"] == "complete"
@@ -248,8 +326,9 @@ def test_a_changed_sweep_is_refused_unless_extend_adds_points(tmp_path: Path) ->
     assert (df["status"] == "complete").all()
     assert point_dirs(out)[0] == first[0]
     # A point is an ordinary run folder: `wmnet extend` continues it, and the sweep keeps it so.
-    ext = CliRunner().invoke(cli, ["extend", str(first[0]), "--by", "10", "--no-plot", "--quiet"],
-                             catch_exceptions=False)
+    ext = CliRunner().invoke(
+        cli, ["extend", str(first[0]), "--by", "10", "--no-plot", "--quiet"], catch_exceptions=False
+    )
     assert ext.exit_code == 0, ext.output
     df = run_sweep(sweep, out, workers=1, progress=False)
     assert list(df["simulated_ms"]) == [20.0, 10.0] and (df["status"] == "complete").all()
@@ -273,9 +352,15 @@ def test_kill_9_of_a_worker_and_of_the_sweep_then_rerun_completes_bitwise(tmp_pa
     fixed = {**TINY, "duration": 600, "record.checkpoint_every": 50}
     sweep = write_sweep(tmp_path / "s.yaml", set=fixed, grid={"stp.U": [0.1, 0.2]}, seeds=[0, 1])
     out = tmp_path / "sweep"
-    proc = subprocess.Popen([*WMNET, "sweep", str(sweep), "--out", str(out), "--workers", "2", "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [*WMNET, "sweep", str(sweep), "--out", str(out), "--workers", "2", "--quiet"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
+
         def wait_for(cond: Any, what: str, limit: float = 150) -> None:
             deadline = time.monotonic() + limit
             while not cond():
@@ -287,12 +372,14 @@ def test_kill_9_of_a_worker_and_of_the_sweep_then_rerun_completes_bitwise(tmp_pa
             return [d for d in point_dirs(out) if (d / "checkpoint.pt").is_file()] if (out / "points").is_dir() else []
 
         def spawned() -> list[int]:
-            return [c for c in _children(proc.pid)
-                    if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text(errors="ignore")]
+            return [
+                c for c in _children(proc.pid) if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text(errors="ignore")
+            ]
 
         wait_for(lambda: checkpointed() and len(spawned()) >= 2, "checkpoint")
         workers = spawned()
         os.kill(workers[0], signal.SIGKILL)
+
         # The sweep carries on: a point completes after the kill, and a new one has a checkpoint.
         def status(d: Path) -> str | None:
             try:
@@ -300,8 +387,13 @@ def test_kill_9_of_a_worker_and_of_the_sweep_then_rerun_completes_bitwise(tmp_pa
             except (OSError, ValueError):
                 return None
 
-        wait_for(lambda: any(status(d) == "complete" for d in point_dirs(out))
-                 and any(status(d) == "running" for d in checkpointed()), "complete and checkpointed running points")
+        wait_for(
+            lambda: (
+                any(status(d) == "complete" for d in point_dirs(out))
+                and any(status(d) == "running" for d in checkpointed())
+            ),
+            "complete and checkpointed running points",
+        )
         os.kill(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=60)
     finally:
@@ -314,13 +406,18 @@ def test_kill_9_of_a_worker_and_of_the_sweep_then_rerun_completes_bitwise(tmp_pa
             time.sleep(0.05)
     before = {d.name: json.loads((d / "run.json").read_text()) for d in point_dirs(out) if (d / "run.json").is_file()}
     complete = {n for n, i in before.items() if i["status"] == "complete"}
-    interrupted = {n for n, i in before.items()
-                   if i["status"] == "running" and (out / "points" / n / "checkpoint.pt").is_file()}
+    interrupted = {
+        n for n, i in before.items() if i["status"] == "running" and (out / "points" / n / "checkpoint.pt").is_file()
+    }
     assert complete and interrupted
     during = pd.read_parquet(out / "results.parquet")  # readable after a kill -9
     assert set(during["status"]) <= {"complete", "running", "pending", "interrupted"}
-    res = subprocess.run([*WMNET, "sweep", str(sweep), "--out", str(out), "--workers", "2", "--quiet"],
-                         capture_output=True, text=True, timeout=400)
+    res = subprocess.run(
+        [*WMNET, "sweep", str(sweep), "--out", str(out), "--workers", "2", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert res.returncode == 0, res.stderr
     df = pd.read_parquet(out / "results.parquet")
     assert (df["status"] == "complete").all() and len(df) == 4
@@ -331,8 +428,11 @@ def test_kill_9_of_a_worker_and_of_the_sweep_then_rerun_completes_bitwise(tmp_pa
         assert state[n]["mode"] == "resumed"
         assert "resumed_at_ms" in json.loads((out / "points" / n / "run.json").read_text())
     for _, row in df.iterrows():
-        ref = single_run(tmp_path, row["point"], [f"{k}={v}" for k, v in fixed.items()]
-                         + [f"stp.U={row['stp.U']}", f"seed={row['seed']}"])
+        ref = single_run(
+            tmp_path,
+            row["point"],
+            [f"{k}={v}" for k, v in fixed.items()] + [f"stp.U={row['stp.U']}", f"seed={row['seed']}"],
+        )
         assert_same_files(ref, out / "points" / row["point"])
 
 
@@ -340,8 +440,12 @@ def test_ray_executor_end_to_end_on_a_local_instance(tmp_path: Path) -> None:
     pytest.importorskip("ray")
     sweep = write_sweep(tmp_path / "s.yaml", set=TINY, grid={"stp.U": [0.1, 0.2]})
     out = tmp_path / "sweep"
-    res = subprocess.run([*WMNET, "sweep", str(sweep), "--out", str(out), "--executor", "ray", "--workers", "2",
-                          "--quiet"], capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [*WMNET, "sweep", str(sweep), "--out", str(out), "--executor", "ray", "--workers", "2", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr
     df = pd.read_parquet(out / "results.parquet")
     assert list(df["status"]) == ["complete", "complete"]

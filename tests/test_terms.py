@@ -32,8 +32,14 @@ TOL = 1e-12  # float64: every hand value below is a handful of roundings away
 def cfg_of(n_e: int, n_i: int, *overrides: str) -> Config:
     return load_config(
         None,
-        [f"populations.E.size={n_e}", f"populations.I.size={n_i}", "dtype=float64", "device=cpu",
-         "stimulus.kind=constant", *overrides],
+        [
+            f"populations.E.size={n_e}",
+            f"populations.I.size={n_i}",
+            "dtype=float64",
+            "device=cpu",
+            "stimulus.kind=constant",
+            *overrides,
+        ],
     )
 
 
@@ -74,10 +80,7 @@ def ee_state(engine) -> dict[tuple[int, int], tuple[int, float]]:  # noqa: ANN00
     """E→E synapses as {(pre, post): (potentiated, L)}."""
     syn = engine.synapses()
     post, pre = engine.net.connectivity.ee_indices()
-    return {
-        (int(j), int(i)): (int(b), float(L))
-        for i, j, b, L in zip(post, pre, syn.potentiated, syn.L, strict=True)
-    }
+    return {(int(j), int(i)): (int(b), float(L)) for i, j, b, L in zip(post, pre, syn.potentiated, syn.L, strict=True)}
 
 
 def switch_rows(engine) -> list[tuple[int, int, int, int]]:  # noqa: ANN001
@@ -161,9 +164,7 @@ def test_hebbian_factor_ltp_window_and_ltd_gate():
     f = hebbian_factor(v, theta, e_reset, cfg)
     # E cells: −b_H needs v ≤ 15 (v_reset) AND v ≤ 15.5; +a_H needs 17.5 ≤ v ≤ 20.
     # v = 15.2 is below θ_LTD = 15.5 but above v_reset = 15: f = 0, not −0.17.
-    assert f.tolist() == pytest.approx(
-        [-0.17, -0.17, 0.0, 0.0, 0.0, 0.0, 0.25, 0.25, 0.25, 0.0], abs=1e-15
-    )
+    assert f.tolist() == pytest.approx([-0.17, -0.17, 0.0, 0.0, 0.0, 0.0, 0.25, 0.25, 0.25, 0.0], abs=1e-15)
     # With v_reset = 10 (as I cells), LTD needs v ≤ 10.
     i_reset = torch.full_like(v, 10.0)
     f = hebbian_factor(tensor([9.0, 10.0, 12.0, 18.0]), theta[:4], i_reset[:4], cfg)
@@ -171,8 +172,7 @@ def test_hebbian_factor_ltp_window_and_ltd_gate():
 
 
 def test_hebbian_factor_follows_config():
-    cfg = cfg_of(2, 1, "plasticity.a_H=0.5", "plasticity.b_H=0.3", "plasticity.theta_LTP=16",
-                 "plasticity.theta_LTD=14")
+    cfg = cfg_of(2, 1, "plasticity.a_H=0.5", "plasticity.b_H=0.3", "plasticity.theta_LTP=16", "plasticity.theta_LTD=14")
     v = tensor([13.0, 14.5, 15.0, 16.0, 19.0])
     f = hebbian_factor(v, torch.full_like(v, 20.0), torch.full_like(v, 15.0), cfg)
     # LTD needs v ≤ 14 (now the tighter gate); LTP 16 ≤ v ≤ 20
@@ -198,7 +198,9 @@ def test_drift_below_above_and_at_theta_x(dtype):
 def test_currents_and_one_step_delay(tmp_path, engine_name):
     """E0 pulses; E0→E1 slow (J_p), E0→I2 fast (0.08), E1→E0 fast (J_d), I2→E0/E1 fast."""
     net = build(
-        tmp_path, 2, 1,
+        tmp_path,
+        2,
+        1,
         slow={(1, 0): 0.21},
         fast={(2, 0): 0.08, (0, 1): 0.03, (0, 2): -0.18, (1, 2): -0.18},
         overrides=("plasticity.enabled=false",),
@@ -241,7 +243,9 @@ def test_currents_and_one_step_delay(tmp_path, engine_name):
 def test_inhibitory_pulse_slow_and_fast(tmp_path, engine_name):
     """I2 pulses into E0 (fast, −0.18) and I3 (slow, −0.18); E1 → I2 (fast 0.08) is silent."""
     net = build(
-        tmp_path, 2, 2,
+        tmp_path,
+        2,
+        2,
         slow={(3, 2): -0.18},
         fast={(0, 2): -0.18, (2, 1): 0.08},
         overrides=("plasticity.enabled=false",),
@@ -299,7 +303,7 @@ def test_pulse_length(tmp_path, engine_name, dtype, length):
     for start, n in runs:
         # v is frozen above threshold for the whole pulse, then reset to 15 the step after
         assert vs[start] >= 20.0
-        assert all(v == vs[start] for v in vs[start:start + n])
+        assert all(v == vs[start] for v in vs[start : start + n])
         assert vs[start + n] == 15.0
         assert not sig[start + n]
 
@@ -324,7 +328,9 @@ def test_L_one_step(tmp_path, engine_name):
     """E0 pulses; E0→E1 (fast J_d, L 0.3), E0→E2 (slow J_d, L 0.3), E0→E3 (fast J_d, L 0.3),
     E1→E0 (slow J_p, L 0.7, pre silent), E2→E3 (fast J_d, L 0.2, pre silent)."""
     net = build(
-        tmp_path, 4, 1,
+        tmp_path,
+        4,
+        1,
         slow={(2, 0): 0.03, (0, 1): 0.21},
         fast={(1, 0): 0.03, (3, 0): 0.03, (3, 2): 0.03},
         l={(1, 0): 0.3, (2, 0): 0.3, (3, 0): 0.3, (0, 1): 0.7, (3, 2): 0.2},
@@ -397,7 +403,9 @@ def test_down_switch(tmp_path, engine_name):
 def test_J_changes_only_by_crossing(tmp_path, engine_name):
     """Synapses whose L sits on the 'wrong' side of θ_X keep their J unless L crosses θ_X."""
     net = build(
-        tmp_path, 3, 1,
+        tmp_path,
+        3,
+        1,
         slow={(1, 0): 0.03, (2, 1): 0.21},
         fast={(0, 2): 0.03, (2, 0): 0.21},
         # E0→E1 depressed, L 0.6 (pre active, LTP); E1→E2 potentiated, L 0.1 (pre silent);
@@ -452,8 +460,7 @@ def test_switches_from_exactly_theta_x_with_active_pre(tmp_path, engine_name):
     eng.step(tensor([0.0] * 4))
     # E0→E1 (potentiated): 0.4 + 0.1·(0.01 − 0.0147 + 0) = 0.39953 < θ_X: down
     # E0→E2 (depressed):   0.4 + 0.1·(−0.0047 + 0.25) = 0.42453 > θ_X: up
-    assert ee_state(eng) == {(0, 1): (0, pytest.approx(0.39953, abs=TOL)),
-                             (0, 2): (1, pytest.approx(0.42453, abs=TOL))}
+    assert ee_state(eng) == {(0, 1): (0, pytest.approx(0.39953, abs=TOL)), (0, 2): (1, pytest.approx(0.42453, abs=TOL))}
     assert switch_rows(eng) == [(0, 0, 1, -1), (0, 0, 2, +1)]
 
 
@@ -462,8 +469,15 @@ def test_up_switch_by_drift_at_theta_x_when_beta_exceeds_alpha(tmp_path, engine_
     """α = 0.01 < β = 0.0147 is a valid config. At L = θ_X exactly R = β − α = +0.0047, so a
     depressed synapse with a silent pre crosses upward: L 0.4 → 0.40047, J' = J_p.
     (The lazy sparse engine must catch this upward crossing in its drift catch-up too.)"""
-    net = build(tmp_path, 2, 1, slow={(1, 0): 0.03}, fast={}, l={(1, 0): 0.4},
-                overrides=("plasticity.alpha=0.01", "plasticity.beta=0.0147"))
+    net = build(
+        tmp_path,
+        2,
+        1,
+        slow={(1, 0): 0.03},
+        fast={},
+        l={(1, 0): 0.4},
+        overrides=("plasticity.alpha=0.01", "plasticity.beta=0.0147"),
+    )
     eng = make_engine(engine_name, net, keep_switch_events=True)
     for _ in range(2):
         eng.step(tensor([0.0] * 3))
@@ -477,7 +491,9 @@ def _bounds_net(tmp_path: Path, *overrides: str) -> Network:
     # E0→E1 slow J_p L 0.99; E0→E2 fast J_d L 0.01; E1→E2 fast J_d L 0.0005 (pre silent);
     # E2→E1 slow J_p L 0.9995 (pre silent)
     return build(
-        tmp_path, 3, 1,
+        tmp_path,
+        3,
+        1,
         slow={(1, 0): 0.21, (1, 2): 0.21},
         fast={(2, 0): 0.03, (2, 1): 0.03},
         l={(1, 0): 0.99, (2, 0): 0.01, (2, 1): 0.0005, (1, 2): 0.9995},
@@ -490,8 +506,7 @@ BOUNDS_STATE = dict(v=[25.0, 18.0, 14.0, 0.0], i_s=[0] * 4, i_f=[0] * 4, x=[1.0]
 
 @pytest.mark.parametrize("engine_name", ENGINES)
 def test_L_clipped_to_bounds(tmp_path, engine_name):
-    eng = make_engine(engine_name, _bounds_net(tmp_path), neurons=state(**BOUNDS_STATE),
-                      keep_switch_events=True)
+    eng = make_engine(engine_name, _bounds_net(tmp_path), neurons=state(**BOUNDS_STATE), keep_switch_events=True)
     eng.step(tensor([0.0] * 4))
     # E0→E1: 0.99 + 0.1·(0.01 + 0.25) = 1.016 → 1;  E0→E2: 0.01 + 0.1·(−0.0147 − 0.17) = −0.00847 → 0
     # E1→E2: 0.0005 − 0.00147 = −0.00097 → 0;       E2→E1: 0.9995 + 0.001 = 1.0005 → 1
@@ -505,14 +520,22 @@ def test_L_custom_bounds(tmp_path, engine_name):
     eng.step(tensor([0.0] * 4))
     # 1.016 → 1.0101; −0.00847 → 0.005; −0.00097 → 0.005; 1.0005 stays
     syn = ee_state(eng)
-    assert syn == {(0, 1): (1, 1.0101), (0, 2): (0, 0.005), (1, 2): (0, 0.005),
-                   (2, 1): (1, pytest.approx(1.0005, abs=TOL))}
+    assert syn == {
+        (0, 1): (1, 1.0101),
+        (0, 2): (0, 0.005),
+        (1, 2): (0, 0.005),
+        (2, 1): (1, pytest.approx(1.0005, abs=TOL)),
+    }
 
 
 @pytest.mark.parametrize("engine_name", ENGINES)
 def test_L_unbounded_with_null_bounds(tmp_path, engine_name):
-    eng = make_engine(engine_name, _bounds_net(tmp_path, "plasticity.bounds=null"),
-                      neurons=state(**BOUNDS_STATE), keep_switch_events=True)
+    eng = make_engine(
+        engine_name,
+        _bounds_net(tmp_path, "plasticity.bounds=null"),
+        neurons=state(**BOUNDS_STATE),
+        keep_switch_events=True,
+    )
     eng.step(tensor([0.0] * 4))
     syn = ee_state(eng)
     assert syn == {
@@ -532,7 +555,9 @@ def test_plasticity_disabled_leaves_L_and_J(tmp_path, engine_name):
     # E0→E1 depressed at L 0.39 would switch up in one step (see test_up_switch);
     # E0→E2 potentiated at L 0.41 would switch down; E1→E2 would drift.
     net = build(
-        tmp_path, 3, 1,
+        tmp_path,
+        3,
+        1,
         slow={(1, 0): 0.03},
         fast={(2, 0): 0.21, (2, 1): 0.03},
         l={(1, 0): 0.39, (2, 0): 0.41, (2, 1): 0.5},
@@ -558,16 +583,18 @@ def test_sparse_engine_neuron_update_is_bitwise_dynamics(dtype: torch.dtype) -> 
     bit for bit, on random states that also sit exactly on every threshold they compare with."""
     from wmnet.engines.sparse import _advance, _release_and_hebbian
 
-    cfg = load_config(None, ["populations.E.size=4000", "populations.I.size=1000", "device=cpu",
-                             f"dtype={str(dtype).split('.')[1]}"])
+    cfg = load_config(
+        None, ["populations.E.size=4000", "populations.I.size=1000", "device=cpu", f"dtype={str(dtype).split('.')[1]}"]
+    )
     n, n_e, pl = 5000, 4000, cfg.plasticity
     p = NeuronParams.from_config(cfg, torch.device("cpu"), dtype)
     g = torch.Generator().manual_seed(7)
     u = lambda lo, hi: lo + (hi - lo) * torch.rand(n, generator=g, dtype=torch.float64)  # noqa: E731
     v = u(-5, 25).to(dtype)
     # Exactly on θ, v_reset, θ_LTP and θ_LTD (as rounded to the dtype) for some neurons.
-    for r, value in enumerate((p.theta, p.v_reset, torch.full((n,), pl.theta_LTP, dtype=dtype),
-                               torch.full((n,), pl.theta_LTD, dtype=dtype))):
+    for r, value in enumerate(
+        (p.theta, p.v_reset, torch.full((n,), pl.theta_LTP, dtype=dtype), torch.full((n,), pl.theta_LTD, dtype=dtype))
+    ):
         v[r::9] = value[r::9]
     a = u(0, 1.3).to(dtype)
     a[5::9] = 1.0
@@ -578,14 +605,37 @@ def test_sparse_engine_neuron_update_is_bitwise_dynamics(dtype: torch.dtype) -> 
     f = hebbian_factor(st.v[:n_e], p.theta[:n_e], p.v_reset[:n_e], cfg)
     want = advance(st, sigma, s, syn_slow, syn_fast, i_ext, p)
     c = np.float32 if dtype == torch.float32 else np.float64
-    sig, f_got = _release_and_hebbian(v.numpy(), p.theta.numpy(), p.v_reset.numpy(), n_e, c(pl.theta_LTP),
-                                      c(pl.theta_LTD), c(pl.a_H), c(pl.b_H), c(1), c(0))
+    sig, f_got = _release_and_hebbian(
+        v.numpy(),
+        p.theta.numpy(),
+        p.v_reset.numpy(),
+        n_e,
+        c(pl.theta_LTP),
+        c(pl.theta_LTD),
+        c(pl.a_H),
+        c(pl.b_H),
+        c(1),
+        c(0),
+    )
     assert np.array_equal(sig, sigma.numpy() != 0) and 0 < sig.sum() < n
     assert f_got.dtype == f.numpy().dtype and np.array_equal(f_got.view(np.uint8), f.numpy().view(np.uint8))
     assert (f > 0).any() and (f < 0).any() and (f == 0).any()
-    got = _advance(v.numpy(), st.i_s.numpy(), st.i_f.numpy(), st.x.numpy(), a.numpy(), sig, syn_slow.numpy(),
-                   i_ext.numpy(), *(t.numpy() for t in (p.theta, p.v_reset, p.tau_m, p.dt_tau_s, p.pulse_inc)),
-                   c(p.dt), c(p.U), c(p.tau_rec), c(1), c(0))
+    got = _advance(
+        v.numpy(),
+        st.i_s.numpy(),
+        st.i_f.numpy(),
+        st.x.numpy(),
+        a.numpy(),
+        sig,
+        syn_slow.numpy(),
+        i_ext.numpy(),
+        *(t.numpy() for t in (p.theta, p.v_reset, p.tau_m, p.dt_tau_s, p.pulse_inc)),
+        c(p.dt),
+        c(p.U),
+        c(p.tau_rec),
+        c(1),
+        c(0),
+    )
     for name, arr in zip(("v", "i_s", "x", "a"), got):
         ref = want[name].numpy()
         assert arr.dtype == ref.dtype, name

@@ -92,8 +92,9 @@ def copy_run(src: Path, dest: Path) -> Path:
 
 def test_info_refuses_a_network_too_large_for_the_host_before_building() -> None:
     t0 = time.perf_counter()
-    line = refused(cli("info", "--set", "populations.E.size=1000000"), "needs about", "GiB", "available",
-                   "1,002,000 neurons")
+    line = refused(
+        cli("info", "--set", "populations.E.size=1000000"), "needs about", "GiB", "available", "1,002,000 neurons"
+    )
     assert time.perf_counter() - t0 < 30  # refused from the config, not after minutes of building
     assert line.count("GiB") == 2  # both numbers
 
@@ -110,8 +111,21 @@ def test_config_show_never_builds_even_for_a_trillion_neurons() -> None:
 
 
 def test_groups_of_a_huge_network_are_refused_with_both_numbers() -> None:
-    refused(cli("config", "show", "--set", "populations.E.size=1000000000000", "--set", "groups.prototypes.count=2",
-                "--set", "groups.prototypes.fraction=0.1"), "groups", "needs about", "available")
+    refused(
+        cli(
+            "config",
+            "show",
+            "--set",
+            "populations.E.size=1000000000000",
+            "--set",
+            "groups.prototypes.count=2",
+            "--set",
+            "groups.prototypes.fraction=0.1",
+        ),
+        "groups",
+        "needs about",
+        "available",
+    )
 
 
 def test_float16_auto_engine_says_why_dense_and_refuses_when_it_does_not_fit(tmp_path: Path) -> None:
@@ -126,8 +140,16 @@ def test_float16_auto_engine_says_why_dense_and_refuses_when_it_does_not_fit(tmp
 def test_estimate_counts_synapses_and_bytes_by_hand() -> None:
     from wmnet.memory import estimate, expected_synapses
 
-    cfg = load_config(None, ["populations.E.size=100", "populations.I.size=50", "projections.I->I.k_in=7",
-                             "projections.E->E.slow_fraction=0.5", "projections.E->E.p=0.2"])
+    cfg = load_config(
+        None,
+        [
+            "populations.E.size=100",
+            "populations.I.size=50",
+            "projections.I->I.k_in=7",
+            "projections.E->E.slow_fraction=0.5",
+            "projections.E->E.p=0.2",
+        ],
+    )
     syn = expected_synapses(cfg)
     # E->E: 100 pre × 99 post × (p r + p (1 − r)(1 − p r)) = 9900 × (0.1 + 0.1 × 0.9)
     assert syn["E->E"] == pytest.approx(9900 * 0.19)
@@ -153,8 +175,13 @@ def snapshot(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _rewrite_npz(src: Path, dest: Path, drop: str | None = None, extra: dict[str, np.ndarray] | None = None,
-                 allow_pickle: bool = False) -> Path:
+def _rewrite_npz(
+    src: Path,
+    dest: Path,
+    drop: str | None = None,
+    extra: dict[str, np.ndarray] | None = None,
+    allow_pickle: bool = False,
+) -> Path:
     with np.load(src, allow_pickle=allow_pickle) as d:
         arrays = {k: d[k] for k in d.files if k != drop}
     arrays.update(extra or {})
@@ -195,18 +222,22 @@ def _bad_connectivity(kind: str, snap: Path, d: Path) -> Path:
     return p
 
 
-@pytest.mark.parametrize("kind", ["truncated", "crc", "missing_array", "object_array", "npy_renamed", "empty",
-                                  "random"])
+@pytest.mark.parametrize(
+    "kind", ["truncated", "crc", "missing_array", "object_array", "npy_renamed", "empty", "random"]
+)
 def test_bad_connectivity_file_is_one_line_naming_it(kind: str, snapshot: Path, tmp_path: Path) -> None:
     bad = _bad_connectivity(kind, snapshot, tmp_path)
-    refused(cli("run", "--out", tmp_path / "r", "--duration", "1", "--quiet", "--no-plot", "--connectivity", bad,
-                *TINY), str(bad.name))
+    refused(
+        cli("run", "--out", tmp_path / "r", "--duration", "1", "--quiet", "--no-plot", "--connectivity", bad, *TINY),
+        str(bad.name),
+    )
     assert not (tmp_path / "r").exists()
 
 
 def test_a_valid_snapshot_still_loads(snapshot: Path, tmp_path: Path) -> None:
-    r = cli("run", "--out", tmp_path / "r", "--duration", "1", "--quiet", "--no-plot", "--connectivity", snapshot,
-            *TINY)
+    r = cli(
+        "run", "--out", tmp_path / "r", "--duration", "1", "--quiet", "--no-plot", "--connectivity", snapshot, *TINY
+    )
     assert r.code == 0, r.err
 
 
@@ -263,18 +294,36 @@ def test_empty_or_foreign_input_is_one_line_not_aborted(content: bytes, tmp_path
 # --------------------------------------------------------------------------- non-finite values
 
 
-@pytest.mark.parametrize("assignment", [
-    "duration=inf", "duration=.inf", "record.checkpoint_every=inf", "record.rates.bin=inf",
-    "record.synapses.every=inf", "record.snapshots=[.inf]", "background.grain=inf", "record.flush_every=inf",
-    "protocol={epochs: [{name: a, duration: .inf}]}", "protocol={initial_rest: .inf, epochs: [{name: a, duration: 1}]}",
-    "populations.E.theta=nan", "populations.I.theta=.nan", "plasticity.theta_X=nan", "plasticity.alpha=inf",
-    "plasticity.bounds=[0, .inf]", "plasticity.bounds=null", "projections.E->E.J_p=-inf", "stp.U=nan",
-    "stimulus={kind: constant, E: .inf}", "dt=nan",
-])
+@pytest.mark.parametrize(
+    "assignment",
+    [
+        "duration=inf",
+        "duration=.inf",
+        "record.checkpoint_every=inf",
+        "record.rates.bin=inf",
+        "record.synapses.every=inf",
+        "record.snapshots=[.inf]",
+        "background.grain=inf",
+        "record.flush_every=inf",
+        "protocol={epochs: [{name: a, duration: .inf}]}",
+        "protocol={initial_rest: .inf, epochs: [{name: a, duration: 1}]}",
+        "populations.E.theta=nan",
+        "populations.I.theta=.nan",
+        "plasticity.theta_X=nan",
+        "plasticity.alpha=inf",
+        "plasticity.bounds=[0, .inf]",
+        "plasticity.bounds=null",
+        "projections.E->E.J_p=-inf",
+        "stp.U=nan",
+        "stimulus={kind: constant, E: .inf}",
+        "dt=nan",
+    ],
+)
 def test_non_finite_parameters_are_refused(assignment: str, tmp_path: Path) -> None:
     if assignment == "plasticity.bounds=null":  # unbounded L is fine; alpha = inf with it is not
-        refused(cli("config", "show", "--set", assignment, "--set", "plasticity.alpha=inf"), "plasticity.alpha",
-                "finite")
+        refused(
+            cli("config", "show", "--set", assignment, "--set", "plasticity.alpha=inf"), "plasticity.alpha", "finite"
+        )
         return
     field = assignment.split("=")[0]
     line = refused(cli("run", "--out", tmp_path / "r", "--set", assignment, *TINY))
@@ -316,8 +365,20 @@ def test_big_endian_input_runs_like_the_native_one(tmp_path: Path) -> None:
     np.save(tmp_path / "le.npy", native)
     np.save(tmp_path / "be.npy", native.astype(">f4"))
     for name in ("le", "be"):
-        r = cli("run", "--out", tmp_path / name, "--duration", "3", "--quiet", "--no-plot", "--input",
-                tmp_path / f"{name}.npy", "--set", "record.synapses=null", *TINY)
+        r = cli(
+            "run",
+            "--out",
+            tmp_path / name,
+            "--duration",
+            "3",
+            "--quiet",
+            "--no-plot",
+            "--input",
+            tmp_path / f"{name}.npy",
+            "--set",
+            "record.synapses=null",
+            *TINY,
+        )
         assert r.code == 0, r.err
     with h5py.File(tmp_path / "le" / "spikes.h5") as a, h5py.File(tmp_path / "be" / "spikes.h5") as b:
         for pop in ("E", "I"):
@@ -328,8 +389,11 @@ def test_big_endian_input_runs_like_the_native_one(tmp_path: Path) -> None:
 @pytest.mark.parametrize("dtype", ["m8[ms]", "M8[s]", "c8", "c16", "U3"])
 def test_non_real_input_is_refused_before_the_folder(dtype: str, tmp_path: Path) -> None:
     np.save(tmp_path / "in.npy", np.zeros((N, 30), dtype=dtype))
-    refused(cli("run", "--out", tmp_path / "r", "--duration", "1", "--quiet", "--input", tmp_path / "in.npy", *TINY),
-            "in.npy", "real numbers")
+    refused(
+        cli("run", "--out", tmp_path / "r", "--duration", "1", "--quiet", "--input", tmp_path / "in.npy", *TINY),
+        "in.npy",
+        "real numbers",
+    )
     assert not (tmp_path / "r").exists()
 
 
@@ -358,8 +422,20 @@ def test_no_spikes_recorded_plots_the_rest(tmp_path: Path) -> None:
 
 def test_input_with_a_protocol_is_refused(tmp_path: Path) -> None:
     np.save(tmp_path / "in.npy", np.zeros((N, 100), dtype=np.float32))
-    refused(cli("run", "--out", tmp_path / "r", "--input", tmp_path / "in.npy", "--set",
-                "protocol={epochs: [{name: cue, duration: 5}]}", *TINY), "--input", "protocol")
+    refused(
+        cli(
+            "run",
+            "--out",
+            tmp_path / "r",
+            "--input",
+            tmp_path / "in.npy",
+            "--set",
+            "protocol={epochs: [{name: cue, duration: 5}]}",
+            *TINY,
+        ),
+        "--input",
+        "protocol",
+    )
     assert not (tmp_path / "r").exists()
 
 
@@ -371,8 +447,12 @@ def test_relative_array_path_is_stored_absolute_and_resumes_elsewhere(tmp_path: 
     work.mkdir()
     other.mkdir()
     np.save(work / "in.npy", (np.random.default_rng(4).random((N, 100)) * 3).astype(np.float32))
-    cfg = {"populations": {"E": {"size": 80}, "I": {"size": 20}}, "duration": 4.0,
-           "stimulus": {"kind": "array", "path": "in.npy"}, "record": {"synapses": None}}
+    cfg = {
+        "populations": {"E": {"size": 80}, "I": {"size": 20}},
+        "duration": 4.0,
+        "stimulus": {"kind": "array", "path": "in.npy"},
+        "record": {"synapses": None},
+    }
     (work / "c.yaml").write_text(yaml.safe_dump(cfg))
     r = cli("run", "c.yaml", "--out", "r", "--quiet", "--no-plot", cwd=work)
     assert r.code == 0, r.err

@@ -24,20 +24,34 @@ from wmnet.analysis import epoch_rates
 
 ROOT = Path(__file__).resolve().parents[1]
 # The fractions the demo's training reaches outside the groups (docs/tutorial.md).
-LEARNED = ["projections.E->E.structure.between=0.12", "projections.E->E.structure.to_nonselective=0.03",
-           "projections.E->E.structure.from_nonselective=0.3", "projections.E->E.structure.nonselective=0.13"]
-PROTOCOL = ("protocol={initial_rest: 300, epochs: [{block: probe, pairs: [[P1, P2]], epochs: ["
-            "{name: cue_A, duration: 300, stimulus: {kind: selective, group: $A, contrast_E: 1.5}},"
-            "{name: delay_A, duration: 600},"
-            "{name: cue_B, duration: 300, stimulus: {kind: selective, group: $B, contrast_E: 1.5}},"
-            "{name: delay_B, duration: 400}]}]}")
+LEARNED = [
+    "projections.E->E.structure.between=0.12",
+    "projections.E->E.structure.to_nonselective=0.03",
+    "projections.E->E.structure.from_nonselective=0.3",
+    "projections.E->E.structure.nonselective=0.13",
+]
+PROTOCOL = (
+    "protocol={initial_rest: 300, epochs: [{block: probe, pairs: [[P1, P2]], epochs: ["
+    "{name: cue_A, duration: 300, stimulus: {kind: selective, group: $A, contrast_E: 1.5}},"
+    "{name: delay_A, duration: 600},"
+    "{name: cue_B, duration: 300, stimulus: {kind: selective, group: $B, contrast_E: 1.5}},"
+    "{name: delay_B, duration: 400}]}]}"
+)
 
 
 def run_probe(tmp_path: Path, name: str, structure: list[str]) -> dict[str, dict[str, float]]:
     """Rates (Hz) per epoch name of the probe: P1 cued, its delay, then P2 cued, its delay."""
-    cfg = load_config(ROOT / "configs/working_memory_cpu.yaml", [
-        "plasticity.enabled=false", PROTOCOL, "record.synapses.every=null", "record.snapshots=[]",
-        "record.traces.every=1000", *structure])
+    cfg = load_config(
+        ROOT / "configs/working_memory_cpu.yaml",
+        [
+            "plasticity.enabled=false",
+            PROTOCOL,
+            "record.synapses.every=null",
+            "record.snapshots=[]",
+            "record.traces.every=1000",
+            *structure,
+        ],
+    )
     out = tmp_path / name
     Simulation(Network.build(cfg)).run(out=out, progress=False)
     return {r["trial_type"]: r["rate_hz"] for r in epoch_rates(out)}
@@ -59,14 +73,14 @@ def untrained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, f
 
 def test_before_training_no_delay_activity(untrained: dict[str, dict[str, float]]) -> None:
     r = untrained
-    assert r["cue_A"]["P1"] > 20 * max(1.0, others(r["cue_A"], "P1"))     # the cue drives its group
+    assert r["cue_A"]["P1"] > 20 * max(1.0, others(r["cue_A"], "P1"))  # the cue drives its group
     assert r["delay_A"]["P1"] <= 2 * max(1.0, others(r["delay_A"], "P1"))  # and leaves nothing behind
     assert r["delay_A"]["P1"] < 5
 
 
 def test_after_training_the_cued_group_holds(trained: dict[str, dict[str, float]]) -> None:
     r = trained
-    assert r["rest"]["E"] < 5 and r["rest"]["I"] < 20 and others(r["rest"]) < 5   # spontaneous: no group lit
+    assert r["rest"]["E"] < 5 and r["rest"]["I"] < 20 and others(r["rest"]) < 5  # spontaneous: no group lit
     assert r["delay_A"]["P1"] >= 15
     assert r["delay_A"]["P1"] >= 4 * max(1.0, others(r["delay_A"], "P1"))
     assert others(r["delay_A"], "P1") <= 5

@@ -20,21 +20,48 @@ from wmnet.io.sonata import SpikeWriter
 from wmnet.network import Network
 from wmnet.simulation import Simulation
 
-SMALL = ["populations.E.size=400", "populations.I.size=100", "device=cpu", "dtype=float32", "seed=4",
-         "duration=60", "record.flush_every=10", "record.checkpoint_every=20"]
+SMALL = [
+    "populations.E.size=400",
+    "populations.I.size=100",
+    "device=cpu",
+    "dtype=float32",
+    "seed=4",
+    "duration=60",
+    "record.flush_every=10",
+    "record.checkpoint_every=20",
+]
 
 
 def test_unwritable_output_folder_is_one_line() -> None:
-    res = subprocess.run([sys.executable, "-m", "wmnet.cli", "run", "--out", "/proc/wmnet-cannot-be-here", "--quiet",
-                          "--no-plot", "--duration", "1", "--set", "populations.E.size=80",
-                          "--set", "populations.I.size=20"], capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wmnet.cli",
+            "run",
+            "--out",
+            "/proc/wmnet-cannot-be-here",
+            "--quiet",
+            "--no-plot",
+            "--duration",
+            "1",
+            "--set",
+            "populations.E.size=80",
+            "--set",
+            "populations.I.size=20",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 2
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot create the output folder" in lines[0], res.stderr
 
 
-def test_full_disk_keeps_the_last_checkpoint_and_resume_finishes(tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_full_disk_keeps_the_last_checkpoint_and_resume_finishes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = load_config(None, SMALL)
     whole = tmp_path / "whole"
     Simulation(Network.build(cfg)).run(out=whole, progress=False)

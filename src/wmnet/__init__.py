@@ -13,10 +13,15 @@ from importlib import import_module
 from typing import Any
 
 _EXPORTS = {
-    "Config": "wmnet.config", "load_config": "wmnet.config", "WmnetError": "wmnet.errors",
-    "Connectivity": "wmnet.connectivity", "SynapseState": "wmnet.connectivity",
-    "NeuronState": "wmnet.dynamics", "Network": "wmnet.network",
-    "Simulation": "wmnet.simulation", "RunResult": "wmnet.simulation",
+    "Config": "wmnet.config",
+    "load_config": "wmnet.config",
+    "WmnetError": "wmnet.errors",
+    "Connectivity": "wmnet.connectivity",
+    "SynapseState": "wmnet.connectivity",
+    "NeuronState": "wmnet.dynamics",
+    "Network": "wmnet.network",
+    "Simulation": "wmnet.simulation",
+    "RunResult": "wmnet.simulation",
     "sweep": "wmnet.sweep",  # wmnet.sweep(SWEEP, out=DIR) -> DataFrame (docs/sweeps.md)
 }
 __all__ = sorted(_EXPORTS)

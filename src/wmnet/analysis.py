@@ -129,8 +129,13 @@ def trial_psth(run_dir: str | Path, bin_ms: float = 20.0) -> dict[str, dict[str,
             others = [rate[g] for g in names if g != run[0]["group"]]
             other += np.mean(others, axis=0) if others else np.nan
         k0 = int(runs[0][0]["start_step"])
-        out[block] = {"t": np.arange(n_bins) * bin_steps * dt, "cued": cued / len(runs), "other": other / len(runs),
-                      "trials": len(runs),
-                      "epochs": [(e["trial_type"], (int(e["start_step"]) - k0) * dt, (int(e["stop_step"]) - k0) * dt)
-                                 for e in runs[0]]}
+        out[block] = {
+            "t": np.arange(n_bins) * bin_steps * dt,
+            "cued": cued / len(runs),
+            "other": other / len(runs),
+            "trials": len(runs),
+            "epochs": [
+                (e["trial_type"], (int(e["start_step"]) - k0) * dt, (int(e["stop_step"]) - k0) * dt) for e in runs[0]
+            ],
+        }
     return out

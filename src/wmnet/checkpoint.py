@@ -59,8 +59,10 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - truncated or random bytes raise anything from zip, pickle or torch
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise WmnetError(f"{path}: cannot read checkpoint, the file is damaged or not a wmnet checkpoint "
-                         f"({type(e).__name__}: {first[:200]})") from None
+        raise WmnetError(
+            f"{path}: cannot read checkpoint, the file is damaged or not a wmnet checkpoint "
+            f"({type(e).__name__}: {first[:200]})"
+        ) from None
     if not isinstance(data, dict):
         raise WmnetError(f"{path}: not a wmnet checkpoint (it holds a {type(data).__name__}, not a dict)")
     if data.get("version") != VERSION:
@@ -88,8 +90,10 @@ def _pending_config(d: Path, cfg: Config, ck_config: dict[str, Any], pending: di
     whenever the extending process died, config.yaml is the old or the new one and checkpoint.pt
     the completed run's (old config) or one the extension wrote (new config)."""
     if not any(math.isclose(cfg.duration, pending[key], rel_tol=0, abs_tol=1e-9) for key in ("from_ms", "to_ms")):
-        raise WmnetError(f"{d}: config.yaml's duration {cfg.duration:g} ms is neither end of the pending "
-                         f"extension in {EXTENSION} ({pending['from_ms']:g} -> {pending['to_ms']:g} ms)")
+        raise WmnetError(
+            f"{d}: config.yaml's duration {cfg.duration:g} ms is neither end of the pending "
+            f"extension in {EXTENSION} ({pending['from_ms']:g} -> {pending['to_ms']:g} ms)"
+        )
     target = load_config(d / "config.yaml", [f"duration={pending['to_ms']!r}"])
     before = load_config(d / "config.yaml", [f"duration={pending['from_ms']!r}"])
     if ck_config not in (target.to_dict(), before.to_dict()):
@@ -124,21 +128,25 @@ def resume_run(run_dir: str | Path, progress: bool = True, extend_ms: float = 0.
         ck = load_checkpoint(d / CHECKPOINT)
         pending = read_extension(d)
         if extend_ms and pending is not None:
-            raise WmnetError(f"{d}: an extension to {pending['to_ms']:g} ms is unfinished: "
-                             f"`wmnet resume {d}` completes it first")
+            raise WmnetError(
+                f"{d}: an extension to {pending['to_ms']:g} ms is unfinished: `wmnet resume {d}` completes it first"
+            )
         if pending is not None:
             cfg = _pending_config(d, cfg, ck["config"], pending)
         elif ck["config"] != cfg.to_dict():
             raise WmnetError(f"{d}: config.yaml differs from the config in {CHECKPOINT}")
         if extend_ms:
             if info.get("status") != "complete" or int(ck["engine"]["k"]) != int(ck["k_start"]) + cfg.n_steps:
-                raise WmnetError(f"{d}: only a completed run with its final checkpoint can be extended "
-                                 f"(status {info.get('status')!r}; an interrupted run needs `wmnet resume` first)")
+                raise WmnetError(
+                    f"{d}: only a completed run with its final checkpoint can be extended "
+                    f"(status {info.get('status')!r}; an interrupted run needs `wmnet resume` first)"
+                )
             pending = {"from_ms": cfg.duration, "to_ms": cfg.duration + extend_ms}
             cfg = load_config(d / "config.yaml", [f"duration={pending['to_ms']!r}"])
         conn = info.get("connectivity")
-        net = Network.build(cfg, device=info.get("device", cfg.device),
-                            connectivity=None if conn == "generated" else conn)
+        net = Network.build(
+            cfg, device=info.get("device", cfg.device), connectivity=None if conn == "generated" else conn
+        )
         sim = Simulation(net, input_path=info.get("input"))  # a too-short input fails here, nothing written
         if extend_ms:
             write_json(d / EXTENSION, pending)

@@ -75,7 +75,8 @@ def _summary_lines(info: dict[str, Any]) -> list[str]:
         f"wall: build {info['wall_seconds']['build']:.2f} s, compile {info['wall_seconds'].get('compile', 0.0):.2f} s, "
         f"simulate {info['wall_seconds']['simulate']:.2f} s "
         + (f"({rate:.3g} s per simulated s)" if math.isfinite(rate) else "(nothing left to simulate)"),
-        "rates: " + ", ".join(f"{p} {v['rate_hz']:.1f} Hz" for p, v in pops.items())
+        "rates: "
+        + ", ".join(f"{p} {v['rate_hz']:.1f} Hz" for p, v in pops.items())
         + f"; σ=1 in {100 * s['sigma_fraction']:.1f}% of neuron-steps; mean x at end: "
         + ", ".join(f"{p} {v['mean_x_end']:.3f}" for p, v in pops.items()),
         f"E→E potentiated: {pot['start']:.3f} → {pot['end']:.3f} ({sw['up']} up, {sw['down']} down switches)",
@@ -90,12 +91,17 @@ def _finish(path: Path, simulate: Callable[[], RunResult], no_plot: bool) -> Non
         info = e.args[0].info if e.args and hasattr(e.args[0], "info") else {}
         at, ck = info.get("simulated_ms"), info.get("checkpoint_ms")
         if ck is None:
-            click.echo(f"interrupted: {path} holds the data up to the interruption, but no checkpoint to resume "
-                       "from (run.json status 'interrupted')", err=True)
+            click.echo(
+                f"interrupted: {path} holds the data up to the interruption, but no checkpoint to resume "
+                "from (run.json status 'interrupted')",
+                err=True,
+            )
         else:
             since = "" if at is None or abs(at - ck) < 1e-9 else f" (from the checkpoint at {ck:g} ms)"
-            click.echo(f"interrupted at {at if at is not None else ck:g} ms: resume with `wmnet resume {path}`{since}",
-                       err=True)
+            click.echo(
+                f"interrupted at {at if at is not None else ck:g} ms: resume with `wmnet resume {path}`{since}",
+                err=True,
+            )
         sys.exit(130)
     for line in _summary_lines(result.info):
         click.echo(line)
@@ -119,21 +125,36 @@ def cli() -> None:
 @click.option("--device", help="auto | cpu | cuda | cuda:N")
 @click.option("--dtype", type=click.Choice(["float16", "float32", "float64"]))
 @click.option("--engine", type=click.Choice(["auto", "reference", "sparse"]))
-@click.option("--input", "input_path", type=click.Path(dir_okay=False),
-              help="External current, .npy of shape (N, steps), mV/ms.")
-@click.option("--connectivity", type=click.Path(dir_okay=False),
-              help=".npz with dense post×pre j_fast, j_slow and optional l.")
+@click.option(
+    "--input", "input_path", type=click.Path(dir_okay=False), help="External current, .npy of shape (N, steps), mV/ms."
+)
+@click.option(
+    "--connectivity", type=click.Path(dir_okay=False), help=".npz with dense post×pre j_fast, j_slow and optional l."
+)
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config field.")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty output folder.")
 @click.option("--no-plot", is_flag=True, help="Skip the figures.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def run(config: str | None, out: str | None, duration: float | None, seed: int | None, device: str | None,
-        dtype: str | None, engine: str | None, input_path: str | None, connectivity: str | None,
-        sets: tuple[str, ...], overwrite: bool, no_plot: bool, quiet: bool) -> None:
+def run(
+    config: str | None,
+    out: str | None,
+    duration: float | None,
+    seed: int | None,
+    device: str | None,
+    dtype: str | None,
+    engine: str | None,
+    input_path: str | None,
+    connectivity: str | None,
+    sets: tuple[str, ...],
+    overwrite: bool,
+    no_plot: bool,
+    quiet: bool,
+) -> None:
     """Simulate CONFIG (default: the seed model) and write spikes, traces, run.json and plots."""
     # Validate the config before the heavy imports (torch, numba): config errors come back at once.
-    cfg = _config(config, sets, {"duration": duration, "seed": seed, "device": device,
-                                 "dtype": dtype, "engine": engine})
+    cfg = _config(
+        config, sets, {"duration": duration, "seed": seed, "device": device, "dtype": dtype, "engine": engine}
+    )
     from wmnet.network import Network, resolve_device
     from wmnet.stimuli import make_stimulus
 
@@ -154,8 +175,12 @@ def run(config: str | None, out: str | None, duration: float | None, seed: int |
     from wmnet.io.runfolder import claim_run_folder, config_inputs
 
     # Created (or a previous run's cleared) under its lock, which the run then holds to the end.
-    inputs = [("config file", config), ("--connectivity", connectivity), ("--input", input_path),
-              *(("array stimulus", p) for p in config_inputs(cfg))]
+    inputs = [
+        ("config file", config),
+        ("--connectivity", connectivity),
+        ("--input", input_path),
+        *(("array stimulus", p) for p in config_inputs(cfg)),
+    ]
     folder = claim_run_folder(out, overwrite, inputs)
     path = folder.path
     try:
@@ -255,29 +280,50 @@ def info(config: str | None, device: str | None, dtype: str | None, sets: tuple[
 @cli.command()
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config field.")
-@click.option("--scan", "scan_spec", metavar="KEY=START:STOP:N",
-              help="Continuation over a config field or g_in (bifurcation figure).")
+@click.option(
+    "--scan",
+    "scan_spec",
+    metavar="KEY=START:STOP:N",
+    help="Continuation over a config field or g_in (bifurcation figure).",
+)
 @click.option("--out", help="Folder for meanfield.json (and bifurcation.png with --scan).")
-@click.option("--connectivity", type=click.Path(dir_okay=False),
-              help="Potentiated fractions per group pair from a snapshot .npz.")
-@click.option("--synapses", type=click.Path(dir_okay=False),
-              help="Potentiated fractions from a run's synapses.h5 (last sample).")
+@click.option(
+    "--connectivity", type=click.Path(dir_okay=False), help="Potentiated fractions per group pair from a snapshot .npz."
+)
+@click.option(
+    "--synapses", type=click.Path(dir_okay=False), help="Potentiated fractions from a run's synapses.h5 (last sample)."
+)
 @click.option("--g-in", type=float, help="Potentiated fraction within a group.")
 @click.option("--g-between", type=float, help="Potentiated fraction between groups.")
 @click.option("--g-to-nonselective", type=float, help="Potentiated fraction, group → nonselective.")
 @click.option("--g-from-nonselective", type=float, help="Potentiated fraction, nonselective → group.")
 @click.option("--g-nonselective", type=float, help="Potentiated fraction, nonselective → nonselective.")
 @click.option("--max-active", type=int, default=2, show_default=True, help="Most groups active at once.")
-def meanfield(config: str | None, sets: tuple[str, ...], scan_spec: str | None, out: str | None,
-              connectivity: str | None, synapses: str | None, g_in: float | None, g_between: float | None,
-              g_to_nonselective: float | None, g_from_nonselective: float | None, g_nonselective: float | None,
-              max_active: int) -> None:
+def meanfield(
+    config: str | None,
+    sets: tuple[str, ...],
+    scan_spec: str | None,
+    out: str | None,
+    connectivity: str | None,
+    synapses: str | None,
+    g_in: float | None,
+    g_between: float | None,
+    g_to_nonselective: float | None,
+    g_from_nonselective: float | None,
+    g_nonselective: float | None,
+    max_active: int,
+) -> None:
     """Predict the stationary states of CONFIG (mean-field theory, docs/meanfield.md)."""
     cfg = _config(config, sets, {})
     from wmnet.meanfield.report import run_command
 
-    g = {"g_in": g_in, "g_between": g_between, "g_to_nonselective": g_to_nonselective,
-         "g_from_nonselective": g_from_nonselective, "g_nonselective": g_nonselective}
+    g = {
+        "g_in": g_in,
+        "g_between": g_between,
+        "g_to_nonselective": g_to_nonselective,
+        "g_from_nonselective": g_from_nonselective,
+        "g_nonselective": g_nonselective,
+    }
     run_command(cfg, scan_spec, out, connectivity, synapses, g, max_active, click.echo)
 
 

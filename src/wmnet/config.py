@@ -13,8 +13,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 import yaml
-from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator,
-                      model_validator)
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
 from wmnet.errors import WmnetError
 from wmnet.rng import stream_seed
@@ -26,6 +25,7 @@ Group = tuple[int, int] | list[int]  # global neuron indices: [start, stop) or a
 def group_ids(group: Group) -> np.ndarray:
     """Global neuron indices of a group (int64)."""
     return np.arange(*group, dtype=np.int64) if isinstance(group, tuple) else np.asarray(group, dtype=np.int64)
+
 
 Probability = Annotated[float, Field(ge=0, le=1)]
 
@@ -64,16 +64,20 @@ class Populations(_Strict):
 
 class _Connector(_Strict):
     p: Probability = Field(0.2, description="connection probability per (pre, post) pair")
-    k_in: int | None = Field(
-        None, ge=0, description="fixed in-degree per post neuron; replaces p when set"
-    )
+    k_in: int | None = Field(None, ge=0, description="fixed in-degree per post neuron; replaces p when set")
     slow_fraction: Probability = Field(description="fraction r of connections that are slow (NMDA-like)")
     slow_scale: float = Field(
-        1.0, ge=0, description="multiplies every slow-channel (NMDA-like) efficacy of the projection; a protocol "
-        "epoch may set its own value")
+        1.0,
+        ge=0,
+        description="multiplies every slow-channel (NMDA-like) efficacy of the projection; a protocol "
+        "epoch may set its own value",
+    )
     fast_scale: float = Field(
-        1.0, ge=0, description="multiplies every fast-channel (AMPA/GABA-like) efficacy of the projection; a "
-        "protocol epoch may set its own value")
+        1.0,
+        ge=0,
+        description="multiplies every fast-channel (AMPA/GABA-like) efficacy of the projection; a "
+        "protocol epoch may set its own value",
+    )
 
 
 class StaticProjection(_Connector):
@@ -100,27 +104,33 @@ class PlasticProjection(_Connector):
     J_d: float = Field(0.03, description="depressed efficacy J_d (mV/ms)")
     p_potentiated: Probability = Field(0.2, description="probability a synapse starts potentiated (L=1)")
     structure: Structure | None = Field(
-        None, description="initial potentiated probability per kind of synapse (within/between prototype "
-        "groups, to/from nonselective); needs groups.prototypes. None: p_potentiated for all")
+        None,
+        description="initial potentiated probability per kind of synapse (within/between prototype "
+        "groups, to/from nonselective); needs groups.prototypes. None: p_potentiated for all",
+    )
 
 
 class Projections(_Strict):
     """Projections, named pre->post. Matrices are post × pre."""
 
     EE: PlasticProjection = Field(
-        default_factory=lambda: PlasticProjection(slow_fraction=0.5), alias="E->E",
+        default_factory=lambda: PlasticProjection(slow_fraction=0.5),
+        alias="E->E",
         description="excitatory to excitatory, plastic",
     )
     EI: StaticProjection = Field(
-        default_factory=lambda: StaticProjection(slow_fraction=0.0, efficacy=0.08), alias="E->I",
+        default_factory=lambda: StaticProjection(slow_fraction=0.0, efficacy=0.08),
+        alias="E->I",
         description="excitatory to inhibitory",
     )
     IE: StaticProjection = Field(
-        default_factory=lambda: StaticProjection(slow_fraction=0.0, efficacy=-0.18), alias="I->E",
+        default_factory=lambda: StaticProjection(slow_fraction=0.0, efficacy=-0.18),
+        alias="I->E",
         description="inhibitory to excitatory",
     )
     II: StaticProjection = Field(
-        default_factory=lambda: StaticProjection(slow_fraction=0.1, efficacy=-0.18), alias="I->I",
+        default_factory=lambda: StaticProjection(slow_fraction=0.1, efficacy=-0.18),
+        alias="I->I",
         description="inhibitory to inhibitory",
     )
 
@@ -216,8 +226,10 @@ class ArrayInput(_Strict):
     step k, counted from the start of the epoch (or of the run, outside a protocol)."""
 
     kind: Literal["array"] = Field("array", description="stimulus type")
-    path: str = Field(description=".npy file (N × steps); extra steps are ignored. A relative path is resolved "
-                      "against the working folder when the config is loaded, and stored absolute")
+    path: str = Field(
+        description=".npy file (N × steps); extra steps are ignored. A relative path is resolved "
+        "against the working folder when the config is loaded, and stored absolute"
+    )
 
     @field_validator("path")
     @classmethod
@@ -267,7 +279,8 @@ class Groups(_Strict):
 
     prototypes: Prototypes | None = Field(None, description="random prototype groups")
     sets: dict[str, list[int] | IndexRange] = Field(
-        default_factory=dict, description="explicit groups: global neuron indices, as a list or {start, stop}")
+        default_factory=dict, description="explicit groups: global neuron indices, as a list or {start, stop}"
+    )
     overlap: bool = Field(False, description="allow groups to share neurons (prototypes are then drawn independently)")
 
     @field_validator("sets", mode="before")
@@ -298,7 +311,9 @@ class Groups(_Strict):
         from wmnet.memory import check_host
 
         # The membership flags, and with prototypes the permutations of E and I (int64).
-        check_host(n + (16.0 * n if self.prototypes is not None else 0), f"groups: resolving the groups of {n:,} neurons")
+        check_host(
+            n + (16.0 * n if self.prototypes is not None else 0), f"groups: resolving the groups of {n:,} neurons"
+        )
         taken = np.zeros(n, dtype=bool)  # neurons already in a group (overlap checks)
         if self.prototypes is not None:
             pr = self.prototypes
@@ -306,15 +321,17 @@ class Groups(_Strict):
             if size_e == 0:
                 raise ValueError(f"groups.prototypes.fraction: {pr.fraction} × {n_e} E neurons rounds to 0")
             if not self.overlap and (pr.count * size_e > n_e or pr.count * size_i > n_i):
-                raise ValueError(f"groups.prototypes: {pr.count} disjoint groups of {size_e} E and {size_i} I "
-                                 f"neurons do not fit in {n_e} E and {n_i} I (set groups.overlap: true)")
+                raise ValueError(
+                    f"groups.prototypes: {pr.count} disjoint groups of {size_e} E and {size_i} I "
+                    f"neurons do not fit in {n_e} E and {n_i} I (set groups.overlap: true)"
+                )
             rng = np.random.default_rng(stream_seed(seed, "groups"))
             perm_e, perm_i = rng.permutation(n_e), rng.permutation(n_i)
             for i in range(pr.count):
                 if self.overlap:  # independent draws: groups share neurons by chance
                     e, inh = rng.permutation(n_e)[:size_e], rng.permutation(n_i)[:size_i]
                 else:
-                    e, inh = perm_e[i * size_e:(i + 1) * size_e], perm_i[i * size_i:(i + 1) * size_i]
+                    e, inh = perm_e[i * size_e : (i + 1) * size_e], perm_i[i * size_i : (i + 1) * size_i]
                 ids = np.concatenate([e, inh + n_e])
                 taken[ids] = True
                 out[f"{pr.prefix}{i + 1}"] = sorted(int(j) for j in ids)
@@ -324,8 +341,10 @@ class Groups(_Strict):
         for name, g in self.sets.items():
             where = f"groups.sets.{name}"
             if name in out or name in ("E", "I", "nonselective") or not name or "/" in name or name.startswith("$"):
-                raise ValueError(f"{where}: invalid or repeated name (E, I and nonselective are reserved; "
-                                 "no '/', no leading '$', not empty)")
+                raise ValueError(
+                    f"{where}: invalid or repeated name (E, I and nonselective are reserved; "
+                    "no '/', no leading '$', not empty)"
+                )
             if isinstance(g, list) and not g:
                 raise ValueError(f"{where}: empty group")
             lo, hi = (g.start, g.stop) if isinstance(g, IndexRange) else (min(g), max(g) + 1)
@@ -333,8 +352,10 @@ class Groups(_Strict):
                 raise ValueError(f"{where}: indices must lie in 0..{n - 1}")
             ids = np.arange(lo, hi) if isinstance(g, IndexRange) else np.unique(np.asarray(g))
             if not self.overlap and taken[ids].any():
-                raise ValueError(f"{where}: shares neuron {int(ids[taken[ids]][0])} with another group "
-                                 "(set groups.overlap: true to allow that)")
+                raise ValueError(
+                    f"{where}: shares neuron {int(ids[taken[ids]][0])} with another group "
+                    "(set groups.overlap: true to allow that)"
+                )
             taken[ids] = True
             out[name] = (g.start, g.stop) if isinstance(g, IndexRange) else ids.tolist()
         return out
@@ -364,7 +385,8 @@ class SynapseStats(_Strict):
     """E→E synapse statistics sampled every `every` ms, written to synapses.h5."""
 
     every: PositiveMs | None = Field(
-        100.0, description="sampling period (ms), a multiple of dt; null = off. A sample brings every E→E "
+        100.0,
+        description="sampling period (ms), a multiple of dt; null = off. A sample brings every E→E "
         "synapse up to date, which costs about 20 steps on a 2-core CPU: 100 ms keeps that near 2%",
     )
     groups: list[tuple[str, str]] = Field(
@@ -380,12 +402,14 @@ class Record(_Strict):
     traces: Traces = Field(default_factory=Traces, description="state traces (SONATA reports)")
     flush_every: float = Field(100.0, gt=0, description="write buffered records every this many ms")
     checkpoint_every: float | None = Field(
-        None, gt=0,
+        None,
+        gt=0,
         description="write checkpoint.pt (state to resume from) every this many ms, a multiple of dt; "
         "null: only when a run is interrupted (and at its end, see checkpoint_at_end)",
     )
     checkpoint_at_end: bool = Field(
-        True, description="write checkpoint.pt when a run completes, so that `wmnet extend` can continue it "
+        True,
+        description="write checkpoint.pt when a run completes, so that `wmnet extend` can continue it "
         "(about 9 bytes per E→E synapse: turn off for huge networks)",
     )
     rates: Rates | None = Field(default_factory=Rates, description="population rates (rates.h5); null = off")
@@ -400,10 +424,12 @@ class Record(_Strict):
 
     def check(self, dt: float, groups: list[str]) -> None:
         """Raise ValueError naming the field if a period is off the dt grid or a group is unknown."""
-        for what, ms in (("record.checkpoint_every", self.checkpoint_every),
-                         ("record.rates.bin", self.rates.bin if self.rates else None),
-                         ("record.synapses.every", self.synapses.every if self.synapses else None),
-                         *(("record.snapshots", t) for t in self.snapshots)):
+        for what, ms in (
+            ("record.checkpoint_every", self.checkpoint_every),
+            ("record.rates.bin", self.rates.bin if self.rates else None),
+            ("record.synapses.every", self.synapses.every if self.synapses else None),
+            *(("record.snapshots", t) for t in self.snapshots),
+        ):
             if ms is not None:
                 _period_steps(ms, dt, what)
         for pair in self.synapses.groups if self.synapses and self.synapses.every else []:
@@ -429,7 +455,8 @@ class Epoch(_Strict):
     duration: PositiveMs = Field(description="length (ms), a multiple of dt")
     stimulus: Stimulus | None = Field(None, description="input during the epoch; null: the config's `stimulus`")
     projections: dict[ProjectionName, ScaleOverride] = Field(
-        default_factory=dict, description="receptor scales during this epoch, e.g. {E->E: {slow_scale: 0.5}}")
+        default_factory=dict, description="receptor scales during this epoch, e.g. {E->E: {slow_scale: 0.5}}"
+    )
 
 
 class Block(_Strict):
@@ -441,7 +468,8 @@ class Block(_Strict):
     shuffle: bool = Field(False, description="a new random order of the groups or pairs in each repetition")
     groups: list[str] | None = Field(None, min_length=1, description="groups substituted for $group")
     pairs: list[tuple[str, str]] | None = Field(
-        None, min_length=1, description="pair association: [A, B] groups substituted for $A and $B")
+        None, min_length=1, description="pair association: [A, B] groups substituted for $A and $B"
+    )
     epochs: list[Epoch] = Field(min_length=1, description="the epochs of one trial")
 
     def cases(self) -> list[dict[str, str]]:
@@ -479,13 +507,17 @@ class Config(_Strict):
     seed: int = Field(0, ge=0, description="master seed: connectivity, initial state and stimulus")
     dt: PositiveMs = Field(0.1, description="Euler time step (ms)")
     duration: PositiveMs | None = Field(
-        None, description="simulated time (ms); default 1000 ms, or with a protocol its total length (a longer "
-        "duration continues with `stimulus` after the protocol, as `wmnet extend` does)")
+        None,
+        description="simulated time (ms); default 1000 ms, or with a protocol its total length (a longer "
+        "duration continues with `stimulus` after the protocol, as `wmnet extend` does)",
+    )
     dtype: Literal["float16", "float32", "float64"] = Field("float32", description="working dtype")
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     engine: Literal["auto", "reference", "sparse"] = Field("auto", description="simulation engine")
     threads: int = Field(
-        2, ge=1, le=256,
+        2,
+        ge=1,
+        le=256,
         description="CPU work chunks of the sparse engine (run in parallel); results are bitwise "
         "reproducible for a given value, whatever the machine's core count",
     )
@@ -500,9 +532,11 @@ class Config(_Strict):
     stp: ShortTermDepression = Field(default_factory=ShortTermDepression, description="short-term depression")
     plasticity: Plasticity = Field(default_factory=Plasticity, description="long-term E→E plasticity")
     stimulus: Stimulus = Field(
-        default_factory=Sinusoid, description="external input (outside a protocol's epochs that set their own)")
+        default_factory=Sinusoid, description="external input (outside a protocol's epochs that set their own)"
+    )
     background: BackgroundInput = Field(
-        default_factory=BackgroundInput, description="parameters of the background and selective stimuli")
+        default_factory=BackgroundInput, description="parameters of the background and selective stimuli"
+    )
     groups: Groups = Field(default_factory=Groups, description="named neuron groups")
     protocol: Protocol | None = Field(None, description="stimulus protocol; sets the duration")
     record: Record = Field(default_factory=Record, description="what is recorded")
@@ -516,8 +550,10 @@ class Config(_Strict):
             # Filled in place (an assignment would validate the model again).
             self.__dict__["duration"] = total * self.dt if total is not None else 1000.0
         elif total is not None and round(self.duration / self.dt) < total:
-            raise ValueError(f"duration: {self.duration} ms is shorter than the protocol's length "
-                             f"{total * self.dt:g} ms (leave duration out: the protocol sets it)")
+            raise ValueError(
+                f"duration: {self.duration} ms is shorter than the protocol's length "
+                f"{total * self.dt:g} ms (leave duration out: the protocol sets it)"
+            )
         try:
             self.n_steps
         except TooManySteps as e:
@@ -529,16 +565,19 @@ class Config(_Strict):
             ) from None
         _period_steps(self.background.grain, self.dt, "background.grain")
         if self.projections.EE.structure is not None and self.groups.prototypes is None:
-            raise ValueError("projections.E->E.structure: needs groups.prototypes (the kinds of synapse are "
-                             "defined by the prototype groups)")
+            raise ValueError(
+                "projections.E->E.structure: needs groups.prototypes (the kinds of synapse are "
+                "defined by the prototype groups)"
+            )
         groups = self.resolve_groups()
         self.record.check(self.dt, list(groups))
         for pair in self.record.synapses.groups if self.record.synapses and self.record.synapses.every else []:
             for name in pair:
                 g = groups[name]
                 if g[0] >= self.populations.E.size:  # (start, stop) or sorted indices
-                    raise ValueError(f"record.synapses.groups: group {name!r} has no E neurons; "
-                                     "E→E statistics need them")
+                    raise ValueError(
+                        f"record.synapses.groups: group {name!r} has no E neurons; E→E statistics need them"
+                    )
         self._check_stimulus(self.stimulus, "stimulus", {})
         return self
 
@@ -554,8 +593,9 @@ class Config(_Strict):
         elif isinstance(stim, Selective):
             name = placeholders.get(stim.group, stim.group)
             if name.startswith("$"):
-                raise ValueError(f"{where}.group: {name} is only defined in a block with "
-                                 f"{'groups' if name == '$group' else 'pairs'}")
+                raise ValueError(
+                    f"{where}.group: {name} is only defined in a block with {'groups' if name == '$group' else 'pairs'}"
+                )
             known = self.groups.names()
             if name not in known:
                 raise ValueError(f"{where}.group: unknown group {name!r} (known: {', '.join(known)})")
@@ -617,8 +657,10 @@ def steps_in(duration: float, dt: float, what: str) -> int:
         raise TooManySteps(f"{what}: {duration} ms is not a finite number of steps of dt = {dt} ms")
     n = round(q)
     if n > MAX_STEPS:
-        raise TooManySteps(f"{what}: {duration} ms is {n:.3g} steps of dt = {dt} ms, more than the "
-                           f"{MAX_STEPS:.3g} (2^48) a run can take")
+        raise TooManySteps(
+            f"{what}: {duration} ms is {n:.3g} steps of dt = {dt} ms, more than the "
+            f"{MAX_STEPS:.3g} (2^48) a run can take"
+        )
     if n <= 0 or not math.isclose(n * dt, duration, rel_tol=1e-9, abs_tol=1e-12):
         raise ValueError(f"{what} {duration} ms is not a whole multiple of dt = {dt} ms")
     return n
@@ -690,11 +732,7 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in update.items():
         old = out.get(key)
-        if (
-            isinstance(old, dict)
-            and isinstance(value, dict)
-            and value.get("kind", old.get("kind")) == old.get("kind")
-        ):
+        if isinstance(old, dict) and isinstance(value, dict) and value.get("kind", old.get("kind")) == old.get("kind"):
             out[key] = _merge(old, value)
         else:
             out[key] = value
@@ -715,8 +753,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         except OSError as e:
             raise WmnetError(f"{path}: cannot read config ({e.strerror})") from None
         except UnicodeDecodeError as e:
-            raise WmnetError(f"{path}: not a UTF-8 text file (byte {e.object[e.start]:#04x} at offset {e.start}); "
-                             "save the config as UTF-8") from None
+            raise WmnetError(
+                f"{path}: not a UTF-8 text file (byte {e.object[e.start]:#04x} at offset {e.start}); "
+                "save the config as UTF-8"
+            ) from None
         try:
             loaded = yaml.safe_load(text)
         except yaml.YAMLError as e:

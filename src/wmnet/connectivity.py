@@ -83,15 +83,20 @@ class Projection:
 
     def pre_idx(self) -> torch.Tensor:
         """Local pre index of every synapse (int64), in storage order."""
-        return torch.repeat_interleave(
-            torch.arange(self.n_pre, device=self.rowptr.device), self.row_lengths()
-        )
+        return torch.repeat_interleave(torch.arange(self.n_pre, device=self.rowptr.device), self.row_lengths())
 
     def to(self, device: torch.device) -> Projection:
         """On `device`, with post indices in `post_index_dtype` there."""
         post = self.post_idx.to(device=device, dtype=post_index_dtype(self.n_post, device))
         return Projection(
-            self.name, self.pre, self.post, self.n_pre, self.n_post, self.rowptr.to(device), self.split.to(device), post,
+            self.name,
+            self.pre,
+            self.post,
+            self.n_pre,
+            self.n_post,
+            self.rowptr.to(device),
+            self.split.to(device),
+            post,
         )
 
     def nbytes(self) -> int:
@@ -134,9 +139,11 @@ class Connectivity:
 
     def to(self, device: torch.device, dtype: torch.dtype) -> Connectivity:
         return Connectivity(
-            self.n_E, self.n_I,
+            self.n_E,
+            self.n_I,
             {k: p.to(device) for k, p in self.projections.items()},
-            self.initial.to(device, dtype), self.source,
+            self.initial.to(device, dtype),
+            self.source,
         )
 
     def ee_indices(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,7 +152,10 @@ class Connectivity:
         return ee.post_idx.long(), ee.pre_idx()
 
     def to_dense(
-        self, cfg: Config, dtype: torch.dtype, state: SynapseState | None = None,
+        self,
+        cfg: Config,
+        dtype: torch.dtype,
+        state: SynapseState | None = None,
         efficacies: dict[str, tuple[Any, Any]] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Dense post×pre (J_slow, J_fast), N×N. For small networks and the reference engine.
@@ -217,8 +227,14 @@ def _bernoulli_chunk(
 
 
 def _bernoulli_csr(
-    name: str, pre_pop: str, post_pop: str, n_pre: int, n_post: int,
-    spec: StaticProjection | PlasticProjection, gen: torch.Generator, device: torch.device,
+    name: str,
+    pre_pop: str,
+    post_pop: str,
+    n_pre: int,
+    n_post: int,
+    spec: StaticProjection | PlasticProjection,
+    gen: torch.Generator,
+    device: torch.device,
 ) -> Projection:
     """The seed's rule, pair by pair: slow ~ B(p·r); fast ~ B(p·(1−r)), kept only where not slow.
 
@@ -256,8 +272,8 @@ def _bernoulli_csr(
         out[ptr[ls] + torch.arange(ls.numel(), device=device) - first_s[ls]] = cs.to(torch.int32)
         out[ptr[lf] + c_s[lf] + torch.arange(lf.numel(), device=device) - first_f[lf]] = cf.to(torch.int32)
         parts.append(out)
-        counts[start:start + m] = c_s + c_f
-        slow_counts[start:start + m] = c_s
+        counts[start : start + m] = c_s + c_f
+        slow_counts[start : start + m] = c_s
     rowptr = torch.zeros(n_pre + 1, dtype=torch.int64, device=device)
     rowptr[1:] = torch.cumsum(counts, 0)
     post = torch.empty(int(rowptr[-1]), dtype=torch.int32, device=device)
@@ -265,7 +281,7 @@ def _bernoulli_csr(
     parts.reverse()
     while parts:  # copy chunk by chunk, freeing each: peak = result + one chunk
         part = parts.pop()
-        post[pos:pos + part.numel()] = part
+        post[pos : pos + part.numel()] = part
         pos += part.numel()
     return Projection(name, pre_pop, post_pop, n_pre, n_post, rowptr, rowptr[:-1] + slow_counts, post)
 
@@ -322,7 +338,13 @@ def _indegree_draw(
 
 
 def _indegree_chunks(
-    seed: int, name: str, n_pre: int, n_post: int, k: int, square: bool, slow_fraction: float,
+    seed: int,
+    name: str,
+    n_pre: int,
+    n_post: int,
+    k: int,
+    square: bool,
+    slow_fraction: float,
     device: torch.device,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """The fixed in-degree rule, chunk by chunk of posts: (post, pre, slow) of each chunk.
@@ -349,8 +371,15 @@ def _indegree_chunks(
 
 
 def _fixed_indegree_csr(
-    name: str, pre_pop: str, post_pop: str, n_pre: int, n_post: int, k: int,
-    slow_fraction: float, seed: int, device: torch.device,
+    name: str,
+    pre_pop: str,
+    post_pop: str,
+    n_pre: int,
+    n_post: int,
+    k: int,
+    slow_fraction: float,
+    seed: int,
+    device: torch.device,
 ) -> Projection:
     """A fixed in-degree projection built straight into CSR order, in two passes over chunks.
 
@@ -399,8 +428,14 @@ def _fixed_indegree_csr(
 
 
 def _to_csr(
-    name: str, pre_pop: str, post_pop: str, n_pre: int, n_post: int,
-    pre: torch.Tensor, post: torch.Tensor, slow: torch.Tensor,
+    name: str,
+    pre_pop: str,
+    post_pop: str,
+    n_pre: int,
+    n_post: int,
+    pre: torch.Tensor,
+    post: torch.Tensor,
+    slow: torch.Tensor,
 ) -> Projection:
     """Sort synapses by (pre, fast-after-slow, post) and build the row pointers."""
     key = (pre * 2 + (~slow).long()) * n_post + post
@@ -412,7 +447,13 @@ def _to_csr(
     rowptr = torch.zeros(n_pre + 1, dtype=torch.int64, device=dev)
     rowptr[1:] = torch.cumsum(counts, 0)
     return Projection(
-        name, pre_pop, post_pop, n_pre, n_post, rowptr, rowptr[:-1] + slow_counts,
+        name,
+        pre_pop,
+        post_pop,
+        n_pre,
+        n_post,
+        rowptr,
+        rowptr[:-1] + slow_counts,
         post.to(torch.int32),
     )
 
@@ -434,8 +475,9 @@ def _structure_probabilities(cfg: Config, device: torch.device) -> tuple[torch.T
     assert pr is not None  # Config checks it
     base = cfg.projections.EE.p_potentiated
     # float32, as torch.rand draws: without structure the draw is compared with a float32 scalar too.
-    table = torch.tensor([base if getattr(st, k) is None else getattr(st, k) for k in _KINDS],
-                         dtype=torch.float32, device=device)
+    table = torch.tensor(
+        [base if getattr(st, k) is None else getattr(st, k) for k in _KINDS], dtype=torch.float32, device=device
+    )
     n_e = cfg.populations.E.size
     groups = cfg.resolve_groups()
     if cfg.groups.overlap:
@@ -460,11 +502,11 @@ def _synapse_kind(member: torch.Tensor, pre: torch.Tensor, post: torch.Tensor, o
         in_pre, in_post, same = mp != 0, mq != 0, (mp & mq) != 0
     else:
         in_pre, in_post, same = mp >= 0, mq >= 0, mp == mq
-    kind = torch.full_like(pre, 4)                       # nonselective → nonselective
-    kind[in_pre & ~in_post] = 2                          # group → nonselective
-    kind[~in_pre & in_post] = 3                          # nonselective → group
-    kind[in_pre & in_post] = 1                           # between groups
-    kind[in_pre & in_post & same] = 0                    # within a group
+    kind = torch.full_like(pre, 4)  # nonselective → nonselective
+    kind[in_pre & ~in_post] = 2  # group → nonselective
+    kind[~in_pre & in_post] = 3  # nonselective → group
+    kind[in_pre & in_post] = 1  # between groups
+    kind[in_pre & in_post & same] = 0  # within a group
     return kind
 
 
@@ -520,8 +562,11 @@ def read_npz(path: Path, what: str) -> dict[str, np.ndarray]:
             with data:
                 return {k: data[k] for k in data.files}
     except (OSError, ValueError, EOFError, KeyError, RuntimeError, zipfile.BadZipFile, zlib.error) as e:
-        reason = "the file is empty" if isinstance(e, EOFError) else (
-            getattr(e, "strerror", None) or str(e) or type(e).__name__)
+        reason = (
+            "the file is empty"
+            if isinstance(e, EOFError)
+            else (getattr(e, "strerror", None) or str(e) or type(e).__name__)
+        )
         raise WmnetError(f"{path}: cannot read {what} ({reason})") from None
 
 
@@ -534,8 +579,9 @@ def load_dense(path: str | Path, cfg: Config, device: torch.device, dtype: torch
     return _load_dense_arrays(path, _read_dense(path, read_npz(path, "connectivity")), cfg, device, dtype)
 
 
-def _load_dense_arrays(path: Path, arrays: dict[str, np.ndarray], cfg: Config, device: torch.device,
-                       dtype: torch.dtype) -> Connectivity:
+def _load_dense_arrays(
+    path: Path, arrays: dict[str, np.ndarray], cfg: Config, device: torch.device, dtype: torch.dtype
+) -> Connectivity:
     """load_dense on arrays already read (float64) from `path`."""
     for key in ("j_fast", "j_slow"):
         if key not in arrays:
@@ -554,9 +600,7 @@ def _load_dense_arrays(path: Path, arrays: dict[str, np.ndarray], cfg: Config, d
     both = (fast != 0) & (slow_m != 0)
     if both.any():
         i, j = np.argwhere(both)[0]
-        raise WmnetError(
-            f"{path}: j_fast and j_slow overlap at {int(both.sum())} entries (first: post {i}, pre {j})"
-        )
+        raise WmnetError(f"{path}: j_fast and j_slow overlap at {int(both.sum())} entries (first: post {i}, pre {j})")
     off = {"E": 0, "I": n_e}
     size = {"E": n_e, "I": n_i}
     projections: dict[str, Projection] = {}
@@ -581,8 +625,13 @@ def _load_dense_arrays(path: Path, arrays: dict[str, np.ndarray], cfg: Config, d
         post = np.concatenate([post_s, post_f])
         slow = np.concatenate([np.ones(pre_s.size, bool), np.zeros(pre_f.size, bool)])
         proj = _to_csr(
-            name, pre_pop, post_pop, size[pre_pop], size[post_pop],
-            torch.from_numpy(pre).to(device), torch.from_numpy(post).to(device),
+            name,
+            pre_pop,
+            post_pop,
+            size[pre_pop],
+            size[post_pop],
+            torch.from_numpy(pre).to(device),
+            torch.from_numpy(post).to(device),
             torch.from_numpy(slow).to(device),
         )
         projections[name] = proj
@@ -598,13 +647,9 @@ def _load_dense_arrays(path: Path, arrays: dict[str, np.ndarray], cfg: Config, d
     is_d = np.isclose(ee_values, ee.J_d, rtol=1e-3, atol=0)
     if not (is_p | is_d).all():
         bad = ee_values[~(is_p | is_d)][0]
-        raise WmnetError(
-            f"{path}: E->E efficacies must be J_p = {ee.J_p} or J_d = {ee.J_d} (found {bad:g})"
-        )
+        raise WmnetError(f"{path}: E->E efficacies must be J_p = {ee.J_p} or J_d = {ee.J_d} (found {bad:g})")
     L = ee_l if ee_l is not None else is_p.astype(np.float64)
-    initial = SynapseState(
-        torch.from_numpy(is_p.astype(np.uint8)).to(device), torch.from_numpy(L).to(device, dtype)
-    )
+    initial = SynapseState(torch.from_numpy(is_p.astype(np.uint8)).to(device), torch.from_numpy(L).to(device, dtype))
     return Connectivity(n_e, n_i, projections, initial, str(path)).to(device, dtype)
 
 
@@ -618,8 +663,11 @@ _KEYS = {"E->E": "EE", "E->I": "EI", "I->E": "IE", "I->I": "II"}
 def save_snapshot(path: Path, conn: Connectivity, state: SynapseState, meta: dict[str, float | int]) -> None:
     """Write every projection's CSR (rowptr, split, post) and the E→E state (potentiated, L),
     compressed, atomically (temporary file, then rename). `meta` (t_ms, step, seed) goes in too."""
-    arrays: dict[str, np.ndarray] = {"format": np.array(SNAPSHOT_FORMAT), "n_E": np.array(conn.n_E),
-                                     "n_I": np.array(conn.n_I)}
+    arrays: dict[str, np.ndarray] = {
+        "format": np.array(SNAPSHOT_FORMAT),
+        "n_E": np.array(conn.n_E),
+        "n_I": np.array(conn.n_I),
+    }
     arrays.update({k: np.array(v) for k, v in meta.items()})
     for name, key in _KEYS.items():
         p = conn.projections[name]
@@ -653,41 +701,64 @@ def load_connectivity(path: str | Path, cfg: Config, device: torch.device, dtype
     return _load_dense_arrays(path, _read_dense(path, arrays), cfg, device, dtype)
 
 
-_SNAPSHOT_ARRAYS = ("n_E", "n_I", "EE_potentiated", "EE_L",
-                    *(f"{k}_{part}" for k in ("EE", "EI", "IE", "II") for part in ("rowptr", "split", "post")))
+_SNAPSHOT_ARRAYS = (
+    "n_E",
+    "n_I",
+    "EE_potentiated",
+    "EE_L",
+    *(f"{k}_{part}" for k in ("EE", "EI", "IE", "II") for part in ("rowptr", "split", "post")),
+)
 
 
-def _load_snapshot(path: Path, d: dict[str, np.ndarray], cfg: Config, device: torch.device, dtype: torch.dtype
-                   ) -> Connectivity:
+def _load_snapshot(
+    path: Path, d: dict[str, np.ndarray], cfg: Config, device: torch.device, dtype: torch.dtype
+) -> Connectivity:
     missing = [k for k in _SNAPSHOT_ARRAYS if k not in d]
     if missing:
         raise WmnetError(f"{path}: not a complete wmnet snapshot: missing array(s) {', '.join(missing)}")
-    bad = [k for k in ("format", *_SNAPSHOT_ARRAYS) if (d[k].dtype.kind not in "biuf" if k != "format" else False)
-           or (k in ("n_E", "n_I", "format") and d[k].size != 1)]
+    bad = [
+        k
+        for k in ("format", *_SNAPSHOT_ARRAYS)
+        if (d[k].dtype.kind not in "biuf" if k != "format" else False)
+        or (k in ("n_E", "n_I", "format") and d[k].size != 1)
+    ]
     if bad:
         raise WmnetError(f"{path}: snapshot array(s) {', '.join(bad)} have the wrong type or size")
     if str(d["format"]) != SNAPSHOT_FORMAT:
         raise WmnetError(f"{path}: unknown snapshot format {str(d['format'])!r} (expected {SNAPSHOT_FORMAT})")
     n_e, n_i = cfg.populations.E.size, cfg.populations.I.size
     if (int(d["n_E"]), int(d["n_I"])) != (n_e, n_i):
-        raise WmnetError(f"{path}: snapshot of {int(d['n_E'])} E + {int(d['n_I'])} I neurons, "
-                         f"but the config has {n_e} E + {n_i} I")
+        raise WmnetError(
+            f"{path}: snapshot of {int(d['n_E'])} E + {int(d['n_I'])} I neurons, but the config has {n_e} E + {n_i} I"
+        )
     size = {"E": n_e, "I": n_i}
     projections: dict[str, Projection] = {}
     for name, attr, pre_pop, post_pop in PROJECTIONS:
         key = _KEYS[name]
         rowptr, split, post = d[f"{key}_rowptr"], d[f"{key}_split"], d[f"{key}_post"]
         n_pre, n_post = size[pre_pop], size[post_pop]
-        ok = (rowptr.shape == (n_pre + 1,) and split.shape == (n_pre,) and rowptr[0] == 0
-              and rowptr[-1] == post.size and (np.diff(rowptr) >= 0).all()
-              and (split >= rowptr[:-1]).all() and (split <= rowptr[1:]).all()
-              and (post.size == 0 or (post.min() >= 0 and post.max() < n_post)))
+        ok = (
+            rowptr.shape == (n_pre + 1,)
+            and split.shape == (n_pre,)
+            and rowptr[0] == 0
+            and rowptr[-1] == post.size
+            and (np.diff(rowptr) >= 0).all()
+            and (split >= rowptr[:-1]).all()
+            and (split <= rowptr[1:]).all()
+            and (post.size == 0 or (post.min() >= 0 and post.max() < n_post))
+        )
         if not ok:
             raise WmnetError(f"{path}: projection {name} is not a valid CSR of {n_pre} × {n_post} neurons")
-        projections[name] = Projection(name, pre_pop, post_pop, n_pre, n_post,
-                                       torch.from_numpy(rowptr.astype(np.int64)).to(device),
-                                       torch.from_numpy(split.astype(np.int64)).to(device),
-                                       torch.from_numpy(post.astype(np.int32)).to(device))
+        projections[name] = Projection(
+            name,
+            pre_pop,
+            post_pop,
+            n_pre,
+            n_post,
+            torch.from_numpy(rowptr.astype(np.int64)).to(device),
+            torch.from_numpy(split.astype(np.int64)).to(device),
+            torch.from_numpy(post.astype(np.int32)).to(device),
+        )
     pot, L = d["EE_potentiated"], d["EE_L"]
     n_ee = projections["E->E"].n_synapses
     if pot.shape != (n_ee,) or L.shape != (n_ee,) or not np.isin(pot, (0, 1)).all() or not np.isfinite(L).all():

@@ -57,8 +57,9 @@ class NeuronParams:
 
         def vec(e: float, i: float) -> torch.Tensor:
             # Computed in float64, then rounded once to the working dtype.
-            v = torch.cat([torch.full((E.size,), e, dtype=torch.float64),
-                           torch.full((I.size,), i, dtype=torch.float64)])
+            v = torch.cat(
+                [torch.full((E.size,), e, dtype=torch.float64), torch.full((I.size,), i, dtype=torch.float64)]
+            )
             return v.to(device=device, dtype=dtype)
 
         return cls(

@@ -84,8 +84,10 @@ def planned_engine(cfg: Config, device: torch.device) -> tuple[str, str | None]:
     if cfg.engine != "auto":
         return cfg.engine, None
     if ITEMSIZE[cfg.dtype] < 4:
-        return "reference", (f"engine auto: the dense reference engine was chosen because the sparse engine "
-                             f"needs float32 or float64 (dtype is {cfg.dtype}); its memory grows as N²")
+        return "reference", (
+            f"engine auto: the dense reference engine was chosen because the sparse engine "
+            f"needs float32 or float64 (dtype is {cfg.dtype}); its memory grows as N²"
+        )
     if device.type == "cuda" and not triton_available():
         return "reference", "engine auto: the dense reference engine was chosen because Triton is not installed"
     return "sparse", None
@@ -115,8 +117,14 @@ def estimate(cfg: Config, device: torch.device, engine: str) -> dict[str, float]
     build = max(syn.values(), default=0.0) * 4 + _BUILD_TEMPORARIES
     neurons = n * (5 * isz + 8 * 4)  # state and parameters, plus per-neuron engine buffers
     block = min(_BLOCK_NEURON_STEPS, 200 * n) * (1 + isz)
-    out = {"synapses": synapses, "row_pointers": rows, "ee_state": ee_state, "build_temporaries": build,
-           "neurons": neurons, "run_block": block}
+    out = {
+        "synapses": synapses,
+        "row_pointers": rows,
+        "ee_state": ee_state,
+        "build_temporaries": build,
+        "neurons": neurons,
+        "run_block": block,
+    }
     if engine == "reference":
         # Dense N×N J_slow and J_fast, E×E mask, slow flag, L and potentiated, plus one N×N temporary.
         out["dense"] = 3.0 * n * n * isz + float(n_e) * n_e * (2 * isz + 2)
@@ -134,7 +142,8 @@ def check_fits(cfg: Config, device: torch.device, engine: str) -> dict[str, floa
         raise WmnetError(
             f"the network of {cfg.n_neurons:,} neurons and about {n_syn:,.3g} synapses ({engine} engine, "
             f"{cfg.dtype}) needs about {_gib(est['total'])} of memory, but the {where} ({device}) has only "
-            f"{_gib(have)} available")
+            f"{_gib(have)} available"
+        )
     return est
 
 
@@ -154,16 +163,22 @@ def footprint(net: Network) -> dict[str, Any]:
         "n_neurons": net.n,
         "n_synapses": {"E->E": ee.n_synapses, "static": n_static},
         "bytes_per_synapse": {"E->E": idx + state, "static": static_idx},
-        "bytes": {"synapses": synapse_bytes, "row_pointers": rows, "neuron_state": neuron_bytes,
-                  "total": synapse_bytes + rows + neuron_bytes},
+        "bytes": {
+            "synapses": synapse_bytes,
+            "row_pointers": rows,
+            "neuron_state": neuron_bytes,
+            "total": synapse_bytes + rows + neuron_bytes,
+        },
     }
 
 
 def describe(net: Network) -> list[str]:
     fp = footprint(net)
     b = fp["bytes"]
-    lines = [f"network: {net.n:,} neurons (E {net.n_E:,}, I {net.n - net.n_E:,}) on {net.device}, {net.dtype}",
-             f"built in {net.build_seconds:.2f} s"]
+    lines = [
+        f"network: {net.n:,} neurons (E {net.n_E:,}, I {net.n - net.n_E:,}) on {net.device}, {net.dtype}",
+        f"built in {net.build_seconds:.2f} s",
+    ]
     for name, p in net.connectivity.projections.items():
         lines.append(f"  {name}: {p.n_synapses:,} synapses ({p.n_slow:,} slow, {p.n_synapses - p.n_slow:,} fast)")
     bps = fp["bytes_per_synapse"]

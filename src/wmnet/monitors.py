@@ -23,7 +23,6 @@ from wmnet.io.series import SeriesWriter
 from wmnet.io.sonata import ReportWriter, SpikeWriter
 
 
-
 @dataclass
 class SpikeMonitor:
     """Pulse onsets (the first step of each pulse) of all neurons."""
@@ -60,7 +59,7 @@ class SpikeMonitor:
             if self._row == 0:
                 self._first_step = k0 + t
             take = min(onsets.shape[0] - t, self.block_steps - self._row)
-            self._buf[self._row:self._row + take] = onsets[t:t + take]
+            self._buf[self._row : self._row + take] = onsets[t : t + take]
             self._row += take
             t += take
             if self._row == self.block_steps:
@@ -243,8 +242,10 @@ class RateMonitor:
         """Continue from `state` at step k (the checkpoint's)."""
         self.bins_done = self._first_kept = int(state["rows"])
         if (k - self.k0) // self.bin_steps != self.bins_done:
-            raise WmnetError(f"checkpoint: {self.bins_done} whole rate bins do not match its step {k} "
-                             f"(bins of {self.bin_steps} steps from step {self.k0})")
+            raise WmnetError(
+                f"checkpoint: {self.bins_done} whole rate bins do not match its step {k} "
+                f"(bins of {self.bin_steps} steps from step {self.k0})"
+            )
         self._pending = state["partial"].to(self.device).reshape(1, -1).clone()
         self._k = k
 
@@ -328,16 +329,25 @@ class SynapseMonitor:
         # count_nonzero and sums in L's dtype: on the CPU, torch's integer and float32→float64
         # sums are about 30 times slower (60 ms for the default network's 12.8 million synapses).
         for m, ms in self._masks:
-            sums += [torch.count_nonzero(pot if m is None else pot & m), torch.count_nonzero(pot & ms),
-                     L.sum() if m is None else torch.where(m, L, 0).sum()]
+            sums += [
+                torch.count_nonzero(pot if m is None else pot & m),
+                torch.count_nonzero(pot & ms),
+                L.sum() if m is None else torch.where(m, L, 0).sum(),
+            ]
         s = torch.stack([x.to(torch.float64) for x in sums]).cpu().numpy().reshape(-1, 3)
         n, n_slow = self._n[:, 0], self._n[:, 1]
         with np.errstate(invalid="ignore", divide="ignore"):  # an empty channel gives NaN
-            stats = (s[:, 0] / n, s[:, 2] / n, self.J_d + (self.J_p - self.J_d) * s[:, 1] / n_slow,
-                     self.J_d + (self.J_p - self.J_d) * (s[:, 0] - s[:, 1]) / (n - n_slow))
+            stats = (
+                s[:, 0] / n,
+                s[:, 2] / n,
+                self.J_d + (self.J_p - self.J_d) * s[:, 1] / n_slow,
+                self.J_d + (self.J_p - self.J_d) * (s[:, 0] - s[:, 1]) / (n - n_slow),
+            )
         up, down = engine.switches.n_up, engine.switches.n_down
-        row: dict[str, float | int] = {"switches/up": up - self.last_switches[0],
-                                       "switches/down": down - self.last_switches[1]}
+        row: dict[str, float | int] = {
+            "switches/up": up - self.last_switches[0],
+            "switches/down": down - self.last_switches[1],
+        }
         for j, name in enumerate(self.names()):
             row.update({f"synapses/{name}/{stat}": float(v[j]) for stat, v in zip(SYNAPSE_STATS, stats)})
         self.last_switches = (up, down)
@@ -364,8 +374,10 @@ class SynapseMonitor:
         """Continue from `state` at step k (the checkpoint's)."""
         self.samples = self._first_kept = int(state["rows"])
         if not self.k0 + (self.samples - 1) * self.every_steps <= k < self.k0 + self.samples * self.every_steps:
-            raise WmnetError(f"checkpoint: {self.samples} synapse samples do not match its step {k} "
-                             f"(one every {self.every_steps} steps from step {self.k0})")
+            raise WmnetError(
+                f"checkpoint: {self.samples} synapse samples do not match its step {k} "
+                f"(one every {self.every_steps} steps from step {self.k0})"
+            )
         self.last_switches = (int(state["last_switches"][0]), int(state["last_switches"][1]))
 
     def series(self) -> dict[str, tuple[type, str]]:
@@ -378,8 +390,11 @@ class SynapseMonitor:
 
     def constants(self) -> dict[str, np.ndarray]:
         """Synapses per group in all and in the slow channel."""
-        return {f"synapses/{name}/{what}": np.array(int(self._n[j, c]), dtype=np.int64)
-                for j, name in enumerate(self.names()) for c, what in enumerate(("n_synapses", "n_slow"))}
+        return {
+            f"synapses/{name}/{what}": np.array(int(self._n[j, c]), dtype=np.int64)
+            for j, name in enumerate(self.names())
+            for c, what in enumerate(("n_synapses", "n_slow"))
+        }
 
     def __getitem__(self, key: str) -> np.ndarray:
         """A kept series by its synapses.h5 path, e.g. "synapses/E->E/mean_L" or "switches/up"."""

@@ -16,8 +16,8 @@ from wmnet.errors import WmnetError
 from wmnet.io.nodesets import read_groups
 from wmnet.io.runinfo import read_json
 from wmnet.io.series import read_series
-from wmnet.protocol import read_events
 from wmnet.io.sonata import read_report, read_spikes
+from wmnet.protocol import read_events
 
 COLORS = {"E": "tab:blue", "I": "tab:red"}
 LABELS = {"v": "v (mV)", "i_s": "i_s (mV/ms)", "i_f": "i_f (mV/ms)", "x": "x", "a": "a"}
@@ -64,8 +64,7 @@ def plot_raster(run_dir: Path, dest: Path, bin_ms: float = 5.0) -> Path:
     cfg = info["config"]
     spikes = read_spikes(run_dir / "spikes.h5")
     t_end = info.get("simulated_ms") or cfg["duration"]
-    fig, (ax_r, ax_p) = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True,
-                                     gridspec_kw={"height_ratios": [3, 1]})
+    fig, (ax_r, ax_p) = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     offset = 0
     edges = np.arange(0, t_end + bin_ms, bin_ms)
     for pop in ("E", "I"):
@@ -82,8 +81,10 @@ def plot_raster(run_dir: Path, dest: Path, bin_ms: float = 5.0) -> Path:
     shown_e = min(cfg["populations"]["E"]["size"], MAX_RASTER_NEURONS["E"])
     ax_r.axhline(shown_e - 0.5, color="0.7", lw=0.5)
     ax_r.set_ylim(-0.5, offset - 0.5)
-    ax_r.set_title(f"Pulse onsets (first {MAX_RASTER_NEURONS['E']} E, {MAX_RASTER_NEURONS['I']} I shown) — "
-                   f"seed {info['seed']}, {info['engine']} engine, {info['dtype']}")
+    ax_r.set_title(
+        f"Pulse onsets (first {MAX_RASTER_NEURONS['E']} E, {MAX_RASTER_NEURONS['I']} I shown) — "
+        f"seed {info['seed']}, {info['engine']} engine, {info['dtype']}"
+    )
     ax_p.set_ylabel(f"rate (Hz, {bin_ms:g} ms bins)")
     ax_p.set_xlabel("time (ms)")
     ax_p.set_xlim(0, t_end)
@@ -95,14 +96,16 @@ def plot_traces(run_dir: Path, dest: Path) -> Path | None:
     """One panel per recorded variable; one line per recorded neuron; v with θ marked."""
     info = read_json(run_dir / "run.json")
     cfg = info["config"]
-    reports = {v: read_report(run_dir / "reports" / f"{v}.h5") for v in ("v", "i_s", "i_f", "x", "a")
-               if (run_dir / "reports" / f"{v}.h5").exists()}
+    reports = {
+        v: read_report(run_dir / "reports" / f"{v}.h5")
+        for v in ("v", "i_s", "i_f", "x", "a")
+        if (run_dir / "reports" / f"{v}.h5").exists()
+    }
     # A report of no neurons (record.traces.neurons: []) holds no population: nothing to draw.
     variables = [v for v, r in reports.items() if r]
     if not variables:
         return None
-    fig, axes = plt.subplots(len(variables), 1, figsize=(10, 2.0 * len(variables) + 0.8), sharex=True,
-                             squeeze=False)
+    fig, axes = plt.subplots(len(variables), 1, figsize=(10, 2.0 * len(variables) + 0.8), sharex=True, squeeze=False)
     for ax, var in zip(axes[:, 0], variables):
         report = reports[var]
         for pop, (t, ids, data) in report.items():
@@ -110,8 +113,7 @@ def plot_traces(run_dir: Path, dest: Path) -> Path | None:
                 style = "-" if pop == "E" else "--"
                 ax.plot(t, data[:, col], style, lw=0.8, label=f"{pop}{nid}")
             if var == "v":
-                ax.axhline(cfg["populations"][pop]["theta"], color=COLORS[pop], ls=":", lw=1,
-                           label=f"θ ({pop})")
+                ax.axhline(cfg["populations"][pop]["theta"], color=COLORS[pop], ls=":", lw=1, label=f"θ ({pop})")
         ax.set_ylabel(LABELS[var])
     axes[0, 0].legend(loc="upper right", fontsize=7, ncol=4)
     axes[0, 0].set_title(f"State traces (every {cfg['record']['traces']['every']} steps)")
@@ -129,8 +131,14 @@ def plot_rates(run_dir: Path, dest: Path) -> Path | None:
     found = [k.split("/")[1] for k in s if k.startswith("rates/") and k.endswith("/rate_hz")]
     names = [n for n in _group_names(run_dir) if n in found] + [n for n in found if n not in _group_names(run_dir)]
     for name in names:
-        ax.step(t, s[f"rates/{name}/rate_hz"], where="post", color=_group_color(name, names),
-                lw=1.2 if name in COLORS else 0.9, label=f"{name} ({s[f'rates/{name}/node_ids'].size} neurons)")
+        ax.step(
+            t,
+            s[f"rates/{name}/rate_hz"],
+            where="post",
+            color=_group_color(name, names),
+            lw=1.2 if name in COLORS else 0.9,
+            label=f"{name} ({s[f'rates/{name}/node_ids'].size} neurons)",
+        )
     bin_ms = float(s["time"][2])
     _shade_epochs(ax, run_dir)
     ax.set_xlabel("time (ms)")
@@ -150,8 +158,11 @@ def plot_learning(run_dir: Path, dest: Path) -> Path | None:
     up, down = s["switches/up"], s["switches/down"]
     if up.size < 2:
         return None
-    groups = {k.split("/")[1]: {"potentiated_fraction": s[k], "mean_L": s[k.replace("potentiated_fraction", "mean_L")]}
-              for k in s if k.startswith("synapses/") and k.endswith("/potentiated_fraction")}
+    groups = {
+        k.split("/")[1]: {"potentiated_fraction": s[k], "mean_L": s[k.replace("potentiated_fraction", "mean_L")]}
+        for k in s
+        if k.startswith("synapses/") and k.endswith("/potentiated_fraction")
+    }
     fig, (ax_p, ax_l, ax_s) = plt.subplots(3, 1, figsize=(10, 7.5), sharex=True)
     for name, g in groups.items():
         ax_p.plot(t, g["potentiated_fraction"], marker=".", ms=3, label=name)
@@ -175,7 +186,7 @@ def _e_blocks(run_dir: Path, n_e: int, n: int) -> dict[str, np.ndarray]:
     neurons, and the rest of E; without groups, ten equal index blocks of E."""
     groups: dict[str, np.ndarray] = {}
     path = run_dir / "node_sets.json"
-    for name, ids in (read_groups(path, n_e, n).items() if path.exists() else ()):
+    for name, ids in read_groups(path, n_e, n).items() if path.exists() else ():
         ids = ids[ids < n_e]
         if name not in ("E", "I", "nonselective") and ids.size:
             groups[name] = ids
@@ -190,8 +201,10 @@ def _e_blocks(run_dir: Path, n_e: int, n: int) -> dict[str, np.ndarray]:
 
 def plot_efficacy_blocks(run_dir: Path, dest: Path) -> Path | None:
     """Mean E→E efficacy (mV/ms) between neuron groups (post × pre) at each snapshot."""
-    snaps = sorted((run_dir / "snapshots").glob("connectivity_*ms.npz"),
-                   key=lambda p: float(p.stem.removeprefix("connectivity_").removesuffix("ms")))
+    snaps = sorted(
+        (run_dir / "snapshots").glob("connectivity_*ms.npz"),
+        key=lambda p: float(p.stem.removeprefix("connectivity_").removesuffix("ms")),
+    )
     if not snaps:
         return None
     cfg = read_json(run_dir / "run.json")["config"]
@@ -212,7 +225,9 @@ def plot_efficacy_blocks(run_dir: Path, dest: Path) -> Path | None:
             rowptr, post, pot = d["EE_rowptr"], d["EE_post"], d["EE_potentiated"]
             t_ms = float(d["t_ms"])
         except (KeyError, TypeError, ValueError):
-            raise WmnetError(f"{path}: not a complete wmnet snapshot (EE_rowptr, EE_post, EE_potentiated, t_ms)") from None
+            raise WmnetError(
+                f"{path}: not a complete wmnet snapshot (EE_rowptr, EE_post, EE_potentiated, t_ms)"
+            ) from None
         pre = np.repeat(np.arange(n_e), np.diff(rowptr))
         J = np.where(pot != 0, ee["J_p"], ee["J_d"])
         gi, gj = label[post], label[pre]
@@ -272,15 +287,21 @@ def plot_run(run_dir: str | Path) -> list[Path]:
     out = []
     # The raster only if spikes were recorded (record.spikes: false writes no spikes.h5).
     draws = [(plot_raster, "raster.png")] if (run_dir / "spikes.h5").exists() else []
-    for draw, name in (*draws, (plot_traces, "traces.png"), (plot_rates, "rates.png"),
-                       (plot_learning, "learning.png"), (plot_efficacy_blocks, "efficacy_blocks.png"),
-                       (plot_trials, "trials.png")):
+    for draw, name in (
+        *draws,
+        (plot_traces, "traces.png"),
+        (plot_rates, "rates.png"),
+        (plot_learning, "learning.png"),
+        (plot_efficacy_blocks, "efficacy_blocks.png"),
+        (plot_trials, "trials.png"),
+    ):
         try:
             fig = draw(run_dir, fig_dir / name)
         except OSError as e:  # read errors of the run's files are WmnetErrors already (io.sonata.read_live)
             plt.close("all")
-            raise WmnetError(f"{getattr(e, 'filename', None) or fig_dir / name}: cannot write the figure "
-                             f"({e.strerror or e})") from None
+            raise WmnetError(
+                f"{getattr(e, 'filename', None) or fig_dir / name}: cannot write the figure ({e.strerror or e})"
+            ) from None
         if fig is not None:
             out.append(fig)
     return out

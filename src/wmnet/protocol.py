@@ -24,8 +24,17 @@ from wmnet.rng import stream_seed
 PROJECTION_NAMES = ("E->E", "E->I", "I->E", "I->I")
 # Receptor scales: projection name → (slow_scale, fast_scale).
 Scales = dict[str, tuple[float, float]]
-EVENT_COLUMNS = ("onset", "duration", "trial_type", "stimulus", "group", "block", "repetition", "start_step",
-                 "stop_step")
+EVENT_COLUMNS = (
+    "onset",
+    "duration",
+    "trial_type",
+    "stimulus",
+    "group",
+    "block",
+    "repetition",
+    "start_step",
+    "stop_step",
+)
 
 
 def seconds(steps: int, dt: float) -> str:
@@ -106,10 +115,12 @@ class Schedule:
         def add(ep: Epoch | None, name: str, n: int, **extra: object) -> None:
             nonlocal k
             scales = dict(base)
-            for proj, over in (ep.projections.items() if ep is not None else ()):
+            for proj, over in ep.projections.items() if ep is not None else ():
                 slow, fast = scales[proj]
-                scales[proj] = (slow if over.slow_scale is None else over.slow_scale,
-                                fast if over.fast_scale is None else over.fast_scale)
+                scales[proj] = (
+                    slow if over.slow_scale is None else over.slow_scale,
+                    fast if over.fast_scale is None else over.fast_scale,
+                )
             stim = None if ep is None else ep.stimulus
             out.append(EpochRun(len(out), name, k, k + n, stim, scales, **extra))  # type: ignore[arg-type]
             k += n
@@ -128,8 +139,14 @@ class Schedule:
                     case = cases[int(c)]
                     for ep in item.epochs:
                         sub = ep.model_copy(update={"stimulus": _substitute(ep.stimulus, case)})
-                        add(sub, ep.name, steps_in(ep.duration, cfg.dt, "duration"),
-                            groups=tuple(case.values()), block=item.block, repetition=rep)
+                        add(
+                            sub,
+                            ep.name,
+                            steps_in(ep.duration, cfg.dt, "duration"),
+                            groups=tuple(case.values()),
+                            block=item.block,
+                            repetition=rep,
+                        )
         return cls(out, cfg.dt)
 
     def at(self, k: int) -> EpochRun | None:
@@ -146,9 +163,19 @@ class Schedule:
             w = csv.writer(fh, delimiter="\t", lineterminator="\n")
             w.writerow(EVENT_COLUMNS)
             for e in self.epochs:
-                w.writerow([seconds(e.start, self.dt), seconds(e.stop - e.start, self.dt), e.name,
-                            describe(e.stimulus), "+".join(e.groups) or "n/a", e.block or "n/a",
-                            e.repetition if e.repetition >= 0 else "n/a", e.start, e.stop])
+                w.writerow(
+                    [
+                        seconds(e.start, self.dt),
+                        seconds(e.stop - e.start, self.dt),
+                        e.name,
+                        describe(e.stimulus),
+                        "+".join(e.groups) or "n/a",
+                        e.block or "n/a",
+                        e.repetition if e.repetition >= 0 else "n/a",
+                        e.start,
+                        e.stop,
+                    ]
+                )
         tmp.replace(path)
 
 

@@ -1,9 +1,9 @@
 """The run loop: stimulus → engine step → monitors, with a progress bar and a summary.
 
-    net = Network.build(load_config("configs/seed.yaml"))
-    sim = Simulation(net)
-    result = sim.run(out="runs/demo")     # or sim.run() to keep everything in memory
-    result.spikes.i, result.spikes.t, result.traces.v
+net = Network.build(load_config("configs/seed.yaml"))
+sim = Simulation(net)
+result = sim.run(out="runs/demo")     # or sim.run() to keep everything in memory
+result.spikes.i, result.spikes.t, result.traces.v
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ from wmnet.dynamics import VARIABLES, NeuronState
 from wmnet.engines import Engine, make_engine, resolve_engine
 from wmnet.engines.base import TraceRequest, run_block_stepwise
 from wmnet.errors import WmnetError
+from wmnet.io.nodesets import write_node_sets
 from wmnet.io.runinfo import lock_folder, write_json
 from wmnet.io.series import SeriesWriter
-from wmnet.io.nodesets import write_node_sets
 from wmnet.io.sonata import PopulationRange, ReportWriter, SpikeWriter
 from wmnet.memory import footprint
 from wmnet.monitors import RateMonitor, SpikeMonitor, StateMonitor, SynapseMonitor
@@ -63,8 +63,10 @@ def device_name(device: torch.device) -> str:
 
 
 def populations(cfg: Config) -> list[PopulationRange]:
-    return [PopulationRange("E", 0, cfg.populations.E.size),
-            PopulationRange("I", cfg.populations.E.size, cfg.populations.I.size)]
+    return [
+        PopulationRange("E", 0, cfg.populations.E.size),
+        PopulationRange("I", cfg.populations.E.size, cfg.populations.I.size),
+    ]
 
 
 def trace_neurons(cfg: Config) -> np.ndarray:
@@ -119,12 +121,13 @@ def _write_error(err: OSError, out: Path | None, checkpoint_k: int | None, dt: f
     what = f"cannot write the outputs in {out} ({err.strerror or err})"
     if checkpoint_k is None:
         return f"{what}; no checkpoint was written, so the run must start again"
-    return (f"{what}; checkpoint.pt from step {checkpoint_k} (t = {checkpoint_k * dt:g} ms) is intact: "
-            f"`wmnet resume {out}` once the problem is fixed")
+    return (
+        f"{what}; checkpoint.pt from step {checkpoint_k} (t = {checkpoint_k * dt:g} ms) is intact: "
+        f"`wmnet resume {out}` once the problem is fixed"
+    )
 
 
-def _first_non_finite(state: NeuronState, k: int, block: int, dt: float, L: torch.Tensor | None = None
-                      ) -> str | None:
+def _first_non_finite(state: NeuronState, k: int, block: int, dt: float, L: torch.Tensor | None = None) -> str | None:
     """None if every neuron's state, and the E→E hidden variables `L`, are finite at step k; else
     a message naming the variable, the neuron (or synapse) and the step. Checked on the device
     once per block (one reduction, one sync)."""
@@ -136,8 +139,10 @@ def _first_non_finite(state: NeuronState, k: int, block: int, dt: float, L: torc
         if bad.numel():
             i = int(bad[0, 0])
             what = f"L of E→E synapse {i} (storage order)" if var == "L" else f"{var} of neuron {i}"
-            return (f"numerical blow-up: {what} is {float(t[i])} at step {k} (t = {k * dt:g} ms; "
-                    f"the state is checked every block, it was finite at step {k - block})")
+            return (
+                f"numerical blow-up: {what} is {float(t[i])} at step {k} (t = {k * dt:g} ms; "
+                f"the state is checked every block, it was finite at step {k - block})"
+            )
     return None
 
 
@@ -249,8 +254,14 @@ class Simulation:
         keep = out is None if keep_in_memory is None else keep_in_memory
         return self._run(n_steps, None if out is None else Path(out), progress, keep, info, None, lock)
 
-    def resume(self, out: str | Path, checkpoint: dict[str, Any], progress: bool = True,
-               info: dict[str, Any] | None = None, lock: IO[str] | None = None) -> RunResult:
+    def resume(
+        self,
+        out: str | Path,
+        checkpoint: dict[str, Any],
+        progress: bool = True,
+        info: dict[str, Any] | None = None,
+        lock: IO[str] | None = None,
+    ) -> RunResult:
         """Continue the run in folder `out` from `checkpoint` (checkpoint.py) to its planned end.
 
         The network must be the one the checkpoint was written from (same config, seed and
@@ -261,8 +272,9 @@ class Simulation:
         end = int(checkpoint["k_start"]) + self.config.n_steps
         return self._run(max(0, end - self.engine.k), Path(out), progress, False, info, checkpoint, lock)
 
-    def _writers(self, out: Path, neurons: np.ndarray, append: bool
-                 ) -> tuple[SpikeWriter | None, dict[str, ReportWriter]]:
+    def _writers(
+        self, out: Path, neurons: np.ndarray, append: bool
+    ) -> tuple[SpikeWriter | None, dict[str, ReportWriter]]:
         cfg, rec = self.config, self.config.record
         pops = populations(cfg)
         (out / "reports").mkdir(parents=True, exist_ok=True)
@@ -270,36 +282,66 @@ class Simulation:
         t0, step_ms = self.engine.k * cfg.dt, rec.traces.every * cfg.dt
         # Traces in the run's dtype (float16 ones as float32): a float64 run keeps every digit.
         report_dtype = np.float64 if self.network.dtype == torch.float64 else np.float32
-        return spike_writer, {v: ReportWriter(out / "reports" / f"{v}.h5", v, pops, neurons, t0, step_ms, append,
-                                              dtype=report_dtype)
-                              for v in rec.traces.variables}
+        return spike_writer, {
+            v: ReportWriter(out / "reports" / f"{v}.h5", v, pops, neurons, t0, step_ms, append, dtype=report_dtype)
+            for v in rec.traces.variables
+        }
 
-    def _learning_monitors(self, k0: int, flush_steps: int, out: Path | None, keep: bool, append: bool
-                           ) -> tuple[RateMonitor | None, SynapseMonitor | None]:
+    def _learning_monitors(
+        self, k0: int, flush_steps: int, out: Path | None, keep: bool, append: bool
+    ) -> tuple[RateMonitor | None, SynapseMonitor | None]:
         """Rate and synapse-statistics monitors whose grids start at step k0 (writers if `out`)."""
         cfg, rec, net = self.config, self.config.record, self.network
         groups = self.groups
         rates = syn = None
         if rec.rates is not None:
             b = steps_in(rec.rates.bin, cfg.dt, "record.rates.bin")
-            writer = None if out is None else SeriesWriter(
-                out / "rates.h5", {f"rates/{g}/rate_hz": (np.float32, "Hz") for g in groups},
-                {f"rates/{g}/node_ids": group_ids(ids).astype(np.uint64) for g, ids in groups.items()},
-                k0 * cfg.dt, b * cfg.dt, append)
+            writer = (
+                None
+                if out is None
+                else SeriesWriter(
+                    out / "rates.h5",
+                    {f"rates/{g}/rate_hz": (np.float32, "Hz") for g in groups},
+                    {f"rates/{g}/node_ids": group_ids(ids).astype(np.uint64) for g, ids in groups.items()},
+                    k0 * cfg.dt,
+                    b * cfg.dt,
+                    append,
+                )
+            )
             rates = RateMonitor(groups, b, cfg.dt, k0, net.device, flush_steps, writer, keep)
         if rec.synapses is not None and rec.synapses.every is not None:
             s = steps_in(rec.synapses.every, cfg.dt, "record.synapses.every")
             ee = cfg.projections.EE
-            syn = SynapseMonitor(list(rec.synapses.groups), groups, net.connectivity, ee.J_p, ee.J_d, s, cfg.dt, k0,
-                                 max(1, flush_steps // s), None, keep,
-                                 last_switches=(self.engine.switches.n_up, self.engine.switches.n_down))
+            syn = SynapseMonitor(
+                list(rec.synapses.groups),
+                groups,
+                net.connectivity,
+                ee.J_p,
+                ee.J_d,
+                s,
+                cfg.dt,
+                k0,
+                max(1, flush_steps // s),
+                None,
+                keep,
+                last_switches=(self.engine.switches.n_up, self.engine.switches.n_down),
+            )
             if out is not None:
-                syn.writer = SeriesWriter(out / "synapses.h5", syn.series(), syn.constants(), k0 * cfg.dt,
-                                          s * cfg.dt, append)
+                syn.writer = SeriesWriter(
+                    out / "synapses.h5", syn.series(), syn.constants(), k0 * cfg.dt, s * cfg.dt, append
+                )
         return rates, syn
 
-    def _run(self, n_steps: int, out: Path | None, progress: bool, keep: bool, info: dict[str, Any] | None,
-             resumed: dict[str, Any] | None, held: IO[str] | None = None) -> RunResult:
+    def _run(
+        self,
+        n_steps: int,
+        out: Path | None,
+        progress: bool,
+        keep: bool,
+        info: dict[str, Any] | None,
+        resumed: dict[str, Any] | None,
+        held: IO[str] | None = None,
+    ) -> RunResult:
         neurons = trace_neurons(self.config)
         # One writer per folder; a caller that already holds the lock keeps it (and closes it).
         lock = lock_folder(out) if out is not None and held is None else None
@@ -309,15 +351,31 @@ class Simulation:
             if lock is not None:
                 lock.close()
 
-    def _run_locked(self, n_steps: int, out: Path | None, progress: bool, keep: bool, info: dict[str, Any] | None,
-                    resumed: dict[str, Any] | None, neurons: np.ndarray) -> RunResult:
+    def _run_locked(
+        self,
+        n_steps: int,
+        out: Path | None,
+        progress: bool,
+        keep: bool,
+        info: dict[str, Any] | None,
+        resumed: dict[str, Any] | None,
+        neurons: np.ndarray,
+    ) -> RunResult:
         cfg, net, eng = self.config, self.network, self.engine
         rec = cfg.record
         block = max(1, min(round(rec.flush_every / cfg.dt), max(1, (1 << 26) // max(net.n, 1))))
         spike_writer, report_writers = self._writers(out, neurons, resumed is not None) if out else (None, {})
         spikes = SpikeMonitor(net.n, cfg.dt, net.device, block, spike_writer, keep)
-        traces = StateMonitor(list(rec.traces.variables), neurons, rec.traces.every, cfg.dt, net.device,
-                              max(1, block // rec.traces.every), report_writers, keep)
+        traces = StateMonitor(
+            list(rec.traces.variables),
+            neurons,
+            rec.traces.every,
+            cfg.dt,
+            net.device,
+            max(1, block // rec.traces.every),
+            report_writers,
+            keep,
+        )
         sigma_sum = torch.zeros(2, dtype=torch.int64, device=net.device)
         k_start, steps_before, checkpoint_k = eng.k if resumed is None else int(resumed["k_start"]), 0, None
         rates, syn_stats = self._learning_monitors(k_start, block, out, keep, resumed is not None)
@@ -353,15 +411,26 @@ class Simulation:
             assert out is not None
             spikes.flush()  # first: the files and the positions must agree
             traces.flush()
-            positions = {"spikes": spike_writer.positions() if spike_writer is not None else {},
-                         "reports": {v: w.positions() for v, w in report_writers.items()}}
+            positions = {
+                "spikes": spike_writer.positions() if spike_writer is not None else {},
+                "reports": {v: w.positions() for v, w in report_writers.items()},
+            }
             # Their state() flushes too; it adds what is not in the files (the partial rate bin).
-            monitors = {key: mon.state() for key, mon in (("rates", rates), ("synapses", syn_stats))
-                        if mon is not None}
-            save_checkpoint(out / CHECKPOINT, {
-                "engine": eng.state_dict(), "positions": positions, "monitors": monitors, "k_start": k_start,
-                "steps_done": steps_before + done, "count": spikes.count.cpu(), "sigma_sum": sigma_sum.cpu(),
-                "config": cfg.to_dict(), "seed": cfg.seed})
+            monitors = {key: mon.state() for key, mon in (("rates", rates), ("synapses", syn_stats)) if mon is not None}
+            save_checkpoint(
+                out / CHECKPOINT,
+                {
+                    "engine": eng.state_dict(),
+                    "positions": positions,
+                    "monitors": monitors,
+                    "k_start": k_start,
+                    "steps_done": steps_before + done,
+                    "count": spikes.count.cpu(),
+                    "sigma_sum": sigma_sum.cpu(),
+                    "config": cfg.to_dict(),
+                    "seed": cfg.seed,
+                },
+            )
             return eng.k
 
         n_e = net.n_E
@@ -372,15 +441,22 @@ class Simulation:
         t_start = time.perf_counter()
         # Simulated ms out of the total; the speed and the time left come from recent blocks
         # (BlockTimer.postfix), not tqdm's average since the start, which includes compilation.
-        bar = tqdm(total=round(n_steps * cfg.dt, 6), unit="ms", disable=not progress,
-                   bar_format="{percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} ms simulated [{elapsed} elapsed{postfix}]",
-                   file=sys.stderr)
+        bar = tqdm(
+            total=round(n_steps * cfg.dt, 6),
+            unit="ms",
+            disable=not progress,
+            bar_format="{percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} ms simulated [{elapsed} elapsed{postfix}]",
+            file=sys.stderr,
+        )
         timer = BlockTimer()
         done = 0
         trace = None
         if rec.traces.variables and neurons.size:
-            trace = TraceRequest(tuple(rec.traces.variables),
-                                 torch.as_tensor(neurons, dtype=torch.long, device=net.device), rec.traces.every)
+            trace = TraceRequest(
+                tuple(rec.traces.variables),
+                torch.as_tensor(neurons, dtype=torch.long, device=net.device),
+                rec.traces.every,
+            )
         run_block = getattr(eng, "run_block", None) or partial(run_block_stepwise, eng)
         # Steps per block: a multiple of the trace interval, so that a GPU engine replays one
         # captured graph for every full block.
@@ -447,8 +523,12 @@ class Simulation:
             except OSError as e:  # a full disk, a folder gone or read-only: stop cleanly
                 status, failure = "failed", _write_error(e, out, checkpoint_k, cfg.dt)
             # Also at the end of a run that has one (periodic or resumed from): never left stale.
-            wanted = (status == "interrupted" or ck_steps or checkpoint_k is not None
-                      or (status == "complete" and rec.checkpoint_at_end))
+            wanted = (
+                status == "interrupted"
+                or ck_steps
+                or checkpoint_k is not None
+                or (status == "complete" and rec.checkpoint_at_end)
+            )
             # A blown-up state is not worth resuming from: the last good checkpoint stands.
             if out is not None and consistent and wanted and checkpoint_k != eng.k and status != "failed":
                 checkpoint_k = checkpoint()
@@ -473,13 +553,18 @@ class Simulation:
         sim_seconds = time.perf_counter() - t_start - compile_seconds
         total = steps_before + done
         summary = self._summary(spikes, sigma_sum, total)
-        info = {**base, "status": status, "steps_done": total, "simulated_ms": total * cfg.dt,
-                "checkpoint_ms": None if checkpoint_k is None else checkpoint_k * cfg.dt,
-                # compile: kernel compilation and GPU graph capture in the first block (BlockTimer),
-                # not part of simulate nor of the speed.
-                "wall_seconds": {"build": net.build_seconds, "compile": compile_seconds, "simulate": sim_seconds},
-                "wall_s_per_sim_s": sim_seconds / (done * cfg.dt / 1000) if done else float("nan"),
-                "summary": summary}
+        info = {
+            **base,
+            "status": status,
+            "steps_done": total,
+            "simulated_ms": total * cfg.dt,
+            "checkpoint_ms": None if checkpoint_k is None else checkpoint_k * cfg.dt,
+            # compile: kernel compilation and GPU graph capture in the first block (BlockTimer),
+            # not part of simulate nor of the speed.
+            "wall_seconds": {"build": net.build_seconds, "compile": compile_seconds, "simulate": sim_seconds},
+            "wall_s_per_sim_s": sim_seconds / (done * cfg.dt / 1000) if done else float("nan"),
+            "summary": summary,
+        }
         if status == "failed":
             info["error"] = failure
         if out is not None:
@@ -500,8 +585,12 @@ class Simulation:
         t_ms = steps * self.config.dt
         folder = out / "snapshots"
         folder.mkdir(exist_ok=True)
-        save_snapshot(folder / f"connectivity_{t_ms:g}ms.npz", self.network.connectivity, eng.synapses(),
-                      {"t_ms": t_ms, "step": eng.k, "seed": self.config.seed})
+        save_snapshot(
+            folder / f"connectivity_{t_ms:g}ms.npz",
+            self.network.connectivity,
+            eng.synapses(),
+            {"t_ms": t_ms, "step": eng.k, "seed": self.config.seed},
+        )
 
     def _run_info(self, extra: dict[str, Any]) -> dict[str, Any]:
         net = self.network

@@ -8,8 +8,19 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from wmnet.config import (ArrayInput, Background, BackgroundInput, Config, Constant, Group, Selective, Sinusoid, Sum,
-                          group_ids, steps_in)
+from wmnet.config import (
+    ArrayInput,
+    Background,
+    BackgroundInput,
+    Config,
+    Constant,
+    Group,
+    Selective,
+    Sinusoid,
+    Sum,
+    group_ids,
+    steps_in,
+)
 from wmnet.errors import WmnetError
 from wmnet.protocol import EpochRun, Schedule
 from wmnet.rng import generator, stream_seed
@@ -62,8 +73,9 @@ class ConstantStimulus:
     """A constant current per population."""
 
     def __init__(self, spec: Constant, n_e: int, n_i: int, device: torch.device, dtype: torch.dtype):
-        self.current = torch.cat([torch.full((n_e,), spec.E, dtype=torch.float64),
-                                  torch.full((n_i,), spec.I, dtype=torch.float64)]).to(device, dtype)
+        self.current = torch.cat(
+            [torch.full((n_e,), spec.E, dtype=torch.float64), torch.full((n_i,), spec.I, dtype=torch.float64)]
+        ).to(device, dtype)
 
     def __call__(self, k: int) -> torch.Tensor:
         return self.current
@@ -80,8 +92,9 @@ class ArrayStimulus:
 
     BLOCK = 1000
 
-    def __init__(self, path: str | Path, n: int, n_steps: int, device: torch.device, dtype: torch.dtype,
-                 offset: int = 0):
+    def __init__(
+        self, path: str | Path, n: int, n_steps: int, device: torch.device, dtype: torch.dtype, offset: int = 0
+    ):
         """Column c drives step offset + c (`offset`: the first step of the epoch it is for)."""
         path = Path(path)
         try:
@@ -102,12 +115,14 @@ class ArrayStimulus:
                 f"{path}: input has shape {arr.shape}, expected ({n}, {n_steps}) = (neurons, steps); extra steps are ignored"
             )
         for start in range(0, n_steps, 4096):  # check without loading it whole
-            bad = ~np.isfinite(arr[:, start:start + 4096])
+            bad = ~np.isfinite(arr[:, start : start + 4096])
             if bad.any():
                 # Name the first bad element, not just the block it is in, so the user can find it.
                 row, col = (int(i) for i in np.argwhere(bad)[0])
-                raise WmnetError(f"{path}: input holds NaN or infinite values (first at neuron {row}, "
-                                 f"step {start + col}); expected finite currents in mV/ms")
+                raise WmnetError(
+                    f"{path}: input holds NaN or infinite values (first at neuron {row}, "
+                    f"step {start + col}); expected finite currents in mV/ms"
+                )
         self.array, self.device, self.dtype, self.offset = arr, device, dtype, offset
         self._start, self._block = -1, torch.empty(0)
 
@@ -116,7 +131,7 @@ class ArrayStimulus:
         if not (0 <= k - self._start < self._block.shape[0]):
             self._start = k
             # (steps, N) in native byte order: torch refuses a big-endian array
-            blk = np.ascontiguousarray(self.array[:, k:k + self.BLOCK].T, dtype=self.array.dtype.newbyteorder("="))
+            blk = np.ascontiguousarray(self.array[:, k : k + self.BLOCK].T, dtype=self.array.dtype.newbyteorder("="))
             self._block = torch.from_numpy(blk).to(self.device, self.dtype)
         return self._block[k - self._start]
 
@@ -132,8 +147,17 @@ class BackgroundStimulus:
     rounded once to the working dtype. `contrast` (c, default 1) makes it a selective stimulus.
     """
 
-    def __init__(self, spec: BackgroundInput, n_e: int, n_i: int, seed: int, dt: float, device: torch.device,
-                 dtype: torch.dtype, contrast: np.ndarray | None = None):
+    def __init__(
+        self,
+        spec: BackgroundInput,
+        n_e: int,
+        n_i: int,
+        seed: int,
+        dt: float,
+        device: torch.device,
+        dtype: torch.dtype,
+        contrast: np.ndarray | None = None,
+    ):
         mean = np.concatenate([np.full(n_e, spec.E.mean), np.full(n_i, spec.I.mean)])
         self.mean = mean * contrast if contrast is not None else mean
         self.std = np.concatenate([np.full(n_e, spec.E.std), np.full(n_i, spec.I.std)])
@@ -162,8 +186,7 @@ class BackgroundStimulus:
         return torch.from_numpy(rows[g - g[0]]).to(self.device, self.dtype)
 
 
-def selective_contrast(spec: Selective, ids: np.ndarray, n_e: int, n: int, seed: int, presentation: int
-                       ) -> np.ndarray:
+def selective_contrast(spec: Selective, ids: np.ndarray, n_e: int, n: int, seed: int, presentation: int) -> np.ndarray:
     """Contrast per neuron: contrast_E / contrast_I on the (possibly noisy) group, 1 elsewhere.
 
     With noise q, each neuron's membership flips with probability q (members drop out, others
@@ -196,9 +219,16 @@ class SumStimulus:
         return out
 
 
-def build_stimulus(spec: object, cfg: Config, device: torch.device, dtype: torch.dtype, start: int = 0,
-                   presentation: int = 0, length: int | None = None,
-                   groups: dict[str, Group] | None = None) -> Stimulus:
+def build_stimulus(
+    spec: object,
+    cfg: Config,
+    device: torch.device,
+    dtype: torch.dtype,
+    start: int = 0,
+    presentation: int = 0,
+    length: int | None = None,
+    groups: dict[str, Group] | None = None,
+) -> Stimulus:
     """The stimulus for a config spec; `start` is the first step of its epoch (array columns
     count from it), `length` its steps (default: to the run's end) and `presentation` the
     epoch's index (noisy prototypes draw from it); `groups`: cfg.resolve_groups(), if already drawn."""
@@ -217,8 +247,9 @@ def build_stimulus(spec: object, cfg: Config, device: torch.device, dtype: torch
     if isinstance(spec, ArrayInput):
         return ArrayStimulus(spec.path, n, length, device, dtype, offset=start)
     if isinstance(spec, Sum):
-        return SumStimulus([build_stimulus(t, cfg, device, dtype, start, presentation, length, groups)
-                            for t in spec.terms])
+        return SumStimulus(
+            [build_stimulus(t, cfg, device, dtype, start, presentation, length, groups) for t in spec.terms]
+        )
     raise TypeError(f"unknown stimulus spec {spec!r}")
 
 
@@ -241,8 +272,9 @@ class ProtocolStimulus:
 
     def _build(self, ep: EpochRun) -> Stimulus:
         # Sized to the epoch: an array input must cover it, not the whole run.
-        return build_stimulus(ep.stimulus, self.cfg, self.device, self.dtype, ep.start, ep.index, ep.stop - ep.start,
-                              self.groups)
+        return build_stimulus(
+            ep.stimulus, self.cfg, self.device, self.dtype, ep.start, ep.index, ep.stop - ep.start, self.groups
+        )
 
     def _for_epoch(self, k: int) -> tuple[Stimulus, int]:
         """The stimulus at step k and the first step after its stretch."""
@@ -275,9 +307,11 @@ def make_stimulus(
     if input_path is not None:
         if cfg.protocol is not None:
             # --input would replace every epoch's stimulus while events.tsv still lists the cues.
-            raise WmnetError(f"--input {input_path}: cannot be combined with a protocol (it would replace every "
-                             "epoch's stimulus); use a stimulus {kind: array, path: ...} in the protocol's epochs, "
-                             "or a sum with it, instead")
+            raise WmnetError(
+                f"--input {input_path}: cannot be combined with a protocol (it would replace every "
+                "epoch's stimulus); use a stimulus {kind: array, path: ...} in the protocol's epochs, "
+                "or a sum with it, instead"
+            )
         return ArrayStimulus(input_path, cfg.n_neurons, cfg.n_steps, device, dtype)
     if cfg.protocol is not None:
         return ProtocolStimulus(cfg, Schedule.from_config(cfg), device, dtype)

@@ -23,7 +23,8 @@ def channel_efficacies(cfg: Config, scales: Scales) -> dict[str, tuple[Any, Any]
     pr = cfg.projections
     ee_slow, ee_fast = scales["E->E"]
     out: dict[str, tuple[Any, Any]] = {
-        "E->E": ((ee_slow * pr.EE.J_d, ee_slow * pr.EE.J_p), (ee_fast * pr.EE.J_d, ee_fast * pr.EE.J_p))}
+        "E->E": ((ee_slow * pr.EE.J_d, ee_slow * pr.EE.J_p), (ee_fast * pr.EE.J_d, ee_fast * pr.EE.J_p))
+    }
     for name, spec in (("E->I", pr.EI), ("I->E", pr.IE), ("I->I", pr.II)):
         slow, fast = scales[name]
         out[name] = (slow * spec.efficacy, fast * spec.efficacy)
@@ -97,9 +98,13 @@ def run_block_stepwise(
 
 def state_of(engine: Engine, tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
     """An engine's state_dict: its kind, step k, switch counts and CPU copies of `tensors`."""
-    return {"kind": type(engine).__name__, "k": engine.k, "n_up": engine.switches.n_up,
-            "n_down": engine.switches.n_down,
-            "tensors": {name: t.detach().to("cpu", copy=True) for name, t in tensors.items()}}
+    return {
+        "kind": type(engine).__name__,
+        "k": engine.k,
+        "n_up": engine.switches.n_up,
+        "n_down": engine.switches.n_down,
+        "tensors": {name: t.detach().to("cpu", copy=True) for name, t in tensors.items()},
+    }
 
 
 def load_state(engine: Engine, state: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
@@ -117,8 +122,9 @@ def load_state(engine: Engine, state: dict[str, Any], tensors: dict[str, torch.T
     for name, t in tensors.items():
         s = saved[name]
         if s.shape != t.shape or s.dtype != t.dtype:
-            raise WmnetError(f"checkpoint: {name} is {tuple(s.shape)} {s.dtype}, "
-                             f"the engine's is {tuple(t.shape)} {t.dtype}")
+            raise WmnetError(
+                f"checkpoint: {name} is {tuple(s.shape)} {s.dtype}, the engine's is {tuple(t.shape)} {t.dtype}"
+            )
     for name, t in tensors.items():
         t.copy_(saved[name])
     engine.k = int(state["k"])

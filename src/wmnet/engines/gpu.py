@@ -106,7 +106,8 @@ class GpuSparseEngine:
         self.deterministic = cfg.deterministic if deterministic is None else deterministic
         n, n_e = net.n, net.n_E
         self._v, self._i_s, self._i_f, self._x, self._a = (
-            neurons[name].to(dev, dtype).clone().contiguous() for name in ("v", "i_s", "i_f", "x", "a"))
+            neurons[name].to(dev, dtype).clone().contiguous() for name in ("v", "i_s", "i_f", "x", "a")
+        )
         p = net.params
         self._f = hebbian_factor(self._v[:n_e], p.theta[:n_e], p.v_reset[:n_e], cfg).contiguous()
         self._pot = synapses.potentiated.to(dev).clone().contiguous()
@@ -130,13 +131,27 @@ class GpuSparseEngine:
         bits = {torch.float32: torch.int32, torch.float64: torch.int64, torch.int64: torch.int64}[acc_dtype]
         self._acc_bits = self._acc.view(bits)  # the same memory, for the neuron kernel's exchange
         P = conn.projections
-        self._proj = {name: (_nonempty(P[name].rowptr), _nonempty(P[name].split), _nonempty(P[name].post_idx))
-                      for name in ("E->E", "E->I", "I->E", "I->I")}
+        self._proj = {
+            name: (_nonempty(P[name].rowptr), _nonempty(P[name].split), _nonempty(P[name].post_idx))
+            for name in ("E->E", "E->I", "I->E", "I->I")
+        }
         pl = cfg.plasticity
         lo, hi = pl.bounds if pl.bounds is not None else (0.0, 0.0)
-        self._values = {"dt": cfg.dt, "neg_alpha": -pl.alpha, "beta": pl.beta, "zero": 0.0, "theta_X": pl.theta_X,
-                        "L_min": lo, "L_max": hi, "a_H": pl.a_H, "b_H": pl.b_H, "theta_LTP": pl.theta_LTP,
-                        "theta_LTD": pl.theta_LTD, "U": cfg.stp.U, "tau_rec": cfg.stp.tau_rec}
+        self._values = {
+            "dt": cfg.dt,
+            "neg_alpha": -pl.alpha,
+            "beta": pl.beta,
+            "zero": 0.0,
+            "theta_X": pl.theta_X,
+            "L_min": lo,
+            "L_max": hi,
+            "a_H": pl.a_H,
+            "b_H": pl.b_H,
+            "theta_LTP": pl.theta_LTP,
+            "theta_LTD": pl.theta_LTD,
+            "U": cfg.stp.U,
+            "tau_rec": cfg.stp.tau_rec,
+        }
         self._prm = torch.zeros(len(kernels.PARAMS), dtype=dtype, device=dev)
         self.set_scales(base_scales(cfg))
         cap = self.EVENT_CAPACITY if keep_switch_events else 1
@@ -144,8 +159,11 @@ class GpuSparseEngine:
         self._cnt = torch.zeros(3, dtype=torch.int64, device=dev)  # slots used, ups, downs
         self._flags1 = torch.zeros(1, n, dtype=torch.uint8, device=dev)
         self._const = dict(
-            PLASTIC=bool(pl.enabled), BOUNDED=pl.bounds is not None, DET=bool(self.deterministic),
-            KEEP=bool(keep_switch_events), MANT=23 if dtype == torch.float32 else 52,
+            PLASTIC=bool(pl.enabled),
+            BOUNDED=pl.bounds is not None,
+            DET=bool(self.deterministic),
+            KEEP=bool(keep_switch_events),
+            MANT=23 if dtype == torch.float32 else 52,
         )
         self._graphs: dict[tuple, tuple] = {}
         self._compiled = False
@@ -156,9 +174,18 @@ class GpuSparseEngine:
         Written in place into the parameter vector that captured graphs read."""
         eff = channel_efficacies(self.cfg, scales)
         (jd_s, jp_s), (jd_f, jp_f) = eff["E->E"]
-        values = {**self._values, "J_d_slow": jd_s, "J_p_slow": jp_s, "J_d_fast": jd_f, "J_p_fast": jp_f,
-                  **{f"{name}_{ch}": eff[name][i] for name in ("E->I", "I->E", "I->I")
-                     for i, ch in enumerate(("slow", "fast"))}}
+        values = {
+            **self._values,
+            "J_d_slow": jd_s,
+            "J_p_slow": jp_s,
+            "J_d_fast": jd_f,
+            "J_p_fast": jp_f,
+            **{
+                f"{name}_{ch}": eff[name][i]
+                for name in ("E->I", "I->E", "I->I")
+                for i, ch in enumerate(("slow", "fast"))
+            },
+        }
         # Each constant rounded once to the working dtype, as torch rounds Python scalars.
         prm = torch.tensor([values[name] for name in self._kn.PARAMS], dtype=torch.float64)
         self._prm.copy_(prm.to(self._prm.device, self._prm.dtype))
@@ -197,20 +224,56 @@ class GpuSparseEngine:
         c = self._const
         grid = (self._nprog,) if from_list else (self.net.n_E,)
         self._kn.catch_up[grid](
-            self._kbuf2, self._onsets, self._onset_cnt, self.net.n_E, self._proj["E->E"][0], self._proj["E->E"][2],
-            self._pot, self._L, self._last, self._prm, self._events, self._cnt, self._events.shape[0],
-            FROM_LIST=from_list, NPROG=self._nprog, BOUNDED=c["BOUNDED"], MANT=c["MANT"], KEEP=c["KEEP"],
-            BLOCK=self.blocks.catch_up, NCHUNK=self._nchunk if from_list else 0, num_warps=8, enable_fp_fusion=False)
+            self._kbuf2,
+            self._onsets,
+            self._onset_cnt,
+            self.net.n_E,
+            self._proj["E->E"][0],
+            self._proj["E->E"][2],
+            self._pot,
+            self._L,
+            self._last,
+            self._prm,
+            self._events,
+            self._cnt,
+            self._events.shape[0],
+            FROM_LIST=from_list,
+            NPROG=self._nprog,
+            BOUNDED=c["BOUNDED"],
+            MANT=c["MANT"],
+            KEEP=c["KEEP"],
+            BLOCK=self.blocks.catch_up,
+            NCHUNK=self._nchunk if from_list else 0,
+            num_warps=8,
+            enable_fp_fusion=False,
+        )
 
     def _synapse_step(self, **launch: Any) -> None:
         """The synapse kernel of step k (launch options such as num_warps may be overridden)."""
         n, p = self.net.n, self.net.params
         self._kn.synapse_step[(n,)](
-            self._kbuf2, self._v, self._x, p.theta, self._f, self._prm, self._acc,
-            *self._proj["E->E"], self._pot, self._L, self._last,
-            *self._proj["E->I"], *self._proj["I->E"], *self._proj["I->I"],
-            self._events, self._cnt, self._events.shape[0], self._onset_cnt, self.net.n_E, n,
-            **{"BLOCK": self.blocks.synapse, "enable_fp_fusion": False, **self._const, **launch})
+            self._kbuf2,
+            self._v,
+            self._x,
+            p.theta,
+            self._f,
+            self._prm,
+            self._acc,
+            *self._proj["E->E"],
+            self._pot,
+            self._L,
+            self._last,
+            *self._proj["E->I"],
+            *self._proj["I->E"],
+            *self._proj["I->I"],
+            self._events,
+            self._cnt,
+            self._events.shape[0],
+            self._onset_cnt,
+            self.net.n_E,
+            n,
+            **{"BLOCK": self.blocks.synapse, "enable_fp_fusion": False, **self._const, **launch},
+        )
 
     def _launch(self, i_ext: torch.Tensor, flags: torch.Tensor) -> None:
         """Step k → k+1: catch-up, synapse and neuron kernels (k itself lives in self._kbuf)."""
@@ -221,13 +284,40 @@ class GpuSparseEngine:
         self._synapse_step()  # also writes k + 1 for neuron_step
         block = self.blocks.neuron
         kn.neuron_step[((n + block - 1) // block,)](
-            self._kbuf2, self._v, self._i_s, self._i_f, self._x, self._a, self._f,
-            p.theta, p.v_reset, p.tau_m, p.dt_tau_s, p.pulse_inc,
-            self._acc_bits, i_ext, self._prm, flags, self._onsets, self._onset_cnt, n, n_e,
-            DET=c["DET"], PLASTIC=c["PLASTIC"], BLOCK=block, enable_fp_fusion=False)
+            self._kbuf2,
+            self._v,
+            self._i_s,
+            self._i_f,
+            self._x,
+            self._a,
+            self._f,
+            p.theta,
+            p.v_reset,
+            p.tau_m,
+            p.dt_tau_s,
+            p.pulse_inc,
+            self._acc_bits,
+            i_ext,
+            self._prm,
+            flags,
+            self._onsets,
+            self._onset_cnt,
+            n,
+            n_e,
+            DET=c["DET"],
+            PLASTIC=c["PLASTIC"],
+            BLOCK=block,
+            enable_fp_fusion=False,
+        )
 
-    def _issue(self, i_ext: torch.Tensor, flags: torch.Tensor, rows: tuple[int, ...],
-               trace: TraceRequest | None, samples: torch.Tensor | None) -> None:
+    def _issue(
+        self,
+        i_ext: torch.Tensor,
+        flags: torch.Tensor,
+        rows: tuple[int, ...],
+        trace: TraceRequest | None,
+        samples: torch.Tensor | None,
+    ) -> None:
         """Launch len(i_ext) steps; record trace samples (state at t_k) at the given rows."""
         state = self.neurons
         r = 0
@@ -246,8 +336,9 @@ class GpuSparseEngine:
         self._drain_events()
         return (self._flags1[0] & 1).bool()
 
-    def run_block(self, i_ext: torch.Tensor, trace: TraceRequest | None = None
-                  ) -> tuple[torch.Tensor, list[int], torch.Tensor | None]:
+    def run_block(
+        self, i_ext: torch.Tensor, trace: TraceRequest | None = None
+    ) -> tuple[torch.Tensor, list[int], torch.Tensor | None]:
         """Steps k..k+n−1 with i_ext (n, N). Returns flags (n, N) uint8 (bit 0 σ, bit 1 pulse
         onset), the steps sampled for `trace`, and the samples (s, variables, neurons)."""
         n_steps = i_ext.shape[0]
@@ -275,8 +366,9 @@ class GpuSparseEngine:
     def _sample_buffer(self, n_rows: int, trace: TraceRequest | None) -> torch.Tensor | None:
         if trace is None or n_rows == 0:
             return None
-        return torch.empty(n_rows, len(trace.variables), trace.neurons.numel(), dtype=self.net.dtype,
-                           device=self.net.device)
+        return torch.empty(
+            n_rows, len(trace.variables), trace.neurons.numel(), dtype=self.net.dtype, device=self.net.device
+        )
 
     def _capture(self, n_steps: int, rows: tuple[int, ...], trace: TraceRequest | None) -> tuple:
         dev = self.net.device
@@ -297,6 +389,6 @@ class GpuSparseEngine:
         if self.switches.keep_events:
             if cnt[0] > self._events.shape[0]:
                 raise RuntimeError(f"more than {self._events.shape[0]} switch events between two drains")
-            events = self._events[:cnt[0]].cpu().numpy().copy()  # the buffer is reused
+            events = self._events[: cnt[0]].cpu().numpy().copy()  # the buffer is reused
         self.switches.add(events, cnt[1], cnt[2])
         self._cnt.zero_()

@@ -27,9 +27,31 @@ import triton.language as tl
 
 # Parameter vector layout (working dtype), written by gpu.py from PARAMS. Kernels may read
 # only constexpr globals, hence the P_* twins of the names.
-PARAMS = ("dt", "neg_alpha", "beta", "zero", "theta_X", "L_min", "L_max", "a_H", "b_H", "theta_LTP",
-          "theta_LTD", "J_d_slow", "J_p_slow", "J_d_fast", "J_p_fast", "E->I_slow", "E->I_fast",
-          "I->E_slow", "I->E_fast", "I->I_slow", "I->I_fast", "U", "tau_rec")
+PARAMS = (
+    "dt",
+    "neg_alpha",
+    "beta",
+    "zero",
+    "theta_X",
+    "L_min",
+    "L_max",
+    "a_H",
+    "b_H",
+    "theta_LTP",
+    "theta_LTD",
+    "J_d_slow",
+    "J_p_slow",
+    "J_d_fast",
+    "J_p_fast",
+    "E->I_slow",
+    "E->I_fast",
+    "I->E_slow",
+    "I->E_fast",
+    "I->I_slow",
+    "I->I_fast",
+    "U",
+    "tau_rec",
+)
 P_DT, P_NEG_ALPHA, P_BETA, P_ZERO, P_THX, P_LO, P_HI = (tl.constexpr(i) for i in range(7))
 P_AH, P_BH, P_TH_LTP, P_TH_LTD = (tl.constexpr(i) for i in range(7, 11))
 # Efficacies per channel (receptor scales applied): J_d, J_p of the slow then the fast channel;
@@ -144,8 +166,9 @@ def _drift(L, gap, active, dt, neg_alpha, beta, zero, thx, lo, hi, BOUNDED: tl.c
         R = tl.where(L <= thx, neg_alpha, zero) + tl.where(L >= thx, beta, zero)
         inc = dt * R
         try_jump = live & (L != thx) & (m + 1 < gap)
-        steps, target = _grid_jump(L.to(tl.float64), inc.to(tl.float64), gap - m, lo.to(tl.float64),
-                                   hi.to(tl.float64), BOUNDED, MANT)
+        steps, target = _grid_jump(
+            L.to(tl.float64), inc.to(tl.float64), gap - m, lo.to(tl.float64), hi.to(tl.float64), BOUNDED, MANT
+        )
         jump = try_jump & (steps > 0)
         single = live & ~jump
         L_new = L + inc
@@ -185,16 +208,41 @@ def _log_events(ev_ptr, cnt_ptr, cap, mask, step, pre, post, direction, KEEP: tl
 
 
 @triton.jit
-def _catch_up(L, b, i, m, j, gap, last_j, prm_ptr, ev_ptr, cnt_ptr, ev_cap,
-              BOUNDED: tl.constexpr, MANT: tl.constexpr, KEEP: tl.constexpr):
+def _catch_up(
+    L,
+    b,
+    i,
+    m,
+    j,
+    gap,
+    last_j,
+    prm_ptr,
+    ev_ptr,
+    cnt_ptr,
+    ev_cap,
+    BOUNDED: tl.constexpr,
+    MANT: tl.constexpr,
+    KEEP: tl.constexpr,
+):
     """Drift synapses (L, bit b, post i, mask m, pre j) over `gap` silent steps.
 
     Returns the new (L, b); drift-only switches are logged at their own step.
     """
     dt = tl.load(prm_ptr + P_DT)
-    L, at, direction = _drift(L, gap, m, dt, tl.load(prm_ptr + P_NEG_ALPHA), tl.load(prm_ptr + P_BETA),
-                              tl.load(prm_ptr + P_ZERO), tl.load(prm_ptr + P_THX), tl.load(prm_ptr + P_LO),
-                              tl.load(prm_ptr + P_HI), BOUNDED, MANT)
+    L, at, direction = _drift(
+        L,
+        gap,
+        m,
+        dt,
+        tl.load(prm_ptr + P_NEG_ALPHA),
+        tl.load(prm_ptr + P_BETA),
+        tl.load(prm_ptr + P_ZERO),
+        tl.load(prm_ptr + P_THX),
+        tl.load(prm_ptr + P_LO),
+        tl.load(prm_ptr + P_HI),
+        BOUNDED,
+        MANT,
+    )
     new_b = (direction > 0).to(b.dtype)
     flip = m & (at >= 0) & (b != new_b)
     _log_events(ev_ptr, cnt_ptr, ev_cap, flip, last_j + at, j, i, direction, KEEP)
@@ -214,14 +262,40 @@ def _ee_block(start, q1, ee_post, L_ptr, pot_ptr, BLOCK: tl.constexpr):
 
 @triton.jit
 def synapse_step(
-    k_ptr, v_ptr, x_ptr, theta_ptr, f_ptr, prm_ptr, acc_ptr,
-    ee_rowptr, ee_split, ee_post, pot_ptr, L_ptr, last_ptr,
-    ei_rowptr, ei_split, ei_post,
-    ie_rowptr, ie_split, ie_post,
-    ii_rowptr, ii_split, ii_post,
-    ev_ptr, cnt_ptr, ev_cap, onset_cnt, n_e, n,
-    PLASTIC: tl.constexpr, BOUNDED: tl.constexpr, DET: tl.constexpr, KEEP: tl.constexpr,
-    MANT: tl.constexpr, BLOCK: tl.constexpr,
+    k_ptr,
+    v_ptr,
+    x_ptr,
+    theta_ptr,
+    f_ptr,
+    prm_ptr,
+    acc_ptr,
+    ee_rowptr,
+    ee_split,
+    ee_post,
+    pot_ptr,
+    L_ptr,
+    last_ptr,
+    ei_rowptr,
+    ei_split,
+    ei_post,
+    ie_rowptr,
+    ie_split,
+    ie_post,
+    ii_rowptr,
+    ii_split,
+    ii_post,
+    ev_ptr,
+    cnt_ptr,
+    ev_cap,
+    onset_cnt,
+    n_e,
+    n,
+    PLASTIC: tl.constexpr,
+    BOUNDED: tl.constexpr,
+    DET: tl.constexpr,
+    KEEP: tl.constexpr,
+    MANT: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
     j = tl.program_id(0).to(tl.int64)
     if j == 0:
@@ -284,8 +358,23 @@ def synapse_step(
 
 
 @triton.jit
-def _catch_up_row(j, k, ee_rowptr, ee_post, pot_ptr, L_ptr, last_ptr, prm_ptr, ev_ptr, cnt_ptr, ev_cap,
-                  BOUNDED: tl.constexpr, MANT: tl.constexpr, KEEP: tl.constexpr, BLOCK: tl.constexpr):
+def _catch_up_row(
+    j,
+    k,
+    ee_rowptr,
+    ee_post,
+    pot_ptr,
+    L_ptr,
+    last_ptr,
+    prm_ptr,
+    ev_ptr,
+    cnt_ptr,
+    ev_cap,
+    BOUNDED: tl.constexpr,
+    MANT: tl.constexpr,
+    KEEP: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     """Bring the E→E synapses of pre j to t_k (drift only); last[j] = k."""
     last_j = tl.load(last_ptr + j)
     gap = k - last_j
@@ -301,8 +390,24 @@ def _catch_up_row(j, k, ee_rowptr, ee_post, pot_ptr, L_ptr, last_ptr, prm_ptr, e
 
 
 @triton.jit
-def _catch_up_chunk(j, c, k, ee_rowptr, ee_post, pot_ptr, L_ptr, last_ptr, prm_ptr, ev_ptr, cnt_ptr, ev_cap,
-                    BOUNDED: tl.constexpr, MANT: tl.constexpr, KEEP: tl.constexpr, BLOCK: tl.constexpr):
+def _catch_up_chunk(
+    j,
+    c,
+    k,
+    ee_rowptr,
+    ee_post,
+    pot_ptr,
+    L_ptr,
+    last_ptr,
+    prm_ptr,
+    ev_ptr,
+    cnt_ptr,
+    ev_cap,
+    BOUNDED: tl.constexpr,
+    MANT: tl.constexpr,
+    KEEP: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     """Block c of pre j's E→E synapses brought to t_k (drift only). last[j] is left alone: the
     other blocks of the row read it too, and `synapse_step` sets it next (j is active at t_k)."""
     last_j = tl.load(last_ptr + j)
@@ -317,9 +422,28 @@ def _catch_up_chunk(j, c, k, ee_rowptr, ee_post, pot_ptr, L_ptr, last_ptr, prm_p
 
 
 @triton.jit
-def catch_up(k_ptr, onset_ptr, onset_cnt, n_e, ee_rowptr, ee_post, pot_ptr, L_ptr, last_ptr, prm_ptr, ev_ptr,
-             cnt_ptr, ev_cap, FROM_LIST: tl.constexpr, NPROG: tl.constexpr, BOUNDED: tl.constexpr,
-             MANT: tl.constexpr, KEEP: tl.constexpr, BLOCK: tl.constexpr, NCHUNK: tl.constexpr):
+def catch_up(
+    k_ptr,
+    onset_ptr,
+    onset_cnt,
+    n_e,
+    ee_rowptr,
+    ee_post,
+    pot_ptr,
+    L_ptr,
+    last_ptr,
+    prm_ptr,
+    ev_ptr,
+    cnt_ptr,
+    ev_cap,
+    FROM_LIST: tl.constexpr,
+    NPROG: tl.constexpr,
+    BOUNDED: tl.constexpr,
+    MANT: tl.constexpr,
+    KEEP: tl.constexpr,
+    BLOCK: tl.constexpr,
+    NCHUNK: tl.constexpr,
+):
     """Lazy drift catch-up to t_k.
 
     FROM_LIST: every step, before `synapse_step`, for the E neurons whose σ turned 1 at t_k
@@ -337,21 +461,68 @@ def catch_up(k_ptr, onset_ptr, onset_cnt, n_e, ee_rowptr, ee_post, pot_ptr, L_pt
             for it in range(tl.program_id(0), count * NCHUNK, NPROG):
                 r = it // NCHUNK
                 j = tl.load(onset_ptr + par * n_e + r).to(tl.int64)
-                _catch_up_chunk(j, it - r * NCHUNK, k, ee_rowptr, ee_post, pot_ptr, L_ptr, last_ptr, prm_ptr, ev_ptr,
-                                cnt_ptr, ev_cap, BOUNDED, MANT, KEEP, BLOCK)
+                _catch_up_chunk(
+                    j,
+                    it - r * NCHUNK,
+                    k,
+                    ee_rowptr,
+                    ee_post,
+                    pot_ptr,
+                    L_ptr,
+                    last_ptr,
+                    prm_ptr,
+                    ev_ptr,
+                    cnt_ptr,
+                    ev_cap,
+                    BOUNDED,
+                    MANT,
+                    KEEP,
+                    BLOCK,
+                )
         else:
             for r in range(tl.program_id(0), count, NPROG):
                 j = tl.load(onset_ptr + par * n_e + r).to(tl.int64)
-                _catch_up_row(j, k, ee_rowptr, ee_post, pot_ptr, L_ptr, last_ptr, prm_ptr, ev_ptr, cnt_ptr,
-                              ev_cap, BOUNDED, MANT, KEEP, BLOCK)
+                _catch_up_row(
+                    j,
+                    k,
+                    ee_rowptr,
+                    ee_post,
+                    pot_ptr,
+                    L_ptr,
+                    last_ptr,
+                    prm_ptr,
+                    ev_ptr,
+                    cnt_ptr,
+                    ev_cap,
+                    BOUNDED,
+                    MANT,
+                    KEEP,
+                    BLOCK,
+                )
     else:
-        _catch_up_row(tl.program_id(0).to(tl.int64), k, ee_rowptr, ee_post, pot_ptr, L_ptr, last_ptr, prm_ptr,
-                      ev_ptr, cnt_ptr, ev_cap, BOUNDED, MANT, KEEP, BLOCK)
+        _catch_up_row(
+            tl.program_id(0).to(tl.int64),
+            k,
+            ee_rowptr,
+            ee_post,
+            pot_ptr,
+            L_ptr,
+            last_ptr,
+            prm_ptr,
+            ev_ptr,
+            cnt_ptr,
+            ev_cap,
+            BOUNDED,
+            MANT,
+            KEEP,
+            BLOCK,
+        )
 
 
 @triton.jit
-def drift_probe(L_ptr, at_ptr, dir_ptr, gap_ptr, prm_ptr, BOUNDED: tl.constexpr, MANT: tl.constexpr,
-                BLOCK: tl.constexpr):
+def drift_probe(
+    L_ptr, at_ptr, dir_ptr, gap_ptr, prm_ptr, BOUNDED: tl.constexpr, MANT: tl.constexpr, BLOCK: tl.constexpr
+):
     """Tests only: `_drift` on L[pid·BLOCK:(pid+1)·BLOCK] over gap[pid] steps.
 
     prm = (dt, −α, β, 0, θ_X, L_min, L_max) in the working dtype.
@@ -360,9 +531,20 @@ def drift_probe(L_ptr, at_ptr, dir_ptr, gap_ptr, prm_ptr, BOUNDED: tl.constexpr,
     offs = pid * BLOCK + tl.arange(0, BLOCK)
     gap = tl.load(gap_ptr + pid)
     L = tl.load(L_ptr + offs)
-    L, at, direction = _drift(L, gap, offs >= 0, tl.load(prm_ptr), tl.load(prm_ptr + 1), tl.load(prm_ptr + 2),
-                              tl.load(prm_ptr + 3), tl.load(prm_ptr + 4), tl.load(prm_ptr + 5),
-                              tl.load(prm_ptr + 6), BOUNDED, MANT)
+    L, at, direction = _drift(
+        L,
+        gap,
+        offs >= 0,
+        tl.load(prm_ptr),
+        tl.load(prm_ptr + 1),
+        tl.load(prm_ptr + 2),
+        tl.load(prm_ptr + 3),
+        tl.load(prm_ptr + 4),
+        tl.load(prm_ptr + 5),
+        tl.load(prm_ptr + 6),
+        BOUNDED,
+        MANT,
+    )
     tl.store(L_ptr + offs, L)
     tl.store(at_ptr + offs, at)
     tl.store(dir_ptr + offs, direction)
@@ -380,10 +562,29 @@ def _div(a, b):
 
 @triton.jit
 def neuron_step(
-    k_ptr, v_ptr, is_ptr, if_ptr, x_ptr, a_ptr, f_ptr,
-    theta_ptr, vreset_ptr, taum_ptr, dts_ptr, pinc_ptr,
-    acc_bits, iext_ptr, prm_ptr, flags_ptr, onset_ptr, onset_cnt, n, n_e,
-    DET: tl.constexpr, PLASTIC: tl.constexpr, BLOCK: tl.constexpr,
+    k_ptr,
+    v_ptr,
+    is_ptr,
+    if_ptr,
+    x_ptr,
+    a_ptr,
+    f_ptr,
+    theta_ptr,
+    vreset_ptr,
+    taum_ptr,
+    dts_ptr,
+    pinc_ptr,
+    acc_bits,
+    iext_ptr,
+    prm_ptr,
+    flags_ptr,
+    onset_ptr,
+    onset_cnt,
+    n,
+    n_e,
+    DET: tl.constexpr,
+    PLASTIC: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
     """MODEL.md steps 1–7 (as dynamics.advance), in place; then f(v) at t_{k+1} and k += 1.
 

@@ -46,13 +46,15 @@ class ReferenceEngine:
         slow, fast = channel_efficacies(self.cfg, self.scales)["E->E"]
         dev, dtype = self.J_slow.device, self.J_slow.dtype
         self.J_d_slow, self.J_p_slow, self.J_d_fast, self.J_p_fast = (
-            torch.tensor(v, dtype=dtype, device=dev) for v in (*slow, *fast))
+            torch.tensor(v, dtype=dtype, device=dev) for v in (*slow, *fast)
+        )
 
     def set_scales(self, scales: Scales) -> None:
         """Receptor scales from the next step on: the dense matrices are rebuilt with them."""
         self.scales = dict(scales)
         self.J_slow, self.J_fast = self.net.connectivity.to_dense(
-            self.cfg, self.J_slow.dtype, self.synapses(), channel_efficacies(self.cfg, self.scales))
+            self.cfg, self.J_slow.dtype, self.synapses(), channel_efficacies(self.cfg, self.scales)
+        )
         self._set_switch_values()
 
     def step(self, i_ext: torch.Tensor) -> torch.Tensor:
@@ -103,8 +105,13 @@ class ReferenceEngine:
 
     def _state_tensors(self) -> dict[str, torch.Tensor]:
         # J_slow/J_fast change with every switch, so they are state here, not parameters.
-        return {**neuron_tensors(self.neurons), "J_slow": self.J_slow, "J_fast": self.J_fast,
-                "L": self.L, "potentiated": self.pot}
+        return {
+            **neuron_tensors(self.neurons),
+            "J_slow": self.J_slow,
+            "J_fast": self.J_fast,
+            "L": self.L,
+            "potentiated": self.pot,
+        }
 
     def state_dict(self) -> dict[str, Any]:
         return state_of(self, self._state_tensors())

@@ -21,9 +21,9 @@ from typing import Any
 
 import numba
 import numpy as np
+import torch
 from numba.core import types
 from numba.extending import intrinsic
-import torch
 
 from wmnet.connectivity import Connectivity, SynapseState
 from wmnet.dynamics import NeuronState
@@ -35,6 +35,7 @@ from wmnet.protocol import Scales, base_scales
 @intrinsic
 def _bits(typingctx, x):  # noqa: ANN001, ANN202
     """The IEEE bit pattern of a float64, as int64 (a register bitcast)."""
+
     def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
         return builder.bitcast(args[0], context.get_value_type(types.int64))
 
@@ -44,6 +45,7 @@ def _bits(typingctx, x):  # noqa: ANN001, ANN202
 @intrinsic
 def _float(typingctx, bits):  # noqa: ANN001, ANN202
     """The float64 whose IEEE bit pattern is `bits` (int64)."""
+
     def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
         return builder.bitcast(args[0], context.get_value_type(types.float64))
 
@@ -162,8 +164,27 @@ def _log_event(events, n_ev, max_events, step, pre, post, direction):  # noqa: A
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _catch_up(q, j, i, gap, last_j, ee_L, pot, dt, neg_alpha, beta, zero, thx, lo, hi, bounded, mant_bits,
-              events, n_ev, max_events):  # noqa: ANN001, ANN202
+def _catch_up(
+    q,
+    j,
+    i,
+    gap,
+    last_j,
+    ee_L,
+    pot,
+    dt,
+    neg_alpha,
+    beta,
+    zero,
+    thx,
+    lo,
+    hi,
+    bounded,
+    mant_bits,
+    events,
+    n_ev,
+    max_events,
+):  # noqa: ANN001, ANN202
     """Drift synapse q (pre j, post i) over `gap` silent steps; apply and log a drift-only switch."""
     at, direction = _drift_to(ee_L, q, gap, dt, neg_alpha, beta, zero, thx, lo, hi, bounded, mant_bits)
     if at >= 0 and pot[q] != (direction > 0):
@@ -173,8 +194,29 @@ def _catch_up(q, j, i, gap, last_j, ee_L, pot, dt, neg_alpha, beta, zero, thx, l
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _catch_up_range(q0, q1, j, gap, last_j, post, pot, ee_L, dt, neg_alpha, beta, zero, thx, lo, hi, bounded,
-                    mant_bits, events, n_ev, max_events, rest):  # noqa: ANN001, ANN202
+def _catch_up_range(
+    q0,
+    q1,
+    j,
+    gap,
+    last_j,
+    post,
+    pot,
+    ee_L,
+    dt,
+    neg_alpha,
+    beta,
+    zero,
+    thx,
+    lo,
+    hi,
+    bounded,
+    mant_bits,
+    events,
+    n_ev,
+    max_events,
+    rest,
+):  # noqa: ANN001, ANN202
     """Drift synapses q0..q1 of pre j over `gap` silent steps (a row shares its gap).
 
     First a branch-free pass that LLVM vectorises, exact like the GPU kernel's shortcut in
@@ -189,8 +231,27 @@ def _catch_up_range(q0, q1, j, gap, last_j, post, pot, ee_L, dt, neg_alpha, beta
     n = q1 - q0
     if not bounded:
         for q in range(q0, q1):
-            n_ev = _catch_up(q, j, post[q], gap, last_j, ee_L, pot, dt, neg_alpha, beta, zero, thx, lo, hi, bounded,
-                             mant_bits, events, n_ev, max_events)
+            n_ev = _catch_up(
+                q,
+                j,
+                post[q],
+                gap,
+                last_j,
+                ee_L,
+                pot,
+                dt,
+                neg_alpha,
+                beta,
+                zero,
+                thx,
+                lo,
+                hi,
+                bounded,
+                mant_bits,
+                events,
+                n_ev,
+                max_events,
+            )
         return n_ev
     Ls = ee_L[q0:q1]
     n_rest = 0
@@ -213,15 +274,59 @@ def _catch_up_range(q0, q1, j, gap, last_j, post, pot, ee_L, dt, neg_alpha, beta
         for t in range(n):
             if rest[t]:
                 q = q0 + t
-                n_ev = _catch_up(q, j, post[q], gap, last_j, ee_L, pot, dt, neg_alpha, beta, zero, thx, lo, hi,
-                                 bounded, mant_bits, events, n_ev, max_events)
+                n_ev = _catch_up(
+                    q,
+                    j,
+                    post[q],
+                    gap,
+                    last_j,
+                    ee_L,
+                    pot,
+                    dt,
+                    neg_alpha,
+                    beta,
+                    zero,
+                    thx,
+                    lo,
+                    hi,
+                    bounded,
+                    mant_bits,
+                    events,
+                    n_ev,
+                    max_events,
+                )
     return n_ev
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _ee_plastic_range(
-    q0, q1, j, k, gap, last_j, s, post, pot, ee_L, acc, jtab,
-    f, dt, neg_alpha, beta, zero, thx, lo, hi, bounded, mant_bits, events, n_ev, max_events, f_row, cross,
+    q0,
+    q1,
+    j,
+    k,
+    gap,
+    last_j,
+    s,
+    post,
+    pot,
+    ee_L,
+    acc,
+    jtab,
+    f,
+    dt,
+    neg_alpha,
+    beta,
+    zero,
+    thx,
+    lo,
+    hi,
+    bounded,
+    mant_bits,
+    events,
+    n_ev,
+    max_events,
+    f_row,
+    cross,
 ):  # noqa: ANN001, ANN202
     """E→E synapses q0..q1 of active pre j in one channel: catch up, deliver J(t_k)·s, learn.
 
@@ -233,8 +338,29 @@ def _ee_plastic_range(
     switches and their log. `f_row` and `cross` are scratch rows as long as the longest row.
     """
     if gap > 0:
-        n_ev = _catch_up_range(q0, q1, j, gap, last_j, post, pot, ee_L, dt, neg_alpha, beta, zero, thx, lo, hi,
-                               bounded, mant_bits, events, n_ev, max_events, cross)
+        n_ev = _catch_up_range(
+            q0,
+            q1,
+            j,
+            gap,
+            last_j,
+            post,
+            pot,
+            ee_L,
+            dt,
+            neg_alpha,
+            beta,
+            zero,
+            thx,
+            lo,
+            hi,
+            bounded,
+            mant_bits,
+            events,
+            n_ev,
+            max_events,
+            cross,
+        )
     for q in range(q0, q1):
         i = post[q]
         acc[i] += jtab[pot[q]] * s
@@ -267,15 +393,52 @@ def _ee_plastic_range(
 
 @numba.njit(cache=True, nogil=True)
 def _step_synapses(
-    j_lo, j_hi, k, sigma, x, n_e,
-    ee_rowptr, ee_split, ee_post, ee_pot, ee_L, last,
-    ei_rowptr, ei_split, ei_post,
-    ie_rowptr, ie_split, ie_post,
-    ii_rowptr, ii_split, ii_post,
-    jtab_slow, jtab_fast,
-    ei_slow, ei_fast, ie_slow, ie_fast, ii_slow, ii_fast,
-    plastic, f, dt, neg_alpha, beta, zero, thx, lo, hi, bounded, mant_bits,
-    acc_slow, acc_fast, events, max_events, f_row, cross,
+    j_lo,
+    j_hi,
+    k,
+    sigma,
+    x,
+    n_e,
+    ee_rowptr,
+    ee_split,
+    ee_post,
+    ee_pot,
+    ee_L,
+    last,
+    ei_rowptr,
+    ei_split,
+    ei_post,
+    ie_rowptr,
+    ie_split,
+    ie_post,
+    ii_rowptr,
+    ii_split,
+    ii_post,
+    jtab_slow,
+    jtab_fast,
+    ei_slow,
+    ei_fast,
+    ie_slow,
+    ie_fast,
+    ii_slow,
+    ii_fast,
+    plastic,
+    f,
+    dt,
+    neg_alpha,
+    beta,
+    zero,
+    thx,
+    lo,
+    hi,
+    bounded,
+    mant_bits,
+    acc_slow,
+    acc_fast,
+    events,
+    max_events,
+    f_row,
+    cross,
 ):  # noqa: ANN001, ANN202
     """Accumulate Σ_j J_ij s_j into acc_* and advance E→E synapses of active pre j_lo ≤ j < j_hi.
 
@@ -293,12 +456,64 @@ def _step_synapses(
             q0, qs, q1 = ee_rowptr[j], ee_split[j], ee_rowptr[j + 1]
             if plastic:
                 gap = k - last[j]
-                n_ev = _ee_plastic_range(q0, qs, j, k, gap, last[j], s, ee_post, ee_pot, ee_L, acc_slow,
-                                         jtab_slow, f, dt, neg_alpha, beta, zero, thx, lo, hi, bounded, mant_bits,
-                                         events, n_ev, max_events, f_row, cross)
-                n_ev = _ee_plastic_range(qs, q1, j, k, gap, last[j], s, ee_post, ee_pot, ee_L, acc_fast,
-                                         jtab_fast, f, dt, neg_alpha, beta, zero, thx, lo, hi, bounded, mant_bits,
-                                         events, n_ev, max_events, f_row, cross)
+                n_ev = _ee_plastic_range(
+                    q0,
+                    qs,
+                    j,
+                    k,
+                    gap,
+                    last[j],
+                    s,
+                    ee_post,
+                    ee_pot,
+                    ee_L,
+                    acc_slow,
+                    jtab_slow,
+                    f,
+                    dt,
+                    neg_alpha,
+                    beta,
+                    zero,
+                    thx,
+                    lo,
+                    hi,
+                    bounded,
+                    mant_bits,
+                    events,
+                    n_ev,
+                    max_events,
+                    f_row,
+                    cross,
+                )
+                n_ev = _ee_plastic_range(
+                    qs,
+                    q1,
+                    j,
+                    k,
+                    gap,
+                    last[j],
+                    s,
+                    ee_post,
+                    ee_pot,
+                    ee_L,
+                    acc_fast,
+                    jtab_fast,
+                    f,
+                    dt,
+                    neg_alpha,
+                    beta,
+                    zero,
+                    thx,
+                    lo,
+                    hi,
+                    bounded,
+                    mant_bits,
+                    events,
+                    n_ev,
+                    max_events,
+                    f_row,
+                    cross,
+                )
                 last[j] = k + 1
             else:
                 for q in range(q0, qs):
@@ -314,15 +529,53 @@ def _step_synapses(
 
 @numba.njit(cache=True, nogil=True)
 def _run_chunk(
-    c, bounds, k, sigma, x, n_e,
-    ee_rowptr, ee_split, ee_post, ee_pot, ee_L, last,
-    ei_rowptr, ei_split, ei_post,
-    ie_rowptr, ie_split, ie_post,
-    ii_rowptr, ii_split, ii_post,
-    jtab_slow, jtab_fast,
-    ei_slow, ei_fast, ie_slow, ie_fast, ii_slow, ii_fast,
-    plastic, f, dt, neg_alpha, beta, zero, thx, lo, hi, bounded, mant_bits,
-    acc_slow, acc_fast, events, max_events, n_ev, f_row, cross,
+    c,
+    bounds,
+    k,
+    sigma,
+    x,
+    n_e,
+    ee_rowptr,
+    ee_split,
+    ee_post,
+    ee_pot,
+    ee_L,
+    last,
+    ei_rowptr,
+    ei_split,
+    ei_post,
+    ie_rowptr,
+    ie_split,
+    ie_post,
+    ii_rowptr,
+    ii_split,
+    ii_post,
+    jtab_slow,
+    jtab_fast,
+    ei_slow,
+    ei_fast,
+    ie_slow,
+    ie_fast,
+    ii_slow,
+    ii_fast,
+    plastic,
+    f,
+    dt,
+    neg_alpha,
+    beta,
+    zero,
+    thx,
+    lo,
+    hi,
+    bounded,
+    mant_bits,
+    acc_slow,
+    acc_fast,
+    events,
+    max_events,
+    n_ev,
+    f_row,
+    cross,
 ):  # noqa: ANN001, ANN202
     """`_step_synapses` on chunk c: presynaptic neurons bounds[c]..bounds[c+1]−1.
 
@@ -334,12 +587,52 @@ def _run_chunk(
     acc_slow[c, :] = 0
     acc_fast[c, :] = 0
     n_ev[c] = _step_synapses(
-        bounds[c], bounds[c + 1], k, sigma, x, n_e,
-        ee_rowptr, ee_split, ee_post, ee_pot, ee_L, last,
-        ei_rowptr, ei_split, ei_post, ie_rowptr, ie_split, ie_post, ii_rowptr, ii_split, ii_post,
-        jtab_slow, jtab_fast, ei_slow, ei_fast, ie_slow, ie_fast, ii_slow, ii_fast,
-        plastic, f, dt, neg_alpha, beta, zero, thx, lo, hi, bounded, mant_bits,
-        acc_slow[c], acc_fast[c], events[c], max_events, f_row[c], cross[c],
+        bounds[c],
+        bounds[c + 1],
+        k,
+        sigma,
+        x,
+        n_e,
+        ee_rowptr,
+        ee_split,
+        ee_post,
+        ee_pot,
+        ee_L,
+        last,
+        ei_rowptr,
+        ei_split,
+        ei_post,
+        ie_rowptr,
+        ie_split,
+        ie_post,
+        ii_rowptr,
+        ii_split,
+        ii_post,
+        jtab_slow,
+        jtab_fast,
+        ei_slow,
+        ei_fast,
+        ie_slow,
+        ie_fast,
+        ii_slow,
+        ii_fast,
+        plastic,
+        f,
+        dt,
+        neg_alpha,
+        beta,
+        zero,
+        thx,
+        lo,
+        hi,
+        bounded,
+        mant_bits,
+        acc_slow[c],
+        acc_fast[c],
+        events[c],
+        max_events,
+        f_row[c],
+        cross[c],
     )
 
 
@@ -374,7 +667,7 @@ def _balanced_chunks(conn: Connectivity, chunks: int, plastic: bool) -> np.ndarr
     out = np.zeros(conn.n, dtype=np.int64)
     for name, p in conn.projections.items():
         off = conn.offset(p.pre)
-        out[off:off + p.n_pre] += p.row_lengths().numpy() * (PLASTIC_COST if plastic and name == "E->E" else 1)
+        out[off : off + p.n_pre] += p.row_lengths().numpy() * (PLASTIC_COST if plastic and name == "E->E" else 1)
     return _equal_parts(np.concatenate([[0], np.cumsum(out)]), chunks)
 
 
@@ -387,8 +680,28 @@ def _equal_parts(cum: np.ndarray, chunks: int) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
-def _catch_up_rows(k, j0, j1, ee_rowptr, ee_post, ee_pot, ee_L, last, dt, neg_alpha, beta, zero, thx, lo, hi,
-                   bounded, mant_bits, events, max_events, rest):  # noqa: ANN001, ANN202
+def _catch_up_rows(
+    k,
+    j0,
+    j1,
+    ee_rowptr,
+    ee_post,
+    ee_pot,
+    ee_L,
+    last,
+    dt,
+    neg_alpha,
+    beta,
+    zero,
+    thx,
+    lo,
+    hi,
+    bounded,
+    mant_bits,
+    events,
+    max_events,
+    rest,
+):  # noqa: ANN001, ANN202
     """Bring the E→E synapses of pre j0..j1−1 to t_k (drift only). Returns the switch events logged.
 
     `rest` is a scratch row at least as long as the longest E→E row (see `_catch_up_range`).
@@ -398,20 +711,81 @@ def _catch_up_rows(k, j0, j1, ee_rowptr, ee_post, ee_pot, ee_L, last, dt, neg_al
         gap = k - last[j]
         if gap <= 0:
             continue
-        n_ev = _catch_up_range(ee_rowptr[j], ee_rowptr[j + 1], j, gap, last[j], ee_post, ee_pot, ee_L, dt, neg_alpha,
-                               beta, zero, thx, lo, hi, bounded, mant_bits, events, n_ev, max_events, rest)
+        n_ev = _catch_up_range(
+            ee_rowptr[j],
+            ee_rowptr[j + 1],
+            j,
+            gap,
+            last[j],
+            ee_post,
+            ee_pot,
+            ee_L,
+            dt,
+            neg_alpha,
+            beta,
+            zero,
+            thx,
+            lo,
+            hi,
+            bounded,
+            mant_bits,
+            events,
+            n_ev,
+            max_events,
+            rest,
+        )
         last[j] = k
     return n_ev
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _catch_up_chunks(k, rows, ee_rowptr, ee_post, ee_pot, ee_L, last, dt, neg_alpha, beta, zero, thx, lo, hi,
-                     bounded, mant_bits, events, max_events, n_ev, rest):  # noqa: ANN001, ANN202
+def _catch_up_chunks(
+    k,
+    rows,
+    ee_rowptr,
+    ee_post,
+    ee_pot,
+    ee_L,
+    last,
+    dt,
+    neg_alpha,
+    beta,
+    zero,
+    thx,
+    lo,
+    hi,
+    bounded,
+    mant_bits,
+    events,
+    max_events,
+    n_ev,
+    rest,
+):  # noqa: ANN001, ANN202
     """_catch_up_rows over the chunks rows[c]..rows[c+1], in parallel: rows are independent (a
     synapse belongs to one pre), and each chunk logs into its own events[c]."""
     for c in numba.prange(rows.size - 1):
-        n_ev[c] = _catch_up_rows(k, rows[c], rows[c + 1], ee_rowptr, ee_post, ee_pot, ee_L, last, dt, neg_alpha,
-                                 beta, zero, thx, lo, hi, bounded, mant_bits, events[c], max_events, rest[c])
+        n_ev[c] = _catch_up_rows(
+            k,
+            rows[c],
+            rows[c + 1],
+            ee_rowptr,
+            ee_post,
+            ee_pot,
+            ee_L,
+            last,
+            dt,
+            neg_alpha,
+            beta,
+            zero,
+            thx,
+            lo,
+            hi,
+            bounded,
+            mant_bits,
+            events[c],
+            max_events,
+            rest[c],
+        )
 
 
 @numba.njit(cache=True, nogil=True)
@@ -428,8 +802,9 @@ def _release_and_hebbian(v, theta, v_reset, n_e, th_ltp, th_ltd, a_h, b_h, one, 
 
 
 @numba.njit(cache=True, nogil=True)
-def _advance(v, i_s, i_f, x, a, sigma, syn_slow, i_ext, theta, v_reset, tau_m, dt_tau_s, pulse_inc,
-             dt, u, tau_rec, one, zero):  # noqa: ANN001, ANN202
+def _advance(
+    v, i_s, i_f, x, a, sigma, syn_slow, i_ext, theta, v_reset, tau_m, dt_tau_s, pulse_inc, dt, u, tau_rec, one, zero
+):  # noqa: ANN001, ANN202
     """Steps 3, 5–7 into new arrays (v, i_s, x, a), operation for operation as `dynamics.advance`
     (which rounds Python scalars to the working dtype; so are dt, u, tau_rec, one, zero here):
     the same IEEE operations in the same order give the same bits, and one fused pass replaces
@@ -495,8 +870,17 @@ class SparseEngine:
         dt = c(cfg.dt)
         self._plastic = bool(pl.enabled)
         # dt, −α, β, 0, θ_X, L_min, L_max, bounded?, mantissa bits of the dtype
-        self._pl = (dt, c(-pl.alpha), c(pl.beta), c(0), c(pl.theta_X), c(lo), c(hi), pl.bounds is not None,
-                    int(np.finfo(np_dtype).nmant))
+        self._pl = (
+            dt,
+            c(-pl.alpha),
+            c(pl.beta),
+            c(0),
+            c(pl.theta_X),
+            c(lo),
+            c(hi),
+            pl.bounds is not None,
+            int(np.finfo(np_dtype).nmant),
+        )
         chunks = cfg.threads
         self._bounds = _balanced_chunks(conn, chunks, bool(pl.enabled))
         # One more row per chunk: the up/down counters (see _log_event).
@@ -526,8 +910,11 @@ class SparseEngine:
         """Receptor scales from the next step on: (slow, fast) multipliers per projection."""
         eff, c = channel_efficacies(self.cfg, scales), self._np_dtype
         # E→E: [J_d, J_p] of each channel, indexed by the potentiated bit; then (slow, fast) per projection.
-        self._eff = [np.array(eff["E->E"][0], dtype=c), np.array(eff["E->E"][1], dtype=c),
-                     *(c(e) for name in ("E->I", "I->E", "I->I") for e in eff[name])]
+        self._eff = [
+            np.array(eff["E->E"][0], dtype=c),
+            np.array(eff["E->E"][1], dtype=c),
+            *(c(e) for name in ("E->I", "I->E", "I->I") for e in eff[name]),
+        ]
         self.scales = dict(scales)
 
     def step(self, i_ext: torch.Tensor) -> torch.Tensor:
@@ -536,10 +923,27 @@ class SparseEngine:
         theta, v_reset, tau_m, dt_tau_s, pulse_inc = self._params
         sigma, f = _release_and_hebbian(v, theta, v_reset, n_e, *self._hebb)
         self._step_chunks(
-            self._bounds, self.k, sigma, x, n_e,
-            *self._ee, self._pot, self._L, self._last,
-            *self._static, *self._eff, self._plastic, f, *self._pl,
-            self._acc_slow, self._acc_fast, self._events, self.MAX_EVENTS, self._n_ev, self._f_row, self._cross,
+            self._bounds,
+            self.k,
+            sigma,
+            x,
+            n_e,
+            *self._ee,
+            self._pot,
+            self._L,
+            self._last,
+            *self._static,
+            *self._eff,
+            self._plastic,
+            f,
+            *self._pl,
+            self._acc_slow,
+            self._acc_fast,
+            self._events,
+            self.MAX_EVENTS,
+            self._n_ev,
+            self._f_row,
+            self._cross,
         )
         for c in range(self._n_ev.size):
             self._record_events(int(self._n_ev[c]), self._events[c])
@@ -549,8 +953,22 @@ class SparseEngine:
         i_np = i_ext.numpy()
         if i_np.shape != v.shape:  # a broadcastable input (as torch's advance would take it)
             i_np = np.ascontiguousarray(np.broadcast_to(i_np, v.shape))
-        new = _advance(v, st.i_s.numpy(), st.i_f.numpy(), x, st.a.numpy(), sigma, syn_slow,
-                       i_np, theta, v_reset, tau_m, dt_tau_s, pulse_inc, *self._neuron_consts)
+        new = _advance(
+            v,
+            st.i_s.numpy(),
+            st.i_f.numpy(),
+            x,
+            st.a.numpy(),
+            sigma,
+            syn_slow,
+            i_np,
+            theta,
+            v_reset,
+            tau_m,
+            dt_tau_s,
+            pulse_inc,
+            *self._neuron_consts,
+        )
         v_new, i_s_new, x_new, a_new = (torch.from_numpy(t) for t in new)
         self.neurons = NeuronState(v_new, i_s_new, torch.from_numpy(syn_fast), x_new, a_new)  # 4: i_f = fast sum
         self.k += 1
@@ -564,27 +982,55 @@ class SparseEngine:
         counts[:] = 0
         if self.switches.keep_events and n_ev > self.MAX_EVENTS:
             raise RuntimeError(f"more than {self.MAX_EVENTS} switch events in one step: too many to keep")
-        self.switches.add(events[:min(n_ev, self.MAX_EVENTS)].copy(), n_up, n_down)
+        self.switches.add(events[: min(n_ev, self.MAX_EVENTS)].copy(), n_up, n_down)
 
     def synapses(self) -> SynapseState:
         if self.cfg.plasticity.enabled:
             ee_rowptr, ee_post = self._ee[0], self._ee[2]
             if self._parallel:
-                _catch_up_chunks(self.k, self._ee_rows, ee_rowptr, ee_post, self._pot, self._L, self._last,
-                                 *self._pl, self._events, self.MAX_EVENTS, self._n_ev, self._cross)
+                _catch_up_chunks(
+                    self.k,
+                    self._ee_rows,
+                    ee_rowptr,
+                    ee_post,
+                    self._pot,
+                    self._L,
+                    self._last,
+                    *self._pl,
+                    self._events,
+                    self.MAX_EVENTS,
+                    self._n_ev,
+                    self._cross,
+                )
                 for c in range(self._n_ev.size):
                     self._record_events(int(self._n_ev[c]), self._events[c])
             else:
-                n_ev = _catch_up_rows(self.k, 0, self._last.size, ee_rowptr, ee_post, self._pot, self._L,
-                                      self._last, *self._pl, self._events[0], self.MAX_EVENTS, self._cross[0])
+                n_ev = _catch_up_rows(
+                    self.k,
+                    0,
+                    self._last.size,
+                    ee_rowptr,
+                    ee_post,
+                    self._pot,
+                    self._L,
+                    self._last,
+                    *self._pl,
+                    self._events[0],
+                    self.MAX_EVENTS,
+                    self._cross[0],
+                )
                 self._record_events(n_ev, self._events[0])
         return self._syn.clone()
 
     def _state_tensors(self) -> dict[str, torch.Tensor]:
         # The numba arrays _pot, _L share memory with these tensors; _last is E→E's lazy clock.
         # The rest (_acc_*, _events, _n_ev) is scratch, rewritten by every step.
-        return {**neuron_tensors(self.neurons), "potentiated": self._syn.potentiated, "L": self._syn.L,
-                "last": torch.from_numpy(self._last)}
+        return {
+            **neuron_tensors(self.neurons),
+            "potentiated": self._syn.potentiated,
+            "L": self._syn.L,
+            "last": torch.from_numpy(self._last),
+        }
 
     def state_dict(self) -> dict[str, Any]:
         return state_of(self, self._state_tensors())

@@ -54,8 +54,9 @@ def to_neo(result_or_dir: RunResult | str | Path, time_units: str = "ms", partia
     run = open_run(result_or_dir, partial)
     scale = 1.0 if time_units == "ms" else 1e-3
     tu = pq.ms if time_units == "ms" else pq.s
-    block = neo.Block(name=f"wmnet run {run.path.name}", description=run.config_yaml,
-                      seed=run.info.get("seed"), status=run.status)
+    block = neo.Block(
+        name=f"wmnet run {run.path.name}", description=run.config_yaml, seed=run.info.get("seed"), status=run.status
+    )
     seg = neo.Segment(name="run", index=0)
     block.segments.append(seg)
     t_stop = run.end_ms * scale
@@ -73,9 +74,19 @@ def to_neo(result_or_dir: RunResult | str | Path, time_units: str = "ms", partia
         times = ts[order] * scale
         for local in range(size):
             gid = offset + local
-            seg.spiketrains.append(neo.SpikeTrain(
-                times[bounds[local]:bounds[local + 1]], units=tu, t_start=0.0 * tu, t_stop=t_stop * tu,
-                name=f"{pop}{local}", population=pop, node_id=local, global_id=gid, groups=membership[gid]))
+            seg.spiketrains.append(
+                neo.SpikeTrain(
+                    times[bounds[local] : bounds[local + 1]],
+                    units=tu,
+                    t_start=0.0 * tu,
+                    t_stop=t_stop * tu,
+                    name=f"{pop}{local}",
+                    population=pop,
+                    node_id=local,
+                    global_id=gid,
+                    groups=membership[gid],
+                )
+            )
 
     for var in TRACE_VARIABLES:
         path = run.path / "reports" / f"{var}.h5"
@@ -90,9 +101,16 @@ def to_neo(result_or_dir: RunResult | str | Path, time_units: str = "ms", partia
         pops = np.concatenate([np.full(ids.size, p) for p, (_, ids, _) in parts])
         local = np.concatenate([ids.astype(np.int64) for _, (_, ids, _) in parts])
         gids = np.where(pops == "I", local + run.n_e, local)
-        seg.analogsignals.append(neo.AnalogSignal(
-            data, units=_quantity(unit), sampling_period=step * scale * tu, t_start=start * scale * tu, name=var,
-            array_annotations={"population": pops, "node_id": local, "global_id": gids}))
+        seg.analogsignals.append(
+            neo.AnalogSignal(
+                data,
+                units=_quantity(unit),
+                sampling_period=step * scale * tu,
+                t_start=start * scale * tu,
+                name=var,
+                array_annotations={"population": pops, "node_id": local, "global_id": gids},
+            )
+        )
 
     if (run.path / "rates.h5").exists():
         t, values = read_series(run.path / "rates.h5")
@@ -100,23 +118,37 @@ def to_neo(result_or_dir: RunResult | str | Path, time_units: str = "ms", partia
         if names and t.size:
             start, _, step = (float(x) for x in values["time"])
             data = np.stack([values[f"rates/{g}/rate_hz"] for g in names], axis=1)
-            seg.analogsignals.append(neo.AnalogSignal(
-                data, units=pq.Hz, sampling_period=step * scale * tu, t_start=start * scale * tu, name="rates",
-                description="population and group rates in bins starting at each sample time (rates.h5)",
-                array_annotations={"group": np.array(names)}))
+            seg.analogsignals.append(
+                neo.AnalogSignal(
+                    data,
+                    units=pq.Hz,
+                    sampling_period=step * scale * tu,
+                    t_start=start * scale * tu,
+                    name="rates",
+                    description="population and group rates in bins starting at each sample time (rates.h5)",
+                    array_annotations={"group": np.array(names)},
+                )
+            )
 
     rows = run.events()
     if rows:
         k0 = np.array([int(r["start_step"]) for r in rows])
         k1 = np.array([int(r["stop_step"]) for r in rows])
-        seg.epochs.append(neo.Epoch(
-            times=k0 * run.dt * scale * tu, durations=(k1 - k0) * run.dt * scale * tu,
-            labels=np.array([r["trial_type"] for r in rows]), name="protocol",
-            array_annotations={"stimulus": np.array([r["stimulus"] for r in rows]),
-                               "group": np.array([r["group"] for r in rows]),
-                               "block": np.array([r["block"] for r in rows]),
-                               "repetition": np.array([-1 if r["repetition"] == "n/a" else int(r["repetition"])
-                                                       for r in rows]),
-                               "start_step": k0, "stop_step": k1}))
+        seg.epochs.append(
+            neo.Epoch(
+                times=k0 * run.dt * scale * tu,
+                durations=(k1 - k0) * run.dt * scale * tu,
+                labels=np.array([r["trial_type"] for r in rows]),
+                name="protocol",
+                array_annotations={
+                    "stimulus": np.array([r["stimulus"] for r in rows]),
+                    "group": np.array([r["group"] for r in rows]),
+                    "block": np.array([r["block"] for r in rows]),
+                    "repetition": np.array([-1 if r["repetition"] == "n/a" else int(r["repetition"]) for r in rows]),
+                    "start_step": k0,
+                    "stop_step": k1,
+                },
+            )
+        )
     block.check_relationships()
     return block

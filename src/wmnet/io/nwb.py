@@ -64,6 +64,7 @@ def unit_name(unit: str) -> str:
 
 # --- reading a run folder -------------------------------------------------------------------
 
+
 @dataclass
 class Run:
     """What an export needs to know about a run folder (see `open_run`)."""
@@ -97,8 +98,11 @@ class Run:
             if int(row["start_step"]) >= end_step:
                 continue
             if int(row["stop_step"]) > end_step:
-                row = {**row, "stop_step": str(end_step),
-                       "duration": f"{(end_step - int(row['start_step'])) * self.dt / 1000:.6g}"}
+                row = {
+                    **row,
+                    "stop_step": str(end_step),
+                    "duration": f"{(end_step - int(row['start_step'])) * self.dt / 1000:.6g}",
+                }
             rows.append(row)
         return rows
 
@@ -146,11 +150,14 @@ def open_run(result_or_dir: RunResult | str | Path, partial: bool = False) -> Ru
         raise WmnetError(f"{path / 'run.json'}: not a readable wmnet run.json ({e})") from None
     status = str(info.get("status", "unknown"))
     if status != "complete" and not partial:
-        why = {"running": "is still running, or its process died",
-               "interrupted": "was interrupted (`wmnet resume` completes it)",
-               "failed": f"failed ({info.get('error', 'see run.json')})"}.get(status, f"has status {status!r}")
-        raise WmnetError(f"{path}: the run {why}; only part of it is on disk: export that part with --partial "
-                         "(partial=True)")
+        why = {
+            "running": "is still running, or its process died",
+            "interrupted": "was interrupted (`wmnet resume` completes it)",
+            "failed": f"failed ({info.get('error', 'see run.json')})",
+        }.get(status, f"has status {status!r}")
+        raise WmnetError(
+            f"{path}: the run {why}; only part of it is on disk: export that part with --partial (partial=True)"
+        )
     cfg_file = path / "config.yaml"
     config_yaml = cfg_file.read_text() if cfg_file.exists() else yaml.safe_dump(config, sort_keys=False)
     end_ms = float(info.get("simulated_ms") or 0.0)
@@ -178,6 +185,7 @@ def spike_chunks(file: h5py.File, pop: str, chunk: int | None = None) -> Iterato
 
 # --- writing ---------------------------------------------------------------------------------
 
+
 def _chunk_iterator(blocks: Iterator[np.ndarray], shape: tuple[int, ...], dtype: np.dtype, chunk_rows: int) -> Any:
     """An hdmf data-chunk iterator over consecutive row blocks of an array of `shape` (written in
     turn by pynwb's HDF5 backend, so only one block is in memory). Empty arrays are returned as such
@@ -204,7 +212,10 @@ def _chunk_iterator(blocks: Iterator[np.ndarray], shape: tuple[int, ...], dtype:
             a, self.pos = self.pos, self.pos + len(block)
             if self.pos > shape[0]:
                 raise WmnetError(f"internal error: {self.pos} rows written to an array of {shape[0]}")
-            return DataChunk(data=np.ascontiguousarray(block, dtype=dtype), selection=(slice(a, self.pos), *(slice(0, d) for d in shape[1:])))
+            return DataChunk(
+                data=np.ascontiguousarray(block, dtype=dtype),
+                selection=(slice(a, self.pos), *(slice(0, d) for d in shape[1:])),
+            )
 
         def recommended_chunk_shape(self) -> tuple[int, ...]:
             return (max(1, min(chunk_rows, shape[0])), *shape[1:])
@@ -223,8 +234,9 @@ def _chunk_iterator(blocks: Iterator[np.ndarray], shape: tuple[int, ...], dtype:
     return Chunks()
 
 
-def _unit_spike_times(spikes: h5py.File, run: Run, counts: np.ndarray, budget: int, scratch: Path,
-                      bar: tqdm, stack: contextlib.ExitStack) -> Iterator[np.ndarray]:
+def _unit_spike_times(
+    spikes: h5py.File, run: Run, counts: np.ndarray, budget: int, scratch: Path, bar: tqdm, stack: contextlib.ExitStack
+) -> Iterator[np.ndarray]:
     """Every spike time (s), grouped by neuron in global order and in time order within a neuron."""
     total = int(counts.sum())
     if total <= budget:
@@ -239,7 +251,7 @@ def _unit_spike_times(spikes: h5py.File, run: Run, counts: np.ndarray, budget: i
         t = t[order] / 1000.0
         del gid, order
         for a in range(0, total, READ_CHUNK):
-            yield t[a:a + READ_CHUNK]
+            yield t[a : a + READ_CHUNK]
         return
     # Buckets of consecutive neurons, each with at most `budget` spikes (a neuron with more is
     # a bucket on its own): one pass over spikes.h5 appends each chunk's spikes to their buckets.
@@ -252,9 +264,13 @@ def _unit_spike_times(spikes: h5py.File, run: Run, counts: np.ndarray, budget: i
     edges = np.asarray(starts + [run.n])
     tmp = stack.enter_context(h5py.File(scratch, "w", rdcc_nbytes=0))
     stack.callback(scratch.unlink, missing_ok=True)
-    buckets = [(tmp.create_dataset(f"t{b}", shape=(0,), maxshape=(None,), dtype=np.float64, chunks=(65536,)),
-                tmp.create_dataset(f"i{b}", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(65536,)))
-               for b in range(len(starts))]
+    buckets = [
+        (
+            tmp.create_dataset(f"t{b}", shape=(0,), maxshape=(None,), dtype=np.float64, chunks=(65536,)),
+            tmp.create_dataset(f"i{b}", shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(65536,)),
+        )
+        for b in range(len(starts))
+    ]
     for pop, offset, _ in run.populations:
         for ts, ids in spike_chunks(spikes, pop):
             gid = ids + offset
@@ -262,7 +278,7 @@ def _unit_spike_times(spikes: h5py.File, run: Run, counts: np.ndarray, budget: i
             order = np.argsort(which, kind="stable")
             bounds = np.searchsorted(which[order], np.arange(len(buckets) + 1))
             for b, (dt_, di) in enumerate(buckets):
-                sel = order[bounds[b]:bounds[b + 1]]
+                sel = order[bounds[b] : bounds[b + 1]]
                 if sel.size:
                     n0 = dt_.shape[0]
                     dt_.resize(n0 + sel.size, axis=0)
@@ -274,12 +290,13 @@ def _unit_spike_times(spikes: h5py.File, run: Run, counts: np.ndarray, budget: i
         t = t[np.argsort(gid, kind="stable")] / 1000.0
         del gid
         for a in range(0, t.size, READ_CHUNK):
-            yield t[a:a + READ_CHUNK]
+            yield t[a : a + READ_CHUNK]
             bar.update(min(READ_CHUNK, t.size - a))
 
 
-def _add_units(nwbfile: Any, run: Run, all_units: bool, budget: int, scratch: Path, progress: bool,
-               stack: contextlib.ExitStack) -> None:
+def _add_units(
+    nwbfile: Any, run: Run, all_units: bool, budget: int, scratch: Path, progress: bool, stack: contextlib.ExitStack
+) -> None:
     from hdmf.common import ElementIdentifiers, VectorData, VectorIndex
     from pynwb.misc import Units
     from tqdm import tqdm
@@ -293,37 +310,58 @@ def _add_units(nwbfile: Any, run: Run, all_units: bool, budget: int, scratch: Pa
         for _, ids in spike_chunks(spikes, pop):
             if ids.size and (ids.min() < 0 or ids.max() >= size):
                 raise WmnetError(f"{path}: spikes/{pop}/node_ids holds ids outside 0..{size - 1}")
-            counts[offset:offset + size] += np.bincount(ids, minlength=size)
+            counts[offset : offset + size] += np.bincount(ids, minlength=size)
     total = int(counts.sum())
     passes = 1 if total <= budget else 2
-    bar = stack.enter_context(tqdm(total=passes * total, unit="spike", unit_scale=True, disable=not progress,
-                                   desc="units", file=sys.stderr))
+    bar = stack.enter_context(
+        tqdm(total=passes * total, unit="spike", unit_scale=True, disable=not progress, desc="units", file=sys.stderr)
+    )
     keep = np.arange(run.n) if all_units else np.flatnonzero(counts)
     times = _unit_spike_times(spikes, run, counts, budget, scratch, bar, stack)
     population = np.where(keep < run.n_e, "E", "I")
-    spike_times = VectorData(name="spike_times", description="pulse onsets (s), in time order within each unit",
-                             data=_chunk_iterator(times, (total,), np.dtype(np.float64), 1 << 16))
+    spike_times = VectorData(
+        name="spike_times",
+        description="pulse onsets (s), in time order within each unit",
+        data=_chunk_iterator(times, (total,), np.dtype(np.float64), 1 << 16),
+    )
     # The index before its target: hdmf's DynamicTable drops chunk-iterator columns from its
     # length check as it meets them, and then would not find the index's target.
     columns = [
         VectorIndex(name="spike_times_index", data=np.cumsum(counts[keep]).astype(np.uint64), target=spike_times),
         spike_times,
         VectorData(name="population", description="the neuron's population (E or I)", data=population.tolist()),
-        VectorData(name="node_id", description="the neuron's index within its population (SONATA node id)",
-                   data=np.where(keep < run.n_e, keep, keep - run.n_e).astype(np.int64)),
+        VectorData(
+            name="node_id",
+            description="the neuron's index within its population (SONATA node id)",
+            data=np.where(keep < run.n_e, keep, keep - run.n_e).astype(np.int64),
+        ),
     ]
     member = {name: np.isin(keep, ids) for name, ids in run.groups.items()}
     names = np.array(list(member), dtype=object)
     table = np.stack(list(member.values()), axis=1) if member else np.zeros((keep.size, 0), dtype=bool)
-    columns.append(VectorData(name="groups", description="the neuron's groups (node_sets.json), '+'-joined",
-                              data=["+".join(names[row]) for row in table]))
+    columns.append(
+        VectorData(
+            name="groups",
+            description="the neuron's groups (node_sets.json), '+'-joined",
+            data=["+".join(names[row]) for row in table],
+        )
+    )
     for name, m in member.items():
-        columns.append(VectorData(name=f"in_{name.replace('/', '_')}", data=m,
-                                  description=f"member of group {name} (node_sets.json)"))
-    desc = ("wmnet neurons: id = global neuron index (E first). "
-            + ("every neuron" if all_units else "the neurons that spiked at least once"))
-    nwbfile.units = Units(name="units", id=ElementIdentifiers(name="id", data=keep.astype(np.int64)),
-                          columns=columns, description=desc, resolution=run.dt / 1000.0)
+        columns.append(
+            VectorData(
+                name=f"in_{name.replace('/', '_')}", data=m, description=f"member of group {name} (node_sets.json)"
+            )
+        )
+    desc = "wmnet neurons: id = global neuron index (E first). " + (
+        "every neuron" if all_units else "the neurons that spiked at least once"
+    )
+    nwbfile.units = Units(
+        name="units",
+        id=ElementIdentifiers(name="id", data=keep.astype(np.int64)),
+        columns=columns,
+        description=desc,
+        resolution=run.dt / 1000.0,
+    )
 
 
 def _add_traces(nwbfile: Any, run: Run, stack: contextlib.ExitStack) -> None:
@@ -341,17 +379,28 @@ def _add_traces(nwbfile: Any, run: Run, stack: contextlib.ExitStack) -> None:
         pops = [(name, g) for name, g in f["report"].items()]
         start, stop, step = (float(x) for x in pops[0][1]["mapping/time"][()])
         n_rows = min([round((stop - start) / step), *(g["data"].shape[0] for _, g in pops)])
-        ids = np.concatenate([g["mapping/node_ids"][()].astype(np.int64) + (run.n_e if name == "I" else 0)
-                              for name, g in pops])
+        ids = np.concatenate(
+            [g["mapping/node_ids"][()].astype(np.int64) + (run.n_e if name == "I" else 0) for name, g in pops]
+        )
         if neurons is None:
             neurons = ids
-            module.add(DynamicTable(
-                name="recorded_neurons", id=ElementIdentifiers(name="id", data=ids),
-                description="row j: the neuron in column j of every trace (id = global neuron index)",
-                columns=[VectorData(name="population", description="E or I",
-                                    data=np.where(ids < run.n_e, "E", "I").tolist()),
-                         VectorData(name="node_id", description="index within the population",
-                                    data=np.where(ids < run.n_e, ids, ids - run.n_e))]))
+            module.add(
+                DynamicTable(
+                    name="recorded_neurons",
+                    id=ElementIdentifiers(name="id", data=ids),
+                    description="row j: the neuron in column j of every trace (id = global neuron index)",
+                    columns=[
+                        VectorData(
+                            name="population", description="E or I", data=np.where(ids < run.n_e, "E", "I").tolist()
+                        ),
+                        VectorData(
+                            name="node_id",
+                            description="index within the population",
+                            data=np.where(ids < run.n_e, ids, ids - run.n_e),
+                        ),
+                    ],
+                )
+            )
         elif not np.array_equal(ids, neurons):
             raise WmnetError(f"{file}: records other neurons than {files[0].name}")
         datasets = [g["data"] for _, g in pops]
@@ -362,11 +411,18 @@ def _add_traces(nwbfile: Any, run: Run, stack: contextlib.ExitStack) -> None:
                 yield np.concatenate([d[a:b] for d in datasets], axis=1)
 
         unit = unit_name(str(datasets[0].attrs.get("units", UNITS.get(var, ""))))
-        module.add(TimeSeries(name=var, data=_chunk_iterator(blocks(), (n_rows, ids.size), np.dtype(np.float32), 4096),
-                              unit=unit, starting_time=start / 1000.0, rate=1000.0 / step,
-                              description=f"{var} ({unit}) of the recorded neurons: column j is row j of "
-                              "recorded_neurons; sample k at starting_time + k/rate",
-                              comments=f"reports/{var}.h5"))
+        module.add(
+            TimeSeries(
+                name=var,
+                data=_chunk_iterator(blocks(), (n_rows, ids.size), np.dtype(np.float32), 4096),
+                unit=unit,
+                starting_time=start / 1000.0,
+                rate=1000.0 / step,
+                description=f"{var} ({unit}) of the recorded neurons: column j is row j of "
+                "recorded_neurons; sample k at starting_time + k/rate",
+                comments=f"reports/{var}.h5",
+            )
+        )
 
 
 def _add_series(nwbfile: Any, run: Run, name: str, description: str) -> None:
@@ -388,9 +444,17 @@ def _add_series(nwbfile: Any, run: Run, name: str, description: str) -> None:
         units = {k: str(f[k].attrs.get("units", "")) for k in values}
     for key, v in values.items():
         if v.ndim == 1 and v.shape[0] == t.size and key.split("/")[-1] not in ("node_ids",):
-            module.add(TimeSeries(name=key.replace("/", "."), data=v, unit=unit_name(units[key]),
-                                  starting_time=start / 1000.0, rate=1000.0 / step, comments=f"{name}.h5:/{key}",
-                                  description=f"{key} ({unit_name(units[key])}); sample k at starting_time + k/rate"))
+            module.add(
+                TimeSeries(
+                    name=key.replace("/", "."),
+                    data=v,
+                    unit=unit_name(units[key]),
+                    starting_time=start / 1000.0,
+                    rate=1000.0 / step,
+                    comments=f"{name}.h5:/{key}",
+                    description=f"{key} ({unit_name(units[key])}); sample k at starting_time + k/rate",
+                )
+            )
         else:
             constants.add_row(path=key, values=np.atleast_1d(v).astype(np.float64).tolist())
     if len(constants):
@@ -401,17 +465,30 @@ def _add_epochs(nwbfile: Any, run: Run) -> None:
     rows = run.events()
     if not rows:
         return
-    for col, desc in (("trial_type", "the epoch's name"), ("stimulus", "the input during the epoch"),
-                      ("group", "the trial's group(s)"), ("block", "the protocol block (n/a outside blocks)"),
-                      ("repetition", "the block's repetition (-1: n/a)"),
-                      ("start_step", "first step of the epoch"), ("stop_step", "step after the epoch's last")):
+    for col, desc in (
+        ("trial_type", "the epoch's name"),
+        ("stimulus", "the input during the epoch"),
+        ("group", "the trial's group(s)"),
+        ("block", "the protocol block (n/a outside blocks)"),
+        ("repetition", "the block's repetition (-1: n/a)"),
+        ("start_step", "first step of the epoch"),
+        ("stop_step", "step after the epoch's last"),
+    ):
         nwbfile.add_epoch_column(name=col, description=desc)
     for r in rows:
         k0, k1 = int(r["start_step"]), int(r["stop_step"])
-        nwbfile.add_epoch(start_time=k0 * run.dt / 1000.0, stop_time=k1 * run.dt / 1000.0, tags=[r["trial_type"]],
-                          trial_type=r["trial_type"], stimulus=r["stimulus"], group=r["group"], block=r["block"],
-                          repetition=-1 if r["repetition"] == "n/a" else int(r["repetition"]),
-                          start_step=k0, stop_step=k1)
+        nwbfile.add_epoch(
+            start_time=k0 * run.dt / 1000.0,
+            stop_time=k1 * run.dt / 1000.0,
+            tags=[r["trial_type"]],
+            trial_type=r["trial_type"],
+            stimulus=r["stimulus"],
+            group=r["group"],
+            block=r["block"],
+            repetition=-1 if r["repetition"] == "n/a" else int(r["repetition"]),
+            start_step=k0,
+            stop_step=k1,
+        )
 
 
 def _versions() -> dict[str, str]:
@@ -435,30 +512,42 @@ def _nwbfile(run: Run) -> Any:
     try:
         started = dt.datetime.strptime(str(info.get("started")), "%Y-%m-%dT%H:%M:%S%z")
     except ValueError:
-        started = dt.datetime.fromtimestamp((run.path / "run.json").stat().st_mtime, dt.timezone.utc)
+        started = dt.datetime.fromtimestamp((run.path / "run.json").stat().st_mtime, dt.UTC)
     seed = info.get("seed", run.config.get("seed"))
     notes = {"run.json": info, "exported_with": _versions(), "run_folder": str(run.path.absolute())}
     return NWBFile(
-        session_description=(f"wmnet simulation of {run.n} LIF neurons ({run.n_e} E, {run.n - run.n_e} I), "
-                             f"{run.end_ms:g} ms, seed {seed}, status {run.status}"),
+        session_description=(
+            f"wmnet simulation of {run.n} LIF neurons ({run.n_e} E, {run.n - run.n_e} I), "
+            f"{run.end_ms:g} ms, seed {seed}, status {run.status}"
+        ),
         identifier=str(uuid.uuid4()),
         session_start_time=started,
         session_id=run.path.name,
         experiment_description=run.config_yaml,
         notes=json.dumps(notes, indent=1),
-        source_script=(f"wmnet run config.yaml --seed {seed}   # config.yaml: this file's experiment_description "
-                       f"(the whole config); wmnet {info.get('versions', {}).get('wmnet', '?')}"),
+        source_script=(
+            f"wmnet run config.yaml --seed {seed}   # config.yaml: this file's experiment_description "
+            f"(the whole config); wmnet {info.get('versions', {}).get('wmnet', '?')}"
+        ),
         source_script_file_name="wmnet",
-        data_collection=(f"simulated by wmnet: {info.get('engine')} engine, {info.get('device_name', info.get('device'))}, "
-                         f"{info.get('dtype')}; input {info.get('input') or 'from the config'}, connectivity "
-                         f"{info.get('connectivity', 'generated')}"),
+        data_collection=(
+            f"simulated by wmnet: {info.get('engine')} engine, {info.get('device_name', info.get('device'))}, "
+            f"{info.get('dtype')}; input {info.get('input') or 'from the config'}, connectivity "
+            f"{info.get('connectivity', 'generated')}"
+        ),
         keywords=["wmnet", "simulation", "spiking network", "working memory", "LIF"],
     )
 
 
-def to_nwb(result_or_dir: RunResult | str | Path, path: str | Path, all_units: bool = False,
-           partial: bool = False, overwrite: bool = False, progress: bool = False,
-           max_spikes_in_memory: int = MAX_SPIKES_IN_MEMORY) -> Path:
+def to_nwb(
+    result_or_dir: RunResult | str | Path,
+    path: str | Path,
+    all_units: bool = False,
+    partial: bool = False,
+    overwrite: bool = False,
+    progress: bool = False,
+    max_spikes_in_memory: int = MAX_SPIKES_IN_MEMORY,
+) -> Path:
     """Write a run (a RunResult with a folder, or the folder) to the NWB file `path`.
 
     all_units: a unit for every neuron (default: those that spiked). partial: export a run that
@@ -484,8 +573,15 @@ def to_nwb(result_or_dir: RunResult | str | Path, path: str | Path, all_units: b
     try:
         with contextlib.ExitStack() as stack:  # the source files stay open until the iterators are written
             nwbfile = _nwbfile(run)
-            _add_units(nwbfile, run, all_units, max_spikes_in_memory,
-                       out.with_name(f".{out.name}.{os.getpid()}.spikes.h5"), progress, stack)
+            _add_units(
+                nwbfile,
+                run,
+                all_units,
+                max_spikes_in_memory,
+                out.with_name(f".{out.name}.{os.getpid()}.spikes.h5"),
+                progress,
+                stack,
+            )
             _add_traces(nwbfile, run, stack)
             _add_series(nwbfile, run, "rates", "population and group rates (Hz) in bins (wmnet rates.h5)")
             _add_series(nwbfile, run, "synapses", "E→E synapse statistics and switch counts (wmnet synapses.h5)")
@@ -498,4 +594,3 @@ def to_nwb(result_or_dir: RunResult | str | Path, path: str | Path, all_units: b
     finally:
         tmp.unlink(missing_ok=True)
     return out
-

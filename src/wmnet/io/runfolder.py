@@ -137,8 +137,9 @@ def _clear(path: Path, label: str) -> None:
             else:
                 p.unlink()
     except OSError as e:
-        raise WmnetError(f"{label}: cannot clear the previous run ({e.strerror or e}: "
-                         f"{getattr(e, 'filename', '') or path})") from None
+        raise WmnetError(
+            f"{label}: cannot clear the previous run ({e.strerror or e}: {getattr(e, 'filename', '') or path})"
+        ) from None
 
 
 def _new_default(base: Path) -> RunFolder:
@@ -180,9 +181,12 @@ def claim_owned_folder(path: Path) -> RunFolder:
     return RunFolder(path, lock)
 
 
-def claim_run_folder(out: str | Path | None, overwrite: bool,
-                     inputs: Iterable[tuple[str, str | Path | None]] = (),
-                     base: Path = Path("runs")) -> RunFolder:
+def claim_run_folder(
+    out: str | Path | None,
+    overwrite: bool,
+    inputs: Iterable[tuple[str, str | Path | None]] = (),
+    base: Path = Path("runs"),
+) -> RunFolder:
     """Create or claim the output folder of a run and hold its lock (see the module docstring).
 
     `inputs`: (what, path) of every file the run reads, e.g. ("--connectivity", "x.npz"); a

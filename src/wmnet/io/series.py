@@ -20,8 +20,15 @@ from wmnet.io.sonata import _append, _appendable, _truncate, open_for_writing, r
 class SeriesWriter:
     """Appends rows to the 1-D datasets `series` {path: (dtype, units)}; `constants` {path: array}."""
 
-    def __init__(self, path: Path, series: dict[str, tuple[type, str]], constants: dict[str, np.ndarray],
-                 t_start: float, t_step: float, append: bool = False):
+    def __init__(
+        self,
+        path: Path,
+        series: dict[str, tuple[type, str]],
+        constants: dict[str, np.ndarray],
+        t_start: float,
+        t_step: float,
+        append: bool = False,
+    ):
         self.path = path
         self.file = open_for_writing(path, append)
         if append:

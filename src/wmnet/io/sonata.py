@@ -57,8 +57,9 @@ def open_for_writing(path: Path, append: bool) -> h5py.File:
     except FileNotFoundError:
         raise WmnetError(f"{path}: missing, cannot continue the run's output") from None
     except OSError as e:  # h5py's error for a truncated or overwritten file
-        raise WmnetError(f"{path}: cannot continue the run's output: not a readable HDF5 file, damaged "
-                         f"({_first_line(e)})") from None
+        raise WmnetError(
+            f"{path}: cannot continue the run's output: not a readable HDF5 file, damaged ({_first_line(e)})"
+        ) from None
 
 
 def _first_line(e: BaseException) -> str:
@@ -73,12 +74,15 @@ def reopened(path: Path, file: h5py.File) -> Iterator[None]:
         yield
     except (KeyError, OSError, ValueError, TypeError) as e:
         file.close()
-        raise WmnetError(f"{path}: cannot continue the run's output: the file is damaged or was not written by "
-                         f"wmnet ({_first_line(e)})") from None
+        raise WmnetError(
+            f"{path}: cannot continue the run's output: the file is damaged or was not written by "
+            f"wmnet ({_first_line(e)})"
+        ) from None
 
 
-def read_live(path: Path, read: Callable[[h5py.File], T], ok: Callable[[T], bool] = lambda _: True,
-              tries: int = 8) -> T:
+def read_live(
+    path: Path, read: Callable[[h5py.File], T], ok: Callable[[T], bool] = lambda _: True, tries: int = 8
+) -> T:
     """read(file) of a file that a run may be writing: opened without taking HDF5's lock (so a
     writer holding it does not block this), retried while the read raises or its result is not
     `ok` (a read that overlapped the writer's flush). A missing file, or one
@@ -97,8 +101,10 @@ def read_live(path: Path, read: Callable[[h5py.File], T], ok: Callable[[T], bool
                 assert e is not None
                 if isinstance(e, WmnetError):
                     raise
-                raise WmnetError(f"{path}: cannot read it: the file is damaged or was not written by wmnet "
-                                 f"({type(e).__name__}: {_first_line(e)})") from None
+                raise WmnetError(
+                    f"{path}: cannot read it: the file is damaged or was not written by wmnet "
+                    f"({type(e).__name__}: {_first_line(e)})"
+                ) from None
         else:
             if last or ok(out):
                 return out
@@ -186,9 +192,17 @@ class ReportWriter:
     float32, which holds it exactly), so a float64 run's traces keep every digit.
     """
 
-    def __init__(self, path: Path, variable: str, populations: list[PopulationRange],
-                 neurons: np.ndarray, t_start: float, t_step: float, append: bool = False,
-                 dtype: np.dtype | type = np.float32):
+    def __init__(
+        self,
+        path: Path,
+        variable: str,
+        populations: list[PopulationRange],
+        neurons: np.ndarray,
+        t_start: float,
+        t_step: float,
+        append: bool = False,
+        dtype: np.dtype | type = np.float32,
+    ):
         self.path, self.variable = path, variable
         self.dtype = np.dtype(np.float64) if np.dtype(dtype) == np.float64 else np.dtype(np.float32)
         self.file = open_for_writing(path, append)
@@ -267,10 +281,16 @@ def read_report(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarra
         for name, g in f["report"].items():
             start, stop, step = (float(v) for v in g["mapping/time"][()])
             data = g["data"][()]
-            parts[name] = (start, step, min(data.shape[0], round((stop - start) / step)), g["mapping/node_ids"][()],
-                           data)
+            parts[name] = (
+                start,
+                step,
+                min(data.shape[0], round((stop - start) / step)),
+                g["mapping/node_ids"][()],
+                data,
+            )
         n = min((p[2] for p in parts.values()), default=0)
-        return {name: (start + step * np.arange(n), ids, data[:n])
-                for name, (start, step, _, ids, data) in parts.items()}
+        return {
+            name: (start + step * np.arange(n), ids, data[:n]) for name, (start, step, _, ids, data) in parts.items()
+        }
 
     return read_live(path, read)

@@ -1,12 +1,12 @@
 """Mean-field theory of a wmnet config: its stationary states, predicted (docs/meanfield.md).
 
-    from wmnet.config import load_config
-    from wmnet import meanfield
-    cfg = load_config("configs/working_memory_cpu.yaml")
-    for fp in meanfield.solve(cfg, g_in=0.6):
-        print(fp.kind, fp.rates_hz, fp.stable)
-    sc = meanfield.scan(cfg, "g_in", np.linspace(0.2, 1, 41))
-    sc.boundary  # the smallest g_in where a stable selective state coexists with a stable spontaneous one
+from wmnet.config import load_config
+from wmnet import meanfield
+cfg = load_config("configs/working_memory_cpu.yaml")
+for fp in meanfield.solve(cfg, g_in=0.6):
+    print(fp.kind, fp.rates_hz, fp.stable)
+sc = meanfield.scan(cfg, "g_in", np.linspace(0.2, 1, 41))
+sc.boundary  # the smallest g_in where a stable selective state coexists with a stable spontaneous one
 """
 
 from __future__ import annotations
@@ -20,20 +20,38 @@ from pydantic import ValidationError
 
 from wmnet.config import Config, _format_validation_error, apply_override
 from wmnet.errors import WmnetError
-from wmnet.meanfield.build import (Potentiation, build_model, potentiation_matrix, snapshot_potentiation,
-                                   synapses_potentiation)
+from wmnet.meanfield.build import (
+    Potentiation,
+    build_model,
+    potentiation_matrix,
+    snapshot_potentiation,
+    synapses_potentiation,
+)
 from wmnet.meanfield.fixed_points import FixedPoint
 from wmnet.meanfield.fixed_points import solve as solve_model  # noqa: F401 (used by report)
 from wmnet.meanfield.theory import Model, Release, pulse_steps, siegert
 
-__all__ = ["FixedPoint", "Model", "Potentiation", "Release", "Scan", "build", "measured_potentiation",
-           "potentiation_matrix", "pulse_steps", "scan", "siegert", "solve"]
+__all__ = [
+    "FixedPoint",
+    "Model",
+    "Potentiation",
+    "Release",
+    "Scan",
+    "build",
+    "measured_potentiation",
+    "potentiation_matrix",
+    "pulse_steps",
+    "scan",
+    "siegert",
+    "solve",
+]
 
 POTENTIATION_KEYS = ("g_in", "g_between", "g_to_nonselective", "g_from_nonselective", "g_nonselective")
 
 
-def measured_potentiation(cfg: Config, connectivity: str | Path | None = None,
-                          synapses: str | Path | None = None) -> np.ndarray | None:
+def measured_potentiation(
+    cfg: Config, connectivity: str | Path | None = None, synapses: str | Path | None = None
+) -> np.ndarray | None:
     """g[post, pre] per E unit pair from a snapshot .npz or a run's synapses.h5 (or None)."""
     if connectivity is not None and synapses is not None:
         raise WmnetError("give --connectivity or --synapses, not both")
@@ -46,17 +64,29 @@ def measured_potentiation(cfg: Config, connectivity: str | Path | None = None,
     return None
 
 
-def build(cfg: Config, g_in: float | None = None, g_between: float | None = None,
-          g_to_nonselective: float | None = None, g_from_nonselective: float | None = None,
-          g_nonselective: float | None = None, measured: np.ndarray | None = None) -> Model:
+def build(
+    cfg: Config,
+    g_in: float | None = None,
+    g_between: float | None = None,
+    g_to_nonselective: float | None = None,
+    g_from_nonselective: float | None = None,
+    g_nonselective: float | None = None,
+    measured: np.ndarray | None = None,
+) -> Model:
     """The Model of `cfg`; the g_* (probabilities that an E→E synapse of that kind is potentiated)
     override `measured` (see measured_potentiation), which overrides the config's structure."""
     pot = Potentiation(g_in, g_between, g_to_nonselective, g_from_nonselective, g_nonselective)
     return build_model(cfg, pot, measured)
 
 
-def solve(cfg: Config, *, max_active: int = 2, connectivity: str | Path | None = None,
-          synapses: str | Path | None = None, **g: float | None) -> list[FixedPoint]:
+def solve(
+    cfg: Config,
+    *,
+    max_active: int = 2,
+    connectivity: str | Path | None = None,
+    synapses: str | Path | None = None,
+    **g: float | None,
+) -> list[FixedPoint]:
     """Every fixed point of `cfg` with up to `max_active` groups active. Keywords g_in, g_between,
     g_to_nonselective, g_from_nonselective, g_nonselective set potentiated fractions."""
     _check_g(g)
@@ -97,8 +127,9 @@ def check_scan_key(cfg: Config, key: str) -> None:
     value = _get(cfg.to_dict(), key)
     if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
         known = ", ".join(POTENTIATION_KEYS)
-        raise WmnetError(f"--scan {key}: not a numeric config field (a dotted key such as "
-                         f"projections.E->E.J_p, or one of {known})")
+        raise WmnetError(
+            f"--scan {key}: not a numeric config field (a dotted key such as projections.E->E.J_p, or one of {known})"
+        )
 
 
 @dataclass
@@ -111,9 +142,13 @@ class Scan:
     bistable: np.ndarray = field(init=False)  # a stable selective state next to a stable spontaneous one
 
     def __post_init__(self) -> None:
-        self.bistable = np.array([
-            any(fp.stable and fp.kind.startswith("selective") for fp in fps)
-            and any(fp.stable and fp.kind == "spontaneous" for fp in fps) for fps in self.points])
+        self.bistable = np.array(
+            [
+                any(fp.stable and fp.kind.startswith("selective") for fp in fps)
+                and any(fp.stable and fp.kind == "spontaneous" for fp in fps)
+                for fps in self.points
+            ]
+        )
 
     @property
     def boundaries(self) -> list[float]:
@@ -128,15 +163,28 @@ class Scan:
         return self.boundaries[0] if self.boundaries else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "values": self.values.tolist(), "bistable": self.bistable.tolist(),
-                "boundaries": self.boundaries,
-                "points": [{"value": float(v), "fixed_points": [fp.to_dict() for fp in fps]}
-                           for v, fps in zip(self.values, self.points)]}
+        return {
+            "key": self.key,
+            "values": self.values.tolist(),
+            "bistable": self.bistable.tolist(),
+            "boundaries": self.boundaries,
+            "points": [
+                {"value": float(v), "fixed_points": [fp.to_dict() for fp in fps]}
+                for v, fps in zip(self.values, self.points)
+            ],
+        }
 
 
-def scan(cfg: Config, key: str, values: np.ndarray | list[float], *, max_active: int = 1,
-         connectivity: str | Path | None = None, synapses: str | Path | None = None,
-         **g: float | None) -> Scan:
+def scan(
+    cfg: Config,
+    key: str,
+    values: np.ndarray | list[float],
+    *,
+    max_active: int = 1,
+    connectivity: str | Path | None = None,
+    synapses: str | Path | None = None,
+    **g: float | None,
+) -> Scan:
     """solve() at each value of `key` (a dotted config field or a g_* potentiation)."""
     _check_g(g)
     check_scan_key(cfg, key)

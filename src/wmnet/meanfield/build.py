@@ -49,12 +49,14 @@ def _config_potentiation(cfg: Config) -> Potentiation:
         v = getattr(st, key, None) if st is not None else None
         return base if v is None else float(v)
 
-    return Potentiation(*(get(k) for k in ("within", "between", "to_nonselective", "from_nonselective",
-                                           "nonselective")))
+    return Potentiation(
+        *(get(k) for k in ("within", "between", "to_nonselective", "from_nonselective", "nonselective"))
+    )
 
 
-def potentiation_matrix(cfg: Config, explicit: Potentiation | None = None,
-                        measured: np.ndarray | None = None) -> np.ndarray:
+def potentiation_matrix(
+    cfg: Config, explicit: Potentiation | None = None, measured: np.ndarray | None = None
+) -> np.ndarray:
     """g[post, pre] over the E units: explicit values first, then `measured` (from a snapshot or
     synapses.h5; NaN where unknown), then the config (structure, else p_potentiated)."""
     names, _, P = _units(cfg)
@@ -139,15 +141,17 @@ def synapses_potentiation(cfg: Config, path: str | Path) -> np.ndarray:
         if pre in e_names and post in e_names:
             g[e_names.index(post), e_names.index(pre)] = float(values[-1])
     if np.isnan(g).all():
-        raise WmnetError(f"{path}: holds no potentiated fraction of a pair of E groups "
-                         f"(record.synapses.groups with groups among {', '.join(e_names)})")
+        raise WmnetError(
+            f"{path}: holds no potentiated fraction of a pair of E groups "
+            f"(record.synapses.groups with groups among {', '.join(e_names)})"
+        )
     # Fill unrecorded pairs from the recorded ones of the same kind.
     kind = np.empty((m, m), dtype=object)
     for u in range(m):
         for v in range(m):
             kind[u, v] = ("w" if u == v else "b") if u < P and v < P else ("f" if u < P else "t" if v < P else "n")
     for k in "wbftn":
-        sel = (kind == k)
+        sel = kind == k
         known = g[sel & np.isfinite(g)]
         if known.size:
             g[sel & np.isnan(g)] = known.mean()
@@ -172,8 +176,10 @@ def _external(cfg: Config, names: list[str]) -> tuple[np.ndarray, np.ndarray, np
             c = np.ones(M)
             if isinstance(stim, Selective):
                 if stim.group not in names:
-                    raise WmnetError(f"{where}.group: {stim.group!r} is not a prototype group; the mean-field "
-                                     "model splits E only into prototype groups and nonselective")
+                    raise WmnetError(
+                        f"{where}.group: {stim.group!r} is not a prototype group; the mean-field "
+                        "model splits E only into prototype groups and nonselective"
+                    )
                 if stim.contrast_I != 1 and cfg.groups.prototypes is not None and cfg.groups.prototypes.fraction_I:
                     raise WmnetError(f"{where}.contrast_I: the mean-field model keeps I as one population")
                 if stim.noise:
@@ -183,7 +189,7 @@ def _external(cfg: Config, names: list[str]) -> tuple[np.ndarray, np.ndarray, np
             s_pop = np.where(is_e, bg.E.std, bg.I.std)
             mean[:] += c * m_pop
             # Constant over a grain of G steps: the integral over T ≫ grain has variance std²·grain·T.
-            d = s_pop ** 2 * bg.grain
+            d = s_pop**2 * bg.grain
             D[:] += d
             Dtau[:] += d * cfg.dt * (grain_steps - 1) / 2  # a boxcar of G steps, less the grid's own step
         elif isinstance(stim, Sinusoid):
@@ -195,10 +201,13 @@ def _external(cfg: Config, names: list[str]) -> tuple[np.ndarray, np.ndarray, np
                 f"{2 * np.pi * stim.F_min:.0f}–{2 * np.pi * stim.F_max:.0f} ms) varies on the membrane's time scale "
                 f"and drives neurons far above threshold (τ_m·2A up to {peak:g} mV against θ = "
                 f"{cfg.populations.E.theta:g} mV): no stationary mean-field state; use a background or constant "
-                "stimulus")
+                "stimulus"
+            )
         else:
-            raise WmnetError(f"{where}: a {getattr(stim, 'kind', type(stim).__name__)} stimulus has no stationary "
-                             "mean and variance; the mean-field model takes background, constant or selective input")
+            raise WmnetError(
+                f"{where}: a {getattr(stim, 'kind', type(stim).__name__)} stimulus has no stationary "
+                "mean and variance; the mean-field model takes background, constant or selective input"
+            )
 
     add(cfg.stimulus, "stimulus")
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -206,8 +215,7 @@ def _external(cfg: Config, names: list[str]) -> tuple[np.ndarray, np.ndarray, np
     return mean, D, tau
 
 
-def build_model(cfg: Config, potentiation: Potentiation | None = None, measured: np.ndarray | None = None
-                ) -> Model:
+def build_model(cfg: Config, potentiation: Potentiation | None = None, measured: np.ndarray | None = None) -> Model:
     """The mean-field Model of `cfg`: units P1…PP, nonselective, I (or E, I without prototypes)."""
     names, sizes, _ = _units(cfg)
     # A depression option added to the config later (e.g. a per-spike release) is not in this
@@ -229,8 +237,12 @@ def build_model(cfg: Config, potentiation: Potentiation | None = None, measured:
     K_slow, K_fast = np.zeros((M, M)), np.zeros((M, M))
     Q_slow, Q_fast = np.zeros((M, M)), np.zeros((M, M))  # probability that a given pre neuron is an input
     J_slow, J_fast, J2_slow, J2_fast = (np.zeros((M, M)) for _ in range(4))
-    projections = {(True, True): ee, (True, False): cfg.projections.EI, (False, True): cfg.projections.IE,
-                   (False, False): cfg.projections.II}
+    projections = {
+        (True, True): ee,
+        (True, False): cfg.projections.EI,
+        (False, True): cfg.projections.IE,
+        (False, False): cfg.projections.II,
+    }
     n_pop = {True: popE.size, False: popI.size}
     for u in range(M):
         for v in range(M):
@@ -246,18 +258,33 @@ def build_model(cfg: Config, potentiation: Potentiation | None = None, measured:
                 Q_slow[u, v], Q_fast[u, v] = proj.p * r, proj.p * (1 - r) * (1 - proj.p * r)  # fast only where no slow
             K_slow[u, v], K_fast[u, v] = Q_slow[u, v] * n_pre, Q_fast[u, v] * n_pre
             if is_e[u] and is_e[v]:
-                j, j2 = g[u, v] * ee.J_p + (1 - g[u, v]) * ee.J_d, g[u, v] * ee.J_p ** 2 + (1 - g[u, v]) * ee.J_d ** 2
+                j, j2 = g[u, v] * ee.J_p + (1 - g[u, v]) * ee.J_d, g[u, v] * ee.J_p**2 + (1 - g[u, v]) * ee.J_d**2
             else:
-                j, j2 = proj.efficacy, proj.efficacy ** 2
-            J_slow[u, v], J2_slow[u, v] = j * proj.slow_scale, j2 * proj.slow_scale ** 2
-            J_fast[u, v], J2_fast[u, v] = j * proj.fast_scale, j2 * proj.fast_scale ** 2
+                j, j2 = proj.efficacy, proj.efficacy**2
+            J_slow[u, v], J2_slow[u, v] = j * proj.slow_scale, j2 * proj.slow_scale**2
+            J_fast[u, v], J2_fast[u, v] = j * proj.fast_scale, j2 * proj.fast_scale**2
     ext_mean, ext_D, ext_tau = _external(cfg, names)
     releases = {n: Release(n, cfg.stp.U, cfg.stp.tau_rec, cfg.dt) for n in {steps_e, steps_i}}
     return Model(
-        names=names, size=size, is_e=is_e,
-        tau_m=np.array([p.tau_m for p in pop]), theta=np.array([p.theta for p in pop]),
-        v_reset=np.array([p.v_reset for p in pop]), t_ref=steps * cfg.dt, tau_s=np.array([p.tau_s for p in pop]),
-        K_slow=K_slow, K_fast=K_fast, J_slow=J_slow, J_fast=J_fast, J2_slow=J2_slow, J2_fast=J2_fast,
-        private_slow=1 - Q_slow, private_fast=1 - Q_fast,
-        ext_mean=ext_mean, ext_D=ext_D, ext_tau=ext_tau, release=[releases[int(s)] for s in steps], dt=cfg.dt,
+        names=names,
+        size=size,
+        is_e=is_e,
+        tau_m=np.array([p.tau_m for p in pop]),
+        theta=np.array([p.theta for p in pop]),
+        v_reset=np.array([p.v_reset for p in pop]),
+        t_ref=steps * cfg.dt,
+        tau_s=np.array([p.tau_s for p in pop]),
+        K_slow=K_slow,
+        K_fast=K_fast,
+        J_slow=J_slow,
+        J_fast=J_fast,
+        J2_slow=J2_slow,
+        J2_fast=J2_fast,
+        private_slow=1 - Q_slow,
+        private_fast=1 - Q_fast,
+        ext_mean=ext_mean,
+        ext_D=ext_D,
+        ext_tau=ext_tau,
+        release=[releases[int(s)] for s in steps],
+        dt=cfg.dt,
     )

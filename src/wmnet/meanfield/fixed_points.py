@@ -31,9 +31,16 @@ class FixedPoint:
     nu: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)  # per unit (1/ms)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "rates_hz": self.rates_hz, "x": self.x, "mu": self.mu, "sigma": self.sigma,
-                "stable": self.stable, "max_eigenvalue_per_ms": self.max_eigenvalue,
-                "multiplicity": self.multiplicity}
+        return {
+            "kind": self.kind,
+            "rates_hz": self.rates_hz,
+            "x": self.x,
+            "mu": self.mu,
+            "sigma": self.sigma,
+            "stable": self.stable,
+            "max_eigenvalue_per_ms": self.max_eigenvalue,
+            "multiplicity": self.multiplicity,
+        }
 
 
 def _groups(model: Model) -> list[int]:
@@ -47,8 +54,7 @@ def _kind(model: Model, nu: np.ndarray) -> str:
     if not groups:
         return "spontaneous"
     ref = min(nu[u] for u in e_units) * 1000
-    active = [model.names[u] for u in groups
-              if nu[u] * 1000 > max(ACTIVE_FACTOR * ref, ref + ACTIVE_MARGIN_HZ)]
+    active = [model.names[u] for u in groups if nu[u] * 1000 > max(ACTIVE_FACTOR * ref, ref + ACTIVE_MARGIN_HZ)]
     if not active:
         return "spontaneous"
     return f"selective:{active[0]}" if len(active) == 1 else "multi:" + "+".join(active)
@@ -69,11 +75,17 @@ def _fixed_point(model: Model, nu: np.ndarray, multiplicity: int) -> FixedPoint:
     if "E" not in rates:
         rates["E"] = float((nu[e] * model.size[e]).sum() / model.size[e].sum() * 1000)
     lam = _stability(model, nu)
-    return FixedPoint(kind=_kind(model, nu), rates_hz=rates,
-                      x={n: float(inp["x"][u]) for u, n in enumerate(names)},
-                      mu={n: float(inp["mu"][u]) for u, n in enumerate(names)},
-                      sigma={n: float(inp["sigma"][u]) for u, n in enumerate(names)},
-                      stable=lam < 0, max_eigenvalue=lam, multiplicity=multiplicity, nu=nu)
+    return FixedPoint(
+        kind=_kind(model, nu),
+        rates_hz=rates,
+        x={n: float(inp["x"][u]) for u, n in enumerate(names)},
+        mu={n: float(inp["mu"][u]) for u, n in enumerate(names)},
+        sigma={n: float(inp["sigma"][u]) for u, n in enumerate(names)},
+        stable=lam < 0,
+        max_eigenvalue=lam,
+        multiplicity=multiplicity,
+        nu=nu,
+    )
 
 
 def _polish(model: Model, nu0: np.ndarray, expand: np.ndarray | None = None) -> np.ndarray | None:
@@ -104,20 +116,27 @@ def _symmetric(model: Model) -> bool:
     if len(g) < 2:
         return True
     others = [u for u in range(len(model.names)) if u not in g]
-    for m in (model.K_slow * model.J_slow, model.K_fast * model.J_fast, model.K_slow * model.J2_slow,
-              model.K_fast * model.J2_fast):
+    for m in (
+        model.K_slow * model.J_slow,
+        model.K_fast * model.J_fast,
+        model.K_slow * model.J2_slow,
+        model.K_fast * model.J2_fast,
+    ):
         blk = m[np.ix_(g, g)]
         diag, off = np.diag(blk), blk[~np.eye(len(g), dtype=bool)]
         if np.ptp(diag) > 1e-12 * max(1, abs(diag).max()) or np.ptp(off) > 1e-12 * max(1, abs(off).max()):
             return False
         for o in others:
-            if np.ptp(m[o, g]) > 1e-12 * max(1, abs(m[o, g]).max()) or np.ptp(m[g, o]) > 1e-12 * max(1, abs(m[g, o]).max()):
+            if np.ptp(m[o, g]) > 1e-12 * max(1, abs(m[o, g]).max()) or np.ptp(m[g, o]) > 1e-12 * max(
+                1, abs(m[g, o]).max()
+            ):
                 return False
     return bool(np.ptp(model.ext_mean[g]) < 1e-12 and np.ptp(model.ext_D[g]) < 1e-12)
 
 
-def _sweep(model: Model, active: list[int], grid_hz: np.ndarray, warm: dict[str, np.ndarray] | None = None
-           ) -> list[np.ndarray]:
+def _sweep(
+    model: Model, active: list[int], grid_hz: np.ndarray, warm: dict[str, np.ndarray] | None = None
+) -> list[np.ndarray]:
     """All fixed points with the units `active` at one common rate and every other set of
     interchangeable units at its own: the rest is solved for each grid rate of the active set
     (vectorised Newton), and sign changes of Φ_active − ν_active bracket the fixed points."""
@@ -187,8 +206,9 @@ def _sweep(model: Model, active: list[int], grid_hz: np.ndarray, warm: dict[str,
 DEFAULT_GRID_HZ = np.concatenate([[0.0], np.geomspace(0.05, 470.0, 50)])
 
 
-def solve(model: Model, max_active: int = 2, grid_hz: np.ndarray | None = None,
-          warm: dict[str, np.ndarray] | None = None) -> list[FixedPoint]:
+def solve(
+    model: Model, max_active: int = 2, grid_hz: np.ndarray | None = None, warm: dict[str, np.ndarray] | None = None
+) -> list[FixedPoint]:
     """Every fixed point found with up to `max_active` groups active (all of them: spontaneous,
     each group selective, combinations), deduplicated, spontaneous first. `warm`: a dict that
     carries the solution of the rest of the network from one call to the next (continuation)."""
@@ -208,7 +228,7 @@ def solve(model: Model, max_active: int = 2, grid_hz: np.ndarray | None = None,
         starts = [np.where(model.is_e, 0.002, 0.008)]
         for q in range(1, min(max_active, P) + 1):
             for act in combinations(groups, q):
-                for hz in ((30.0, 80.0, 200.0) if q == 1 else (60.0,)):
+                for hz in (30.0, 80.0, 200.0) if q == 1 else (60.0,):
                     s = starts[0].copy()
                     s[list(act)] = hz / 1000
                     starts.append(s)

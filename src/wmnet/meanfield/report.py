@@ -20,9 +20,12 @@ def table(fps: list[FixedPoint]) -> list[str]:
     lines = [head, "-" * len(head)]
     for fp in fps:
         first = names[0]
-        lines.append(f"{fp.kind:<24} {'yes' if fp.stable else 'no':<6} "
-                     + " ".join(f"{fp.rates_hz[n]:>9.2f} Hz" for n in names) + f" {fp.x[first]:>9.3f}"
-                     + (f"  (×{fp.multiplicity} by symmetry)" if fp.multiplicity > 1 else ""))
+        lines.append(
+            f"{fp.kind:<24} {'yes' if fp.stable else 'no':<6} "
+            + " ".join(f"{fp.rates_hz[n]:>9.2f} Hz" for n in names)
+            + f" {fp.x[first]:>9.3f}"
+            + (f"  (×{fp.multiplicity} by symmetry)" if fp.multiplicity > 1 else "")
+        )
     return lines
 
 
@@ -78,8 +81,16 @@ def plot_scan(sc: Any, dest: Path) -> Path:
         ax.annotate(f"{b:.3g}", (b, ax.get_ylim()[1]), ha="center", va="bottom", fontsize=8)
     if sc.bistable.any():
         for a in (ax, ax_i):
-            a.fill_between(sc.values, 0, 1, where=sc.bistable, transform=a.get_xaxis_transform(),
-                           color="tab:orange", alpha=0.12, label="bistable" if a is ax else None)
+            a.fill_between(
+                sc.values,
+                0,
+                1,
+                where=sc.bistable,
+                transform=a.get_xaxis_transform(),
+                color="tab:orange",
+                alpha=0.12,
+                label="bistable" if a is ax else None,
+            )
     ax.set_yscale("symlog", linthresh=1.0)
     ax.set_ylim(bottom=0)
     ax.set_ylabel("group rate (Hz): selective group, else P1")
@@ -113,9 +124,16 @@ def parse_scan(spec: str) -> tuple[str, np.ndarray]:
     return key.strip(), np.linspace(start, stop, n)
 
 
-def run_command(cfg: Any, scan_spec: str | None, out: str | None, connectivity: str | None,
-                synapses: str | None, g: dict[str, float | None], max_active: int,
-                echo: Any) -> None:
+def run_command(
+    cfg: Any,
+    scan_spec: str | None,
+    out: str | None,
+    connectivity: str | None,
+    synapses: str | None,
+    g: dict[str, float | None],
+    max_active: int,
+    echo: Any,
+) -> None:
     """`wmnet meanfield`: validate everything, compute, then write (nothing is written on error)."""
     from wmnet import meanfield
     from wmnet.errors import WmnetError
@@ -129,20 +147,25 @@ def run_command(cfg: Any, scan_spec: str | None, out: str | None, connectivity: 
         raise WmnetError(f"--out {out}: exists and is not a folder")
     measured = meanfield.measured_potentiation(cfg, connectivity, synapses)
     fps = meanfield.solve_model(meanfield.build(cfg, measured=measured, **g), max_active)
-    payload: dict[str, Any] = {"fixed_points": [fp.to_dict() for fp in fps],
-                               "potentiation": {"explicit": g, "connectivity": connectivity, "synapses": synapses}}
+    payload: dict[str, Any] = {
+        "fixed_points": [fp.to_dict() for fp in fps],
+        "potentiation": {"explicit": g, "connectivity": connectivity, "synapses": synapses},
+    }
     for line in table(fps):
         echo(line)
     sc = None
     if scan_spec is not None:
         key, values = parse_scan(scan_spec)
         meanfield.check_scan_key(cfg, key)
-        sc = meanfield.scan(cfg, key, values, max_active=min(max_active, 1), connectivity=connectivity,
-                            synapses=synapses, **g)
+        sc = meanfield.scan(
+            cfg, key, values, max_active=min(max_active, 1), connectivity=connectivity, synapses=synapses, **g
+        )
         payload["scan"] = sc.to_dict()
-        echo(f"scan {key}: {len(values)} points; bistable (stable spontaneous + stable selective) at "
-             f"{int(sc.bistable.sum())} of them; boundaries: "
-             + (", ".join(f"{b:.4g}" for b in sc.boundaries) or "none in the range"))
+        echo(
+            f"scan {key}: {len(values)} points; bistable (stable spontaneous + stable selective) at "
+            f"{int(sc.bistable.sum())} of them; boundaries: "
+            + (", ".join(f"{b:.4g}" for b in sc.boundaries) or "none in the range")
+        )
     if out_dir is not None:
         try:
             out_dir.mkdir(parents=True, exist_ok=True)

@@ -76,7 +76,7 @@ def _cv_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     xn = np.arange(-40.0, h / 2, h)
     P = np.zeros_like(xn)
     mid = xn[:-1] + h / 2
-    src_n = erfcx(-mid) ** 2 * np.exp(xn[1:] ** 2 - mid ** 2)
+    src_n = erfcx(-mid) ** 2 * np.exp(xn[1:] ** 2 - mid**2)
     dec_n = np.exp(xn[1:] ** 2 - xn[:-1] ** 2)
     for i in range(xn.size - 1):  # P(x+h) = P(x)·e^{(x+h)²−x²} + the source over the step
         P[i + 1] = P[i] * dec_n[i] + h * src_n[i]
@@ -90,8 +90,9 @@ def _cv_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     return xn, P, xp, G
 
 
-def lif_rate_cv(mu: np.ndarray, sigma: np.ndarray, tau_m: np.ndarray, theta: np.ndarray, v_reset: np.ndarray,
-                t_ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def lif_rate_cv(
+    mu: np.ndarray, sigma: np.ndarray, tau_m: np.ndarray, theta: np.ndarray, v_reset: np.ndarray, t_ref: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Rate (1/ms) and the interspike intervals' coefficient of variation of the LIF neuron of
     `siegert` (Brunel 2000: CV² = 2π(ντ_m)² ∫_{y_r}^{y_θ} e^{x²} dx ∫_{−∞}^x e^{y²}(1 + erf y)² dy)."""
     sigma = np.maximum(sigma, 1e-6)
@@ -120,12 +121,13 @@ def lif_rate_cv(mu: np.ndarray, sigma: np.ndarray, tau_m: np.ndarray, theta: np.
         nu = eb / (t_ref * eb + tau_m * np.sqrt(np.pi) * (neg * eb + pos))
         nu = np.where(np.isfinite(nu), nu, 0.0)
         denom = t_ref * eb / tau_m + np.sqrt(np.pi) * (neg * eb + pos)
-        cv2 = 2 * np.pi * ((nu * tau_m) ** 2 * neg_cv + np.where(pos_cv > 0, pos_cv / denom ** 2, 0.0))
+        cv2 = 2 * np.pi * ((nu * tau_m) ** 2 * neg_cv + np.where(pos_cv > 0, pos_cv / denom**2, 0.0))
     return nu, np.sqrt(np.maximum(cv2, 0.0))
 
 
-def siegert(mu: np.ndarray, sigma: np.ndarray, tau_m: np.ndarray, theta: np.ndarray, v_reset: np.ndarray,
-            t_ref: np.ndarray) -> np.ndarray:
+def siegert(
+    mu: np.ndarray, sigma: np.ndarray, tau_m: np.ndarray, theta: np.ndarray, v_reset: np.ndarray, t_ref: np.ndarray
+) -> np.ndarray:
     """Rate (1/ms) of a LIF neuron τ_m dV/dt = −V + μ + σ√τ_m ξ with threshold θ (mV), reset
     v_reset (mV), refractory time t_ref (ms); μ, σ in mV. 1/ν = t_ref + τ_m√π ∫ erfcx(−u) du."""
     sigma = np.maximum(sigma, 1e-6)
@@ -164,11 +166,11 @@ class Release:
         b = self.dt / self.tau_rec
         c = 1.0 - self.U - b
         k = np.arange(self.n)
-        ck = c ** k
+        ck = c**k
         A1 = float(ck.sum())
         B1 = float((b * (1 - ck) / (1 - c)).sum())
-        A2 = float(c ** self.n)
-        B2 = float(b * (1 - c ** self.n) / (1 - c))
+        A2 = float(c**self.n)
+        B2 = float(b * (1 - c**self.n) / (1 - c))
         return A1, B1, A2, B2
 
     @cached_property
@@ -180,20 +182,30 @@ class Release:
         w = c ** np.arange(self.n)
         return float(self.dt * max(w.sum() ** 2 / (2 * (w * w).sum()) - 0.5, 0.0))
 
-    def steady_state(self, nu: np.ndarray, cv: np.ndarray | float = 1.0
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def steady_state(
+        self, nu: np.ndarray, cv: np.ndarray | float = 1.0
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """For pulse onsets at rate ν (1/ms) as a renewal process whose interspike intervals have
         coefficient of variation `cv` (the time off between pulses, 1/ν − n·dt on average, is
         Gamma-distributed; cv = 1: exponential, Poisson apart from the pulse): (X, S, R, R2, xbar)
         with X = E[x0] and S = E[x0²] at pulse onset, R = E[release per pulse], R2 = E[release²],
         xbar = the time-mean x."""
-        return _steady_state(np.asarray(nu, float), np.asarray(cv, float), *self.coefficients, self.n,
-                             self.dt / self.tau_rec, self.dt)
+        return _steady_state(
+            np.asarray(nu, float), np.asarray(cv, float), *self.coefficients, self.n, self.dt / self.tau_rec, self.dt
+        )
 
 
-def _steady_state(nu: np.ndarray, cv: np.ndarray, A1: np.ndarray | float, B1: np.ndarray | float,
-                  A2: np.ndarray | float, B2: np.ndarray | float, n: np.ndarray | int, b: float, dt: float
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _steady_state(
+    nu: np.ndarray,
+    cv: np.ndarray,
+    A1: np.ndarray | float,
+    B1: np.ndarray | float,
+    A2: np.ndarray | float,
+    B2: np.ndarray | float,
+    n: np.ndarray | int,
+    b: float,
+    dt: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Release.steady_state, broadcast over units (coefficients per unit on the last axis)."""
     kappa = -np.log1p(-b) / dt  # recovery per ms: 1 − x shrinks by (1 − b) per step
     nu = np.clip(nu, 0.0, None)
@@ -257,8 +269,9 @@ class Model:
     def _tau_profile(self) -> np.ndarray:
         return np.array([r.profile_tau for r in self.release])
 
-    def inputs(self, nu: np.ndarray, poisson: bool = False, rows: np.ndarray | None = None,
-               block: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def inputs(
+        self, nu: np.ndarray, poisson: bool = False, rows: np.ndarray | None = None, block: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
         """μ, σ (mV), the Fourcaud–Brunel shift (mV) and the ISI CV of the post units `rows` (all
         by default), and x of every unit, for rates ν (1/ms), shape (..., M). Depression depends on
         how regular the presynaptic neurons fire: their CV comes from each unit's own μ and σ
@@ -271,8 +284,14 @@ class Model:
         cv = np.ones_like(nu)
         if not poisson:
             first = self._inputs(nu, cv, rows)
-            _, cv_rows = lif_rate_cv(first["mu"], first["sigma"], self.tau_m[rows], self.theta[rows] + first["shift"],
-                                     self.v_reset[rows] + first["shift"], self.t_ref[rows])
+            _, cv_rows = lif_rate_cv(
+                first["mu"],
+                first["sigma"],
+                self.tau_m[rows],
+                self.theta[rows] + first["shift"],
+                self.v_reset[rows] + first["shift"],
+                self.t_ref[rows],
+            )
             cv = cv_rows[..., block]
         out = self._inputs(nu, cv, rows)
         out["cv"] = cv[..., rows]
@@ -296,8 +315,12 @@ class Model:
         mu = tau_m * mean_I
         sigma = np.sqrt(np.maximum(tau_m * D, 0.0))
         # Filter times weighted by each source's share of the noise (docs/meanfield.md).
-        Dtau = (D_slow * self.tau_s[rows] + drive2 @ (fast * self._tau_profile).T + self.ext_D[rows] * self.ext_tau[rows]
-                + D * GRID_TAU_FACTOR * dt)
+        Dtau = (
+            D_slow * self.tau_s[rows]
+            + drive2 @ (fast * self._tau_profile).T
+            + self.ext_D[rows] * self.ext_tau[rows]
+            + D * GRID_TAU_FACTOR * dt
+        )
         shift = FB_C * np.sqrt(np.maximum(Dtau, 0.0))  # = C·σ·√(τ_eff/τ_m), τ_eff = Dtau/D
         return {"mu": mu, "sigma": sigma, "shift": shift, "x": xbar}
 
@@ -305,8 +328,14 @@ class Model:
         """Output rates (1/ms) of the units `rows` (all by default) for input rates ν (1/ms), shape (..., M)."""
         inp = self.inputs(nu, rows=rows, block=block)
         r = slice(None) if rows is None else np.asarray(rows)
-        return siegert(inp["mu"], inp["sigma"], self.tau_m[r], self.theta[r] + inp["shift"],
-                       self.v_reset[r] + inp["shift"], self.t_ref[r])
+        return siegert(
+            inp["mu"],
+            inp["sigma"],
+            self.tau_m[r],
+            self.theta[r] + inp["shift"],
+            self.v_reset[r] + inp["shift"],
+            self.t_ref[r],
+        )
 
     def jacobian(self, nu: np.ndarray, rel: float = 1e-5) -> np.ndarray:
         """∂Φ_u/∂ν_v (central differences, all columns in one vectorised call)."""

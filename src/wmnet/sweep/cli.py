@@ -29,25 +29,51 @@ def sweep_group() -> None:
 @sweep_group.command("run")
 @click.argument("sweep_file", type=click.Path(dir_okay=False))
 @click.option("--out", required=True, help="Sweep folder (created; rerun to continue it).")
-@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
-              help="local: a pool of worker processes; ray: one Ray task per point.")
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: a pool of worker processes; ray: one Ray task per point.",
+)
 @click.option("--workers", type=int, help="Points at once (default: the cores, or one per GPU × --per-gpu).")
 @click.option("--address", help="Ray cluster to join (default: start a local Ray instance).")
 @click.option("--per-gpu", type=int, default=1, show_default=True, help="Points packed on one GPU.")
 @click.option("--extend", is_flag=True, help="Accept a sweep file that adds points to the sweep in --out.")
 @click.option("--plots", is_flag=True, help="Draw every point's figures (as `wmnet run` does).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def run_cmd(sweep_file: str, out: str, executor: str, workers: int | None, address: str | None, per_gpu: int,
-            extend: bool, plots: bool, quiet: bool) -> None:
+def run_cmd(
+    sweep_file: str,
+    out: str,
+    executor: str,
+    workers: int | None,
+    address: str | None,
+    per_gpu: int,
+    extend: bool,
+    plots: bool,
+    quiet: bool,
+) -> None:
     """Run (or continue) the sweep SWEEP_FILE in --out."""
     from wmnet.sweep.runner import run_sweep
 
     try:
-        df = run_sweep(sweep_file, out, executor=executor, workers=workers, address=address, per_gpu=per_gpu,
-                       extend=extend, progress=not quiet, plots=plots)
+        df = run_sweep(
+            sweep_file,
+            out,
+            executor=executor,
+            workers=workers,
+            address=address,
+            per_gpu=per_gpu,
+            extend=extend,
+            progress=not quiet,
+            plots=plots,
+        )
     except KeyboardInterrupt:
-        click.echo(f"interrupted: rerun the same command to continue (done points are kept, the points in "
-                   f"flight resume from their checkpoints); see `wmnet sweep status {out}`", err=True)
+        click.echo(
+            f"interrupted: rerun the same command to continue (done points are kept, the points in "
+            f"flight resume from their checkpoints); see `wmnet sweep status {out}`",
+            err=True,
+        )
         sys.exit(130)
     _print_counts(df)
     click.echo(f"results: {out}/results.parquet")
@@ -57,9 +83,12 @@ def run_cmd(sweep_file: str, out: str, executor: str, workers: int | None, addre
 
 def _print_counts(df: Any, failures: int = 5) -> None:
     counts = df["status"].value_counts()
-    click.echo(f"{len(df)} points: " + ", ".join(f"{int(counts[s])} {s}" for s in
-                                                 ("complete", "failed", "interrupted", "running", "pending")
-                                                 if s in counts))
+    click.echo(
+        f"{len(df)} points: "
+        + ", ".join(
+            f"{int(counts[s])} {s}" for s in ("complete", "failed", "interrupted", "running", "pending") if s in counts
+        )
+    )
     failed = df[df["status"] == "failed"]
     for _, r in failed.head(failures).iterrows():
         click.echo(f"failed {r['point']}: {r['error']}")
@@ -89,4 +118,3 @@ def plot_cmd(sweep_dir: str, x: str, y: str | None, metric: str, dest: str | Non
     from wmnet.sweep.plot import plot_sweep
 
     click.echo(f"figure: {plot_sweep(sweep_dir, x, metric, y, dest)}")
-

@@ -60,8 +60,9 @@ def plot_sweep(out: str | Path, x: str, metric: str, y: str | None = None, dest:
             stats = sub.groupby(x)[metric].agg(["mean", "std", "count"]).sort_index()
             err = stats["std"].fillna(0.0).to_numpy()  # one seed: no spread to draw
             lab = ", ".join(f"{k}={v}" for k, v in zip(others, label if isinstance(label, tuple) else (label,)))
-            ax.errorbar(stats.index.to_numpy(), stats["mean"].to_numpy(), yerr=err, marker="o", capsize=3,
-                        label=lab or None)
+            ax.errorbar(
+                stats.index.to_numpy(), stats["mean"].to_numpy(), yerr=err, marker="o", capsize=3, label=lab or None
+            )
         if others:
             ax.legend(fontsize=7)
         ax.set_xlabel(x)

@@ -96,8 +96,10 @@ def _fresh(task: dict[str, Any], folder: Path) -> None:
 
     cfg = load_config(task["base"], task["overrides"])
     if cfg.to_yaml() != task["config_yaml"]:
-        raise WmnetError("the point's config differs from the one validated when the sweep started "
-                         "(was the base config file edited?)")
+        raise WmnetError(
+            "the point's config differs from the one validated when the sweep started "
+            "(was the base config file edited?)"
+        )
     device = resolve_device(cfg.device)
     check_fits(cfg, device, planned_engine(cfg, device)[0])  # as `wmnet run`: refuse before allocating
     net = Network.build(cfg, device=device)
@@ -141,8 +143,15 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
     """
     t0 = time.perf_counter()
     limit_threads(int(task["threads"]))
-    out: dict[str, Any] = {"name": task["name"], "status": "failed", "error": None, "mode": None,
-                           "import_s": 0.0, "pid": os.getpid(), "t_start": time.time()}
+    out: dict[str, Any] = {
+        "name": task["name"],
+        "status": "failed",
+        "error": None,
+        "mode": None,
+        "import_s": 0.0,
+        "pid": os.getpid(),
+        "t_start": time.time(),
+    }
     try:
         import torch  # the heavy imports, timed: paid by a worker's first point only
 
@@ -189,5 +198,8 @@ def numba_compilations() -> int:
     sparse = sys.modules.get("wmnet.engines.sparse")
     if sparse is None:
         return 0
-    return sum(sum(f.stats.cache_misses.values()) for f in vars(sparse).values()
-               if hasattr(f, "stats") and hasattr(f.stats, "cache_misses"))
+    return sum(
+        sum(f.stats.cache_misses.values())
+        for f in vars(sparse).values()
+        if hasattr(f, "stats") and hasattr(f.stats, "cache_misses")
+    )

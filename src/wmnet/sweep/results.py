@@ -113,8 +113,21 @@ def _column(values: pd.Series) -> pd.Series:
 def table(rows: list[dict[str, Any]], swept: list[str]) -> pd.DataFrame:
     """The DataFrame of rows, columns in a fixed order (point, swept keys, seed, status, ...)."""
     df = pd.DataFrame(rows)
-    first = ["point", *swept, "seed", "status", "error", "wall_s", "import_s", "numba_compiled", "worker_pid",
-             "wall_build_s", "wall_simulate_s", "wall_s_per_sim_s", "simulated_ms"]
+    first = [
+        "point",
+        *swept,
+        "seed",
+        "status",
+        "error",
+        "wall_s",
+        "import_s",
+        "numba_compiled",
+        "worker_pid",
+        "wall_build_s",
+        "wall_simulate_s",
+        "wall_s_per_sim_s",
+        "simulated_ms",
+    ]
     for c in first:
         if c not in df:
             df[c] = None

@@ -104,10 +104,14 @@ def _assign_names(points: list[Point], hashes: list[str], out: Path, extend: boo
     removed = [p for k, p in by_key.items() if k not in new_keys]
     added = [p for p in points if p.key not in by_key]
     if changed or removed or (added and not extend):
-        what = ", ".join(f"{n} {w}" for n, w in ((len(added), "added"), (len(changed), "changed"),
-                                                  (len(removed), "removed")) if n)
-        hint = ("--extend only adds points; the others must stay as they were" if extend else
-                "rerun with the same sweep file to continue it, --extend to add points, or choose a new --out")
+        what = ", ".join(
+            f"{n} {w}" for n, w in ((len(added), "added"), (len(changed), "changed"), (len(removed), "removed")) if n
+        )
+        hint = (
+            "--extend only adds points; the others must stay as they were"
+            if extend
+            else "rerun with the same sweep file to continue it, --extend to add points, or choose a new --out"
+        )
         first = changed[0].name if changed else removed[0]["name"] if removed else added[0].name
         raise WmnetError(f"--out {out}: holds a different sweep ({what} points, e.g. {first}): {hint}")
     named = []
@@ -152,8 +156,14 @@ class Sweep:
             prior = json.loads((out / STATE).read_text()) if (out / STATE).is_file() else {}
         except (OSError, ValueError):
             prior = {}
-        return cls(spec, out, named, {p.name: by_key[p.key] for p in named}, spec.source,
-                   prior if isinstance(prior, dict) else {})
+        return cls(
+            spec,
+            out,
+            named,
+            {p.name: by_key[p.key] for p in named},
+            spec.source,
+            prior if isinstance(prior, dict) else {},
+        )
 
     def write_manifest(self) -> None:
         try:
@@ -162,12 +172,26 @@ class Sweep:
             raise WmnetError(f"--out {self.out}: cannot create the sweep folder ({e.strerror or e})") from None
         canon = self.spec.canonical()
         _write_yaml(self.out / "sweep.yaml", canon)
-        write_json(self.out / MANIFEST, {
-            "wmnet_sweep": 1, "sweep_file": self.source, "sweep_sha256": _sha(canon),
-            "swept_keys": self.spec.swept_keys,
-            "points": [{"name": p.name, "index": p.index, "params": p.params, "seed": p.seed,
+        write_json(
+            self.out / MANIFEST,
+            {
+                "wmnet_sweep": 1,
+                "sweep_file": self.source,
+                "sweep_sha256": _sha(canon),
+                "swept_keys": self.spec.swept_keys,
+                "points": [
+                    {
+                        "name": p.name,
+                        "index": p.index,
+                        "params": p.params,
+                        "seed": p.seed,
                         "seed_value": self.configs[p.name].seed,
-                        "config_sha256": config_hash(self.configs[p.name])} for p in self.points]})
+                        "config_sha256": config_hash(self.configs[p.name]),
+                    }
+                    for p in self.points
+                ],
+            },
+        )
 
     def entries(self) -> list[dict[str, Any]]:
         return [{"name": p.name, "params": p.params, "seed_value": self.configs[p.name].seed} for p in self.points]
@@ -188,10 +212,16 @@ class Sweep:
 
     def task(self, p: Point, threads: int, plots: bool) -> dict[str, Any]:
         cfg = self.configs[p.name]
-        return {"name": p.name, "folder": str((_points_dir(self.out) / p.name).absolute()),
-                "base": None if self.spec.base is None else str(self.spec.base),
-                "overrides": p.overrides(self.spec.fixed), "config_yaml": cfg.to_yaml(), "threads": threads,
-                "protocol": cfg.protocol is not None, "plots": plots}
+        return {
+            "name": p.name,
+            "folder": str((_points_dir(self.out) / p.name).absolute()),
+            "base": None if self.spec.base is None else str(self.spec.base),
+            "overrides": p.overrides(self.spec.fixed),
+            "config_yaml": cfg.to_yaml(),
+            "threads": threads,
+            "protocol": cfg.protocol is not None,
+            "plots": plots,
+        }
 
 
 class Tracker:
@@ -214,8 +244,9 @@ class Tracker:
         self.write()
 
     def _row(self, name: str) -> dict[str, Any]:
-        return point_row(self.entries[name], _points_dir(self.sweep.out) / name, self.state.get(name, {}),
-                         name in self.running)
+        return point_row(
+            self.entries[name], _points_dir(self.sweep.out) / name, self.state.get(name, {}), name in self.running
+        )
 
     def write(self) -> None:
         write_json(self.sweep.out / STATE, self.state)
@@ -233,8 +264,10 @@ class Tracker:
     def finished(self, res: dict[str, Any]) -> None:
         name = res["name"]
         self.running.discard(name)
-        self.state[name] = {k: res.get(k) for k in ("status", "error", "mode", "wall_s", "import_s", "compiled", "pid",
-                                                   "t_start", "t_end")}
+        self.state[name] = {
+            k: res.get(k)
+            for k in ("status", "error", "mode", "wall_s", "import_s", "compiled", "pid", "t_start", "t_end")
+        }
         self.rows[name] = self._row(name)
         if self.rows[name]["status"] == "complete":
             self.n_done += 1
@@ -259,8 +292,9 @@ def _stop_idle_workers(pool: ProcessPoolExecutor) -> None:
             proc.terminate()
 
 
-def _run_local(tasks: list[dict[str, Any]], pl: Plan, tracker: Tracker,
-               warm: Callable[[], object] | None = None) -> None:
+def _run_local(
+    tasks: list[dict[str, Any]], pl: Plan, tracker: Tracker, warm: Callable[[], object] | None = None
+) -> None:
     """A pool of spawned workers; at most `workers` points in flight, so `running` is exact.
 
     A worker that dies (kill -9, the OOM killer) breaks the pool: every point in flight then is
@@ -273,8 +307,9 @@ def _run_local(tasks: list[dict[str, Any]], pl: Plan, tracker: Tracker,
     while pending:
         if barren >= CRASHES_ALLOWED + 2:
             for t in pending:  # e.g. a worker cannot even import wmnet: no point can run
-                tracker.finished({"name": t["name"], "status": "failed",
-                                  "error": "the worker processes die before running a point"})
+                tracker.finished(
+                    {"name": t["name"], "status": "failed", "error": "the worker processes die before running a point"}
+                )
             return
         finished_before = tracker.n_done + tracker.n_failed
         slots = None
@@ -284,8 +319,9 @@ def _run_local(tasks: list[dict[str, Any]], pl: Plan, tracker: Tracker,
                 slots.put(g)
         in_flight: dict[Future[dict[str, Any]], dict[str, Any]] = {}
         broken = False
-        with ProcessPoolExecutor(pl.workers, mp_context=ctx, initializer=init_worker,
-                                 initargs=(pl.threads, slots)) as pool:
+        with ProcessPoolExecutor(
+            pl.workers, mp_context=ctx, initializer=init_worker, initargs=(pl.threads, slots)
+        ) as pool:
             if warm is not None:
                 # The workers import torch while this process compiles (or loads) the engine;
                 # they get their first point once the cache is warm.
@@ -329,8 +365,13 @@ def _run_local(tasks: list[dict[str, Any]], pl: Plan, tracker: Tracker,
                     continue
                 crashes[name] = crashes.get(name, 0) + 1
                 if crashes[name] > CRASHES_ALLOWED:
-                    tracker.finished({"name": name, "status": "failed",
-                                      "error": "its worker process died twice (killed, or out of memory)"})
+                    tracker.finished(
+                        {
+                            "name": name,
+                            "status": "failed",
+                            "error": "its worker process died twice (killed, or out of memory)",
+                        }
+                    )
                 else:
                     pending.appendleft(t)
                     tracker.running.discard(name)
@@ -350,8 +391,9 @@ def _run_ray(tasks: list[dict[str, Any]], pl: Plan, tracker: Tracker, address: s
             ray.init(num_cpus=pl.workers * pl.threads, include_dashboard=False, log_to_driver=False)
         started = True
     try:
-        remote = ray.remote(run_point).options(num_cpus=pl.threads, num_gpus=pl.gpu_fraction,
-                                               max_retries=CRASHES_ALLOWED)
+        remote = ray.remote(run_point).options(
+            num_cpus=pl.threads, num_gpus=pl.gpu_fraction, max_retries=CRASHES_ALLOWED
+        )
         pending = deque(tasks)
         in_flight: dict[Any, dict[str, Any]] = {}
         # Submitted at most `workers` at a time, as the local pool: `running` stays exact.
@@ -367,8 +409,11 @@ def _run_ray(tasks: list[dict[str, Any]], pl: Plan, tracker: Tracker, address: s
                 try:
                     res = ray.get(ref)
                 except ray.exceptions.RayError as e:
-                    res = {"name": t["name"], "status": "failed",
-                           "error": one_line(f"Ray: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")}
+                    res = {
+                        "name": t["name"],
+                        "status": "failed",
+                        "error": one_line(f"Ray: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"),
+                    }
                 tracker.finished(res)
     finally:
         if started:
@@ -400,10 +445,19 @@ def warm_up(sweep: Sweep, points: list[Point]) -> float:
     return time.perf_counter() - t0
 
 
-def run_sweep(sweep: str | Path | dict[str, Any], out: str | Path, executor: str = "local",
-              workers: int | None = None, address: str | None = None, per_gpu: int = 1, extend: bool = False,
-              progress: bool = True, plots: bool = False, warm: bool = True,
-              on_ready: Callable[[Sweep, list[Point], Plan], None] | None = None) -> Any:
+def run_sweep(
+    sweep: str | Path | dict[str, Any],
+    out: str | Path,
+    executor: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
+    per_gpu: int = 1,
+    extend: bool = False,
+    progress: bool = True,
+    plots: bool = False,
+    warm: bool = True,
+    on_ready: Callable[[Sweep, list[Point], Plan], None] | None = None,
+) -> Any:
     """Run (or continue) the sweep `sweep` (a file, or its mapping) in folder `out`.
 
     Every point is validated before anything is written. Completed points are skipped,
@@ -413,8 +467,10 @@ def run_sweep(sweep: str | Path | dict[str, Any], out: str | Path, executor: str
     if mp.parent_process() is not None and mp.current_process().name.startswith("SpawnProcess"):
         # A spawned worker re-imports the caller's main module: a script without the guard
         # would start a sweep in every worker.
-        raise WmnetError("wmnet.sweep was called while a sweep worker imported the main script: put the call "
-                         "under `if __name__ == '__main__':`")
+        raise WmnetError(
+            "wmnet.sweep was called while a sweep worker imported the main script: put the call "
+            "under `if __name__ == '__main__':`"
+        )
     if executor not in EXECUTORS:
         raise WmnetError(f"--executor {executor}: expected one of {', '.join(EXECUTORS)}")
     if workers is not None and workers < 1:

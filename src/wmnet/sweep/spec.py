@@ -86,10 +86,16 @@ class SweepSpec:
         """The spec as plain data (base as an absolute path), written to DIR/sweep.yaml."""
         return {
             "base": None if self.base is None else str(self.base),
-            "set": self.fixed, "grid": self.grid, "zip": self.zipped,
-            "random": {"n": self.random_n, "uniform": {k: list(v) for k, v in self.uniform.items()},
-                       "log_uniform": {k: list(v) for k, v in self.log_uniform.items()}},
-            "seed": self.seed, "seeds": self.seeds,
+            "set": self.fixed,
+            "grid": self.grid,
+            "zip": self.zipped,
+            "random": {
+                "n": self.random_n,
+                "uniform": {k: list(v) for k, v in self.uniform.items()},
+                "log_uniform": {k: list(v) for k, v in self.log_uniform.items()},
+            },
+            "seed": self.seed,
+            "seeds": self.seeds,
         }
 
     @property
@@ -162,8 +168,11 @@ def _ranges(value: Any, where: str, positive: bool) -> dict[str, tuple[float, fl
         raise WmnetError(f"{where}: expected a mapping of dotted.key: [low, high]")
     out: dict[str, tuple[float, float]] = {}
     for k, v in value.items():
-        ok = (isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) and not isinstance(x, bool)
-                                                          and math.isfinite(x) for x in v))
+        ok = (
+            isinstance(v, list)
+            and len(v) == 2
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v)
+        )
         if not ok or v[0] > v[1]:
             raise WmnetError(f"{where}.{k}: expected [low, high] with low <= high (finite numbers)")
         if positive and v[0] <= 0:
@@ -196,8 +205,11 @@ def parse_sweep(data: dict[str, Any], source: str = "sweep", root: Path | None =
     spec.zipped = _lists(data.get("zip"), f"{source}: zip")
     lengths = {k: len(v) for k, v in spec.zipped.items()}
     if len(set(lengths.values())) > 1:
-        raise WmnetError(f"{source}: zip: the lists must have one length (got "
-                         + ", ".join(f"{k}: {n}" for k, n in lengths.items()) + ")")
+        raise WmnetError(
+            f"{source}: zip: the lists must have one length (got "
+            + ", ".join(f"{k}: {n}" for k, n in lengths.items())
+            + ")"
+        )
     rnd = data.get("random") or {}
     if not isinstance(rnd, dict) or any(k not in RANDOM_KEYS for k in rnd):
         raise WmnetError(f"{source}: random: expected a mapping with keys {', '.join(RANDOM_KEYS)}")
@@ -215,8 +227,11 @@ def parse_sweep(data: dict[str, Any], source: str = "sweep", root: Path | None =
     spec.seed = seed
     seeds = data.get("seeds")
     if seeds is not None:
-        if (not isinstance(seeds, list) or not seeds
-                or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
+        if (
+            not isinstance(seeds, list)
+            or not seeds
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+        ):
             raise WmnetError(f"{source}: seeds: expected a non-empty list of integers >= 0")
         if len(set(seeds)) != len(seeds):
             raise WmnetError(f"{source}: seeds: a seed is listed twice")

@@ -21,7 +21,7 @@ _EXPORTS = {
     "NeuronState": "wmnet.dynamics",
     "Network": "wmnet.network",
     "Simulation": "wmnet.simulation",
-    "RunResult": "wmnet.simulation",
+    "RunResult": "wmnet.result",
     "sweep": "wmnet.sweep",  # wmnet.sweep(SWEEP, out=DIR) -> DataFrame (docs/sweeps.md)
 }
 __all__ = sorted(_EXPORTS)

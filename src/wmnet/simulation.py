@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from importlib import metadata
 from pathlib import Path
@@ -40,6 +40,7 @@ from wmnet.memory import footprint
 from wmnet.monitors import RateMonitor, SpikeMonitor, StateMonitor, SynapseMonitor
 from wmnet.network import Network
 from wmnet.protocol import Schedule, base_scales
+from wmnet.result import RunResult
 from wmnet.stimuli import Stimulus, make_stimulus
 
 PACKAGES = ("wmnet", "torch", "numpy", "numba", "triton", "h5py", "pydantic")
@@ -190,21 +191,6 @@ class BlockTimer:
             return ""
         left = self.ema * (n_steps - done) * dt / 1000
         return f"{self.ema:.3g} s per simulated s, {tqdm.format_interval(left)} left"
-
-
-@dataclass
-class RunResult:
-    """What a run produced. With an output folder, the files hold the same data."""
-
-    config: Config
-    spikes: SpikeMonitor
-    traces: StateMonitor
-    summary: dict[str, Any]
-    engine: Engine
-    out: Path | None = None
-    info: dict[str, Any] = field(default_factory=dict)
-    rates: RateMonitor | None = None  # result.rates["E"] (Hz per bin), result.rates.t (bin starts, ms)
-    synapse_stats: SynapseMonitor | None = None  # result.synapse_stats["synapses/E->E/mean_L"], .t (ms)
 
 
 class Simulation:

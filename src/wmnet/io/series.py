@@ -14,7 +14,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from wmnet.io.sonata import _append, _appendable, _truncate, open_for_writing, read_live, reopened
+from wmnet.io.hdf5 import append_rows, appendable, open_for_writing, read_live, reopened, truncate_rows
 
 
 class SeriesWriter:
@@ -42,14 +42,14 @@ class SeriesWriter:
             self.file.create_dataset(name, data=values)
         self._ds = {}
         for name, (dtype, units) in series.items():
-            self._ds[name] = _appendable(self.file.require_group(str(Path(name).parent)), Path(name).name, dtype)
+            self._ds[name] = appendable(self.file.require_group(str(Path(name).parent)), Path(name).name, dtype)
             self._ds[name].attrs["units"] = units
         self.file.flush()
 
     def append(self, rows: dict[str, np.ndarray]) -> None:
         """The same number of new rows for every series."""
         for name, ds in self._ds.items():
-            _append(ds, np.asarray(rows[name], dtype=ds.dtype))
+            append_rows(ds, np.asarray(rows[name], dtype=ds.dtype))
         self._set_stop(self.positions())
 
     def positions(self) -> int:
@@ -59,7 +59,7 @@ class SeriesWriter:
     def truncate(self, n: int) -> None:
         """Drop every row after the first n."""
         for ds in self._ds.values():
-            _truncate(ds, n)
+            truncate_rows(ds, n)
         self._set_stop(n)
 
     def _set_stop(self, n: int) -> None:

@@ -9,107 +9,23 @@ Reports:  /report/<population>/data (time × recorded neurons; float64 for a flo
 Files are flushed after every append, so they stay readable if the process dies. A resumed
 run reopens them (`append=True`) and truncates them to a checkpoint's positions (`truncate`).
 
-Reading while a run writes: the writers open their files without HDF5's file locking
-(`locking=False`), so another process can open them, with a plain `h5py.File(path, "r")` too
-(a writer that held HDF5's lock would make that fail with "unable to lock file"; the
-environment variable HDF5_USE_FILE_LOCKING=TRUE or BEST_EFFORT overrides `locking=False` and
-brings that back, for the writer's and for a reader's own process alike). HDF5 gives
-such a reader no isolation from the writer (that would take SWMR, whose files a plain reader
-cannot open after a crash and a resumed run cannot reopen): a read that overlaps a flush can
-fail ("addr overflow") or see one dataset a flush ahead of its sibling. `read_spikes` and
-`read_report` therefore retry failed reads and return the consistent prefix (equal lengths,
-the rows that `mapping/time` covers); other readers should do the same, or retry.
+Reading while a run writes: the writers take no HDF5 file lock, so other processes may open the
+files during the run (io/hdf5.py says what that gives a reader); `read_spikes` and `read_report`
+retry failed reads and return the consistent prefix (equal lengths, the rows that `mapping/time`
+covers); other readers should do the same, or retry.
 """
 
 from __future__ import annotations
 
-import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import h5py
 import numpy as np
 
-from wmnet.errors import WmnetError
+from wmnet.io.hdf5 import append_rows, appendable, open_for_writing, read_live, reopened, truncate_rows
 
 UNITS = {"v": "mV", "i_s": "mV/ms", "i_f": "mV/ms", "x": "1", "a": "1"}
-T = TypeVar("T")
-
-
-def open_for_writing(path: Path, append: bool) -> h5py.File:
-    """A new file ("w") or an existing one ("r+"), without HDF5 file locking: readers in other
-    processes may open it while the run writes (see the module's docstring).
-
-    No chunk cache (rdcc_nbytes=0): an append goes straight to the file. With HDF5's default
-    chunk cache (8 MiB per dataset in HDF5 2.0, 1 MiB in 1.x) each appendable dataset kept up to
-    8 MiB of chunks it had written in memory, so a run's RSS kept growing for minutes of simulated
-    time (towards 8 MiB × its ~20 datasets), and every flush rewrote each partial chunk whole
-    (about 20 times the bytes in a test of 1000 neurons). The writers only append and never
-    read data back, so the cache bought nothing (docs/performance.md, "Memory over long runs")."""
-    if not append:
-        return h5py.File(path, "w", locking=False, rdcc_nbytes=0)
-    try:
-        return h5py.File(path, "r+", locking=False, rdcc_nbytes=0)
-    except FileNotFoundError:
-        raise WmnetError(f"{path}: missing, cannot continue the run's output") from None
-    except OSError as e:  # h5py's error for a truncated or overwritten file
-        raise WmnetError(
-            f"{path}: cannot continue the run's output: not a readable HDF5 file, damaged ({_first_line(e)})"
-        ) from None
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-
-
-@contextmanager
-def reopened(path: Path, file: h5py.File) -> Iterator[None]:
-    """Around the lookups of a reopened file: a missing or wrong dataset is one WmnetError naming
-    the file (and the file is closed), not a KeyError."""
-    try:
-        yield
-    except (KeyError, OSError, ValueError, TypeError) as e:
-        file.close()
-        raise WmnetError(
-            f"{path}: cannot continue the run's output: the file is damaged or was not written by "
-            f"wmnet ({_first_line(e)})"
-        ) from None
-
-
-def read_live(
-    path: Path, read: Callable[[h5py.File], T], ok: Callable[[T], bool] = lambda _: True, tries: int = 8
-) -> T:
-    """read(file) of a file that a run may be writing: opened without taking HDF5's lock (so a
-    writer holding it does not block this), retried while the read raises or its result is not
-    `ok` (a read that overlapped the writer's flush). A missing file, or one
-    that still fails after `tries` attempts (about 1.3 s of waits), raises; a result still not
-    `ok` is returned."""
-    for attempt in range(tries):
-        last = attempt == tries - 1
-        try:
-            with h5py.File(path, "r", locking=False) as f:
-                out = read(f)
-        except FileNotFoundError:
-            raise
-        except Exception:  # h5py raises OSError, KeyError, RuntimeError... for a half-written object
-            if last:
-                e = sys.exc_info()[1]
-                assert e is not None
-                if isinstance(e, WmnetError):
-                    raise
-                raise WmnetError(
-                    f"{path}: cannot read it: the file is damaged or was not written by wmnet "
-                    f"({type(e).__name__}: {_first_line(e)})"
-                ) from None
-        else:
-            if last or ok(out):
-                return out
-        time.sleep(0.01 * 2 ** min(attempt, 6))
-    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)
@@ -117,25 +33,6 @@ class PopulationRange:
     name: str
     offset: int  # global index of the first neuron
     size: int
-
-
-def _appendable(group: h5py.Group, name: str, dtype: np.dtype | type, width: int | None = None) -> h5py.Dataset:
-    shape = (0,) if width is None else (0, width)
-    maxshape = (None,) if width is None else (None, width)
-    chunks = (65536,) if width is None else (max(1, 65536 // max(width, 1)), width)
-    return group.create_dataset(name, shape=shape, maxshape=maxshape, dtype=dtype, chunks=chunks)
-
-
-def _append(ds: h5py.Dataset, values: np.ndarray) -> None:
-    n = ds.shape[0]
-    ds.resize(n + values.shape[0], axis=0)
-    ds[n:] = values
-
-
-def _truncate(ds: h5py.Dataset, n: int) -> None:
-    if not 0 <= n <= ds.shape[0]:
-        raise WmnetError(f"{ds.file.filename}: {ds.name} holds {ds.shape[0]} rows, the checkpoint expects {n} or more")
-    ds.resize(n, axis=0)
 
 
 class SpikeWriter:
@@ -155,9 +52,9 @@ class SpikeWriter:
         for pop in populations:
             g = root.create_group(pop.name)
             g.attrs["sorting"] = "by_time"
-            ts = _appendable(g, "timestamps", np.float64)
+            ts = appendable(g, "timestamps", np.float64)
             ts.attrs["units"] = "ms"
-            self._ds[pop.name] = (ts, _appendable(g, "node_ids", np.uint64))
+            self._ds[pop.name] = (ts, appendable(g, "node_ids", np.uint64))
         self.file.flush()
 
     def append(self, times_ms: np.ndarray, global_ids: np.ndarray) -> None:
@@ -165,8 +62,8 @@ class SpikeWriter:
         for pop in self.populations:
             m = (global_ids >= pop.offset) & (global_ids < pop.offset + pop.size)
             ts, ids = self._ds[pop.name]
-            _append(ts, times_ms[m].astype(np.float64))
-            _append(ids, (global_ids[m] - pop.offset).astype(np.uint64))
+            append_rows(ts, times_ms[m].astype(np.float64))
+            append_rows(ids, (global_ids[m] - pop.offset).astype(np.uint64))
         self.file.flush()
 
     def positions(self) -> dict[str, int]:
@@ -176,8 +73,8 @@ class SpikeWriter:
     def truncate(self, positions: dict[str, int]) -> None:
         """Drop every spike after the first positions[pop] of each population."""
         for name, (ts, ids) in self._ds.items():
-            _truncate(ts, positions[name])
-            _truncate(ids, positions[name])
+            truncate_rows(ts, positions[name])
+            truncate_rows(ids, positions[name])
         self.file.flush()
 
     def close(self) -> None:
@@ -217,7 +114,7 @@ class ReportWriter:
                     self._cols.append((g["data"], g["mapping/time"], cols))
                 continue
             g = self.file.create_group(f"report/{pop.name}")
-            data = _appendable(g, "data", self.dtype, width=int(cols.size))
+            data = appendable(g, "data", self.dtype, width=int(cols.size))
             data.attrs["units"] = UNITS[variable]
             data.attrs["variable_name"] = variable
             m = g.create_group("mapping")
@@ -232,7 +129,7 @@ class ReportWriter:
     def append(self, samples: np.ndarray) -> None:
         """samples: (n_samples, n_recorded) for all recorded neurons, in `neurons` order."""
         for data, time, cols in self._cols:
-            _append(data, samples[:, cols].astype(data.dtype))
+            append_rows(data, samples[:, cols].astype(data.dtype))
             time[1] = time[0] + data.shape[0] * time[2]  # stop is exclusive
         self.file.flush()
 
@@ -243,7 +140,7 @@ class ReportWriter:
     def truncate(self, n: int) -> None:
         """Drop every sample after the first n."""
         for data, time, _ in self._cols:
-            _truncate(data, n)
+            truncate_rows(data, n)
             time[1] = time[0] + n * time[2]
         self.file.flush()
 

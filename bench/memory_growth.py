@@ -8,7 +8,7 @@ the RSS sampled along the run (to see a slope, not only a peak), and the peak de
 
     python bench/memory_growth.py                                   # default network, 6 s and 60 s
     python bench/memory_growth.py --scale 0.1 --set device=cpu \\
-        --json bench/results-memory-cpu.json                        # 800 E + 200 I, same p
+        --json bench/results/memory-growth-cpu.json                 # 800 E + 200 I, same p
 
 `--scale` multiplies both population sizes (connection probabilities stay, so each neuron has
 fewer synapses); `--set KEY=VALUE` is passed to `wmnet run`; `--durations` are simulated ms.
@@ -201,7 +201,8 @@ def main() -> None:
         f"device {results[0]['device_name']}"
     )
     print(
-        "| simulated | wall | spikes | spikes.h5 | peak RSS | RSS at 10%, 50%, 90% of the run | RSS slope | device peak |"
+        "| simulated | wall | spikes | spikes.h5 | peak RSS | RSS at 10%, 50%, 90% of the run "
+        "| RSS slope | device peak |"
     )
     print("|---|---|---|---|---|---|---|---|")
     for r in results:

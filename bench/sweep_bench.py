@@ -1,6 +1,6 @@
 """Sweep overheads: a 16-point sweep of a small network with the local pool and with Ray.
 
-    .venv/bin/python bench/sweep_bench.py [--out bench/results-sweep-cpu.json] [--points 16]
+    .venv/bin/python bench/sweep_bench.py [--out bench/results/sweep-cpu.json] [--points 16]
         [--neurons 800 200] [--duration 500] [--workers N] [--variants local,ray,cold,cold-nowarm]
 
 Each variant runs in its own process (so NUMBA_CACHE_DIR can point at an empty cache first):
@@ -114,7 +114,7 @@ def timeline(state: dict[str, Any], df: Any, t0: float, t1: float, warm_s: list[
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default="bench/results-sweep-cpu.json")
+    ap.add_argument("--out", default="bench/results/sweep-cpu.json")
     ap.add_argument("--points", type=int, default=16)
     ap.add_argument("--neurons", type=int, nargs=2, default=(800, 200))
     ap.add_argument("--duration", type=float, default=500.0)

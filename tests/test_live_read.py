@@ -137,9 +137,10 @@ def test_files_are_readable_while_the_run_writes_them(tmp_path: Path) -> None:
         # The figures drawn from the SONATA files (`wmnet plot` draws these first) work too.
         from wmnet.plotting import plot_raster, plot_traces
 
-        assert plot_raster(out, tmp_path / "raster.png").stat().st_size > 0
-        figure = plot_traces(out, tmp_path / "traces.png")
-        assert figure is not None and figure.stat().st_size > 0
+        plot_raster(out).savefig(tmp_path / "raster.png")
+        assert (tmp_path / "raster.png").stat().st_size > 0
+        plot_traces(out).savefig(tmp_path / "traces.png")
+        assert (tmp_path / "traces.png").stat().st_size > 0
     finally:
         if proc.poll() is None:
             proc.terminate()

@@ -53,14 +53,14 @@ def _check_memory(cfg: Config, device: Any) -> str | None:
 
 
 def _plot_run(path: str | Path) -> list[Path]:
-    """plotting.plot_run with the non-interactive Agg backend: chosen here, for the CLI only, so
+    """plotting.save_run_figures with the non-interactive Agg backend: chosen here, for the CLI only, so
     that importing wmnet.plotting in a notebook keeps its inline backend."""
     import matplotlib
 
     matplotlib.use("Agg")
-    from wmnet.plotting import plot_run
+    from wmnet.plotting import save_run_figures
 
-    return plot_run(path)
+    return save_run_figures(path)
 
 
 def _summary_lines(info: dict[str, Any]) -> list[str]:

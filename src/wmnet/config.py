@@ -640,6 +640,16 @@ class Config(_Strict):
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
+    def __repr__(self) -> str:  # a few lines (display.py); to_yaml() gives every field
+        from wmnet.display import config_lines
+
+        return "\n".join(config_lines(self))
+
+    def _repr_html_(self) -> str:
+        from wmnet.display import config_lines, html_table
+
+        return html_table(config_lines(self))
+
 
 # At most 2^48 steps (about 890 years of simulated time at dt = 0.1 ms): beyond that a step
 # count overflows the engines' int64 arithmetic on k·dt and the progress/summary float maths.

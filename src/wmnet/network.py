@@ -53,6 +53,16 @@ class Network:
     def n_E(self) -> int:
         return self.connectivity.n_E
 
+    def __repr__(self) -> str:  # a few lines (display.py)
+        from wmnet.display import network_lines
+
+        return "\n".join(network_lines(self))
+
+    def _repr_html_(self) -> str:
+        from wmnet.display import html_table, network_lines
+
+        return html_table(network_lines(self))
+
     @classmethod
     def build(
         cls,

@@ -559,7 +559,7 @@ class Simulation:
             except OSError:
                 if status != "failed":
                     raise
-        result = RunResult(cfg, spikes, traces, summary, eng, out, info, rates, syn_stats)
+        result = RunResult(cfg, spikes, traces, summary, eng, out, info, rates, syn_stats, network=net)
         if status == "interrupted":
             raise KeyboardInterrupt(result)
         if status == "failed":

@@ -169,9 +169,9 @@ def run_point(task: dict[str, Any]) -> dict[str, Any]:
             import matplotlib
 
             matplotlib.use("Agg")  # a worker has no display (as the CLI chooses for `wmnet run`)
-            from wmnet.plotting import plot_run
+            from wmnet.plotting import save_run_figures
 
-            plot_run(folder)
+            save_run_figures(folder)
         out["status"] = "complete"
     except KeyboardInterrupt:  # SIGINT/SIGTERM: the run stopped at a block and wrote its checkpoint
         out["status"], out["error"] = "interrupted", "interrupted (rerun the sweep to resume it)"

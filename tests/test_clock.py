@@ -14,6 +14,7 @@ import pytest
 
 from wmnet.config import load_config
 from wmnet.network import Network
+from wmnet.result import RunResult
 from wmnet.simulation import Simulation
 
 BASE = [
@@ -37,12 +38,9 @@ SCALED = (
 PLAIN = "protocol={epochs: [{name: a, duration: 20}, {name: drug, duration: 20}, {name: c, duration: 10}]}"
 
 
-def spikes_of(*results: object) -> tuple[np.ndarray, np.ndarray]:
+def spikes_of(*results: RunResult) -> tuple[np.ndarray, np.ndarray]:
     """(ids, times in ms) of one or more consecutive in-memory runs, concatenated."""
-    return (
-        np.concatenate([r.spikes.i for r in results]),  # type: ignore[attr-defined]
-        np.concatenate([r.spikes.t for r in results]),
-    )  # type: ignore[attr-defined]
+    return np.concatenate([r.spikes.i for r in results]), np.concatenate([r.spikes.t for r in results])
 
 
 def file_spikes(path: Path) -> dict[str, np.ndarray]:

@@ -36,7 +36,7 @@ def lazy(
     L: float, n: int, dtype: type, bounds: tuple[float, float] | None, alpha: float = ALPHA, beta: float = BETA
 ) -> tuple[float, int, int]:
     c = dtype
-    Ls = np.array([L], dtype=dtype)
+    Ls: np.ndarray = np.array([L], dtype=dtype)
     lo, hi = bounds if bounds is not None else (0.0, 0.0)
     at, direction = _drift_to(
         Ls, 0, n, c(DT), c(-alpha), c(beta), c(0), c(THX), c(lo), c(hi), bounds is not None, int(np.finfo(dtype).nmant)

@@ -19,7 +19,7 @@ def _run(cfg, parallel: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[torch.Te
     monkeypatch.setattr(sparse, "PARALLEL_MIN_SYNAPSES", 0 if parallel else 10**18)
     net = Network.build(cfg)
     eng = make_engine("sparse", net)
-    assert eng._parallel is parallel
+    assert isinstance(eng, sparse.SparseEngine) and eng._parallel is parallel
     stim = make_stimulus(cfg, net.device, net.dtype)
     sig = torch.stack([eng.step(stim(k)) for k in range(cfg.n_steps)])
     syn = eng.synapses()  # the full catch-up: in parallel chunks too

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pytest
@@ -27,12 +28,12 @@ PROBS = {"within": 0.9, "between": 0.05, "to_nonselective": 0.3, "from_nonselect
 
 
 def kinds_by_hand(
-    groups: dict[str, object], pre: np.ndarray, post: np.ndarray, names: list[str], overlap: bool
+    groups: Mapping[str, Iterable[int]], pre: np.ndarray, post: np.ndarray, names: list[str], overlap: bool
 ) -> np.ndarray:
     """Kind of each synapse as a string, from the resolved groups (independent of the library's code)."""
-    member = [set() for _ in range(N_E)]
+    member: list[set[int]] = [set() for _ in range(N_E)]
     for gi, name in enumerate(names):
-        for j in groups[name]:  # type: ignore[attr-defined]
+        for j in groups[name]:
             if j < N_E:
                 member[j].add(gi)
     out = np.empty(pre.size, dtype=object)

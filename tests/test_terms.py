@@ -68,7 +68,7 @@ def build(
         for (post, pre), value in l.items():
             arrays["l"][post, pre] = value
     path = tmp_path / "conn.npz"
-    np.savez(path, **arrays)
+    np.savez(path, allow_pickle=False, **arrays)
     return Network.build(cfg_of(n_e, n_i, *overrides), device="cpu", dtype=dtype, connectivity=path)
 
 
@@ -83,7 +83,7 @@ def ee_state(engine) -> dict[tuple[int, int], tuple[int, float]]:  # noqa: ANN00
     return {(int(j), int(i)): (int(b), float(L)) for i, j, b, L in zip(post, pre, syn.potentiated, syn.L, strict=True)}
 
 
-def switch_rows(engine) -> list[tuple[int, int, int, int]]:  # noqa: ANN001
+def switch_rows(engine) -> list[tuple[int, ...]]:  # noqa: ANN001
     return [tuple(int(v) for v in row) for row in engine.switches.table()]
 
 
@@ -629,7 +629,11 @@ def test_sparse_engine_neuron_update_is_bitwise_dynamics(dtype: torch.dtype) -> 
         sig,
         syn_slow.numpy(),
         i_ext.numpy(),
-        *(t.numpy() for t in (p.theta, p.v_reset, p.tau_m, p.dt_tau_s, p.pulse_inc)),
+        p.theta.numpy(),
+        p.v_reset.numpy(),
+        p.tau_m.numpy(),
+        p.dt_tau_s.numpy(),
+        p.pulse_inc.numpy(),
         c(p.dt),
         c(p.U),
         c(p.tau_rec),

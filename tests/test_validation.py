@@ -341,7 +341,7 @@ def test_extend_by_non_finite_or_less_than_a_step(by: str, done_run: Path, tmp_p
 
 def test_blow_up_check_covers_L() -> None:
     from wmnet.dynamics import NeuronState
-    from wmnet.simulation import _first_non_finite
+    from wmnet.stopping import first_non_finite as _first_non_finite
 
     state = NeuronState.initial(4, torch.device("cpu"), torch.float32)
     L = torch.tensor([0.5, -float("inf"), 0.2])

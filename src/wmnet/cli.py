@@ -19,7 +19,7 @@ from wmnet.errors import WmnetError
 from wmnet.sweep.cli import sweep_group
 
 if TYPE_CHECKING:
-    from wmnet.simulation import RunResult
+    from wmnet.result import RunResult
 
 
 def _config(config: str | None, sets: tuple[str, ...], flags: dict[str, Any]) -> Config:
@@ -27,29 +27,16 @@ def _config(config: str | None, sets: tuple[str, ...], flags: dict[str, Any]) ->
     return load_config(config, overrides)
 
 
-def _precheck_out(out: str | None, overwrite: bool) -> None:
-    """Refuse an unusable --out before the network is built (cheap; claim_run_folder decides
-    for good, under the folder's lock, once everything else has been validated)."""
-    if out is None:
-        return
-    path = Path(out)
-    if path.exists() and not path.is_dir():
-        raise WmnetError(f"--out {out}: exists and is not a folder")
-    if path.is_dir() and not overwrite and any(p.name != ".lock" for p in path.iterdir()):
-        raise WmnetError(f"--out {out}: folder is not empty (use --overwrite to replace a previous run there)")
+def _plan(cfg: Config) -> tuple[Any, str | None]:
+    """launch.plan (the device; a network too big for it refused before anything is built),
+    saying on stderr why `engine: auto` chose the dense engine. Returns the device and that
+    reason (for run.json), or None."""
+    from wmnet.launch import plan
 
-
-def _check_memory(cfg: Config, device: Any) -> str | None:
-    """Refuse (WmnetError, both numbers) a network whose estimated memory exceeds the device's,
-    before anything is built; say on stderr why `engine: auto` chose the dense engine. Returns
-    that reason (for run.json), or None."""
-    from wmnet.memory import check_fits, planned_engine
-
-    engine, reason = planned_engine(cfg, device)
-    check_fits(cfg, device, engine)
+    device, reason = plan(cfg)
     if reason:
         click.echo(f"note: {reason}", err=True)
-    return reason
+    return device, reason
 
 
 def _plot_run(path: str | Path) -> list[Path]:
@@ -155,25 +142,15 @@ def run(
     cfg = _config(
         config, sets, {"duration": duration, "seed": seed, "device": device, "dtype": dtype, "engine": engine}
     )
-    from wmnet.network import Network, resolve_device
-    from wmnet.stimuli import make_stimulus
+    from wmnet.io.runfolder import check_out, claim_run_folder, config_inputs
+    from wmnet.launch import build, run_in
 
-    dev = resolve_device(cfg.device)
-    engine_reason = _check_memory(cfg, dev)
-    _precheck_out(out, overwrite)
+    dev, engine_reason = _plan(cfg)
+    check_out(out, overwrite)
     # Absolute paths: run.json keeps them for `wmnet resume`, which may run from elsewhere.
     connectivity = str(Path(connectivity).absolute()) if connectivity is not None else None
     input_path = str(Path(input_path).absolute()) if input_path is not None else None
-    net = Network.build(cfg, device=dev, connectivity=connectivity)
-    stim = make_stimulus(cfg, net.device, net.dtype, input_path)  # validates the input before any write
-    # Imported only now (numba, matplotlib): bad input above fails without paying for them.
-    from wmnet.simulation import Simulation, trace_neurons
-
-    sim = Simulation(net, stimulus=stim)
-    # Validate record.traces.neurons now: Simulation.run checks it only after the folder exists.
-    trace_neurons(cfg)
-    from wmnet.io.runfolder import claim_run_folder, config_inputs
-
+    sim = build(cfg, dev, connectivity, input_path)  # every input validated before any write
     # Created (or a previous run's cleared) under its lock, which the run then holds to the end.
     inputs = [
         ("config file", config),
@@ -182,13 +159,8 @@ def run(
         *(("array stimulus", p) for p in config_inputs(cfg)),
     ]
     folder = claim_run_folder(out, overwrite, inputs)
-    path = folder.path
-    try:
-        (path / "config.yaml").write_text(cfg.to_yaml())
-        extra = {"input": input_path, **({"engine_reason": engine_reason} if engine_reason else {})}
-        _finish(path, lambda: sim.run(out=path, progress=not quiet, info=extra, lock=folder.lock), no_plot)
-    finally:
-        folder.close()
+    extra = {"input": input_path, **({"engine_reason": engine_reason} if engine_reason else {})}
+    _finish(folder.path, lambda: run_in(folder, sim, not quiet, extra), no_plot)
 
 
 @cli.command()
@@ -269,9 +241,7 @@ def info(config: str | None, device: str | None, dtype: str | None, sets: tuple[
     from wmnet.network import Network
 
     cfg = _config(config, sets, {"device": device, "dtype": dtype})
-    from wmnet.network import resolve_device
-
-    _check_memory(cfg, resolve_device(cfg.device))
+    _plan(cfg)
     net = Network.build(cfg)
     for line in describe(net):
         click.echo(line)

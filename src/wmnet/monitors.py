@@ -4,23 +4,48 @@
 `.t` and one array per variable for states. With a writer attached they stream each block
 to disk and keep nothing, so memory does not grow with the duration. `RateMonitor` and
 `SynapseMonitor` record learning dynamics: group rates and E→E synapse statistics.
+
+All four are `Recorder`s: the run loop hands each block to `record`, and `flush`, `state` (for a
+checkpoint: what the files hold and what they do not yet) and `load` (continue from a checkpoint)
+are the same calls for every one of them (recorders.py drives them).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
+from wmnet import model
+from wmnet.block import Block
 from wmnet.config import Group, group_ids
 from wmnet.connectivity import Connectivity
-from wmnet.dynamics import NeuronState
 from wmnet.engines.base import Engine
 from wmnet.errors import WmnetError
 from wmnet.io.series import SeriesWriter
 from wmnet.io.sonata import ReportWriter, SpikeWriter
+
+
+class Recorder(Protocol):
+    """What the run loop needs of a monitor."""
+
+    def record(self, block: Block) -> None:
+        """Take what this monitor records from one block (blocks come in order, contiguous)."""
+        ...
+
+    def flush(self) -> None:
+        """Write (and keep) what is buffered."""
+        ...
+
+    def state(self) -> dict[str, Any]:
+        """For a checkpoint (flushes first): the files' positions and what they do not hold."""
+        ...
+
+    def load(self, state: dict[str, Any], k: int) -> None:
+        """Continue from `state`, a checkpoint's at step k: cut the files back to it."""
+        ...
 
 
 @dataclass
@@ -44,13 +69,8 @@ class SpikeMonitor:
         self.count = torch.zeros(self.n, dtype=torch.int64, device=self.device)
         self._buf = torch.zeros(self.block_steps, self.n, dtype=torch.bool, device=self.device)
 
-    def record(self, k: int, onset: torch.Tensor) -> None:
-        if self._row == 0:
-            self._first_step = k
-        self._buf[self._row] = onset
-        self._row += 1
-        if self._row == self.block_steps:
-            self.flush()
+    def record(self, block: Block) -> None:
+        self.record_block(block.k0, block.onsets)
 
     def record_block(self, k0: int, onsets: torch.Tensor) -> None:
         """Onsets (n, N) bool of steps k0..k0+n−1."""
@@ -70,9 +90,9 @@ class SpikeMonitor:
             return
         block = self._buf[: self._row]
         self.count += block.sum(dim=0)
-        steps, ids = block.nonzero(as_tuple=True)  # row-major: sorted by time, then id
-        steps = (steps + self._first_step).cpu().numpy()
-        ids = ids.cpu().numpy()
+        rows, cols = block.nonzero(as_tuple=True)  # row-major: sorted by time, then id
+        steps = (rows + self._first_step).cpu().numpy()
+        ids = cols.cpu().numpy()
         t = steps * self.dt
         if self.writer is not None:
             self.writer.append(t, ids)
@@ -80,6 +100,16 @@ class SpikeMonitor:
             self._i.append(ids)
             self._t.append(t)
         self._row = 0
+
+    def state(self) -> dict[str, Any]:
+        """The spike file's rows per population, and the onset counts so far."""
+        self.flush()
+        return {"positions": self.writer.positions() if self.writer is not None else {}, "count": self.count.cpu()}
+
+    def load(self, state: dict[str, Any], k: int) -> None:
+        if self.writer is not None:
+            self.writer.truncate(state["positions"])
+        self.count += state["count"].to(self.device)
 
     @property
     def i(self) -> np.ndarray:
@@ -113,13 +143,8 @@ class StateMonitor:
     def __post_init__(self) -> None:
         self._idx = torch.as_tensor(self.neurons, dtype=torch.long, device=self.device)
 
-    def record(self, k: int, state: NeuronState) -> None:
-        if k % self.every or not self.variables or self._idx.numel() == 0:
-            return
-        self._buf.append(torch.stack([state[v][self._idx] for v in self.variables]))
-        self._steps.append(k)
-        if len(self._buf) >= self.block_samples:
-            self.flush()
+    def record(self, block: Block) -> None:
+        self.record_samples(block.sample_steps, block.samples)
 
     def record_samples(self, steps: list[int], samples: torch.Tensor | None) -> None:
         """Samples (s, variables, neurons) taken at `steps` (the engine picked them by `every`)."""
@@ -143,6 +168,15 @@ class StateMonitor:
             self._kept_steps += self._steps
         self._buf, self._steps = [], []
 
+    def state(self) -> dict[str, Any]:
+        """The samples each report file holds."""
+        self.flush()
+        return {"positions": {v: w.positions() for v, w in self.writers.items()}}
+
+    def load(self, state: dict[str, Any], k: int) -> None:
+        for v, w in self.writers.items():
+            w.truncate(state["positions"][v])
+
     @property
     def t(self) -> np.ndarray:
         """Sample times (ms)."""
@@ -154,7 +188,7 @@ class StateMonitor:
         return np.concatenate(parts) if parts else np.zeros((0, self.neurons.size))
 
     def __getattr__(self, var: str) -> np.ndarray:
-        if var in ("v", "i_s", "i_f", "x", "a"):
+        if var in model.VARIABLES:
             return self[var]
         raise AttributeError(var)
 
@@ -180,7 +214,6 @@ class RateMonitor:
     _first_kept: int = 0
     _k: int = field(init=False)  # next step to record
     _since_flush: int = 0
-    _sel: list[slice | torch.Tensor] = field(init=False)
     _size: np.ndarray = field(init=False)
     _pending: torch.Tensor = field(init=False)  # (bins, groups) int64: bins bins_done, bins_done + 1, …
     _kept: list[np.ndarray] = field(default_factory=list)
@@ -194,6 +227,9 @@ class RateMonitor:
             self._member[slice(*g) if isinstance(g, tuple) else torch.as_tensor(g, device=self.device), j] = 1
         self._size = np.array([group_ids(g).size for g in self.groups.values()], dtype=np.float64)
         self._pending = torch.zeros(1, len(self.groups), dtype=torch.int64, device=self.device)
+
+    def record(self, block: Block) -> None:
+        self.record_block(block.k0, block.onsets)
 
     def record_block(self, k0: int, onsets: torch.Tensor) -> None:
         """Onsets (n, N) bool of steps k0..k0+n−1 (continuing from the last block)."""
@@ -240,6 +276,8 @@ class RateMonitor:
 
     def load(self, state: dict[str, Any], k: int) -> None:
         """Continue from `state` at step k (the checkpoint's)."""
+        if self.writer is not None:
+            self.writer.truncate(int(state["rows"]))
         self.bins_done = self._first_kept = int(state["rows"])
         if (k - self.k0) // self.bin_steps != self.bins_done:
             raise WmnetError(
@@ -269,8 +307,9 @@ class SynapseMonitor:
     """E→E synapse statistics per [pre, post] group, sampled at t_k for k = k0 + j·every_steps.
 
     Per group: fraction potentiated, mean L (summed in L's dtype: about 1e-6 relative error in
-    float32), mean efficacy (J_p or J_d) of its slow and of its fast synapses. Switch counts (up, down) since the previous sample are whole-network counts
-    (the engines count switches, they do not locate them unless asked to keep every event).
+    float32), mean efficacy (J_p or J_d) of its slow and of its fast synapses. Switch counts (up,
+    down) since the previous sample are whole-network counts (the engines count switches, they
+    do not locate them unless asked to keep every event).
     """
 
     pairs: list[tuple[str, str]]
@@ -286,6 +325,7 @@ class SynapseMonitor:
     keep: bool = True
     samples: int = 0  # samples taken so far (written or buffered)
     last_switches: tuple[int, int] = (0, 0)  # engine counts (up, down) at the previous sample
+    engine: Engine | None = None  # sampled by `record` and `start`
     _masks: list[tuple[torch.Tensor | None, torch.Tensor]] = field(init=False)
     _n: np.ndarray = field(init=False)  # (groups, 2): synapses, slow synapses
     _buf: list[dict[str, float | int]] = field(default_factory=list)
@@ -316,6 +356,17 @@ class SynapseMonitor:
 
     def names(self) -> list[str]:
         return [f"{a}->{b}" for a, b in self.pairs]
+
+    def record(self, block: Block) -> None:
+        """The sample at the block's end, if one is due there (the clock ends blocks at samples)."""
+        if self.due(block.k1):
+            assert self.engine is not None, "a synapse monitor records from its engine"
+            self.sample(self.engine)
+
+    def start(self) -> None:
+        """The sample at the grid's first step, before the first block (t = 0 of a fresh run)."""
+        if self.engine is not None and self.due(self.engine.k):
+            self.sample(self.engine)
 
     def due(self, k: int) -> bool:
         """Whether step k is the next sampling step."""
@@ -372,6 +423,8 @@ class SynapseMonitor:
 
     def load(self, state: dict[str, Any], k: int) -> None:
         """Continue from `state` at step k (the checkpoint's)."""
+        if self.writer is not None:
+            self.writer.truncate(int(state["rows"]))
         self.samples = self._first_kept = int(state["rows"])
         if not self.k0 + (self.samples - 1) * self.every_steps <= k < self.k0 + self.samples * self.every_steps:
             raise WmnetError(

@@ -1,8 +1,9 @@
 """Claiming a run folder: created atomically and locked before anything in it is written or deleted.
 
+    check_out(out, overwrite)        # cheap, before the network is built: refuse an unusable --out at once
     folder = claim_run_folder(out, overwrite, inputs=[config_file, connectivity, input_path])
     try:
-        sim.run(out=folder.path, lock=folder.lock)   # the lock is held from creation to the end
+        sim.run(out=folder)          # a RunFolder (run_folder.py): the lock is held from creation to the end
     finally:
         folder.close()
 
@@ -25,26 +26,24 @@ import os
 import shutil
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from wmnet.errors import WmnetError
 from wmnet.io.runinfo import lock_folder
+
+if TYPE_CHECKING:
+    from wmnet.run_folder import RunFolder
 
 LOCK = ".lock"  # the lock file lock_folder keeps in every run folder; not counted as content
 MAX_NAME_TRIES = 1000  # runs/<timestamp>-2 ... -1000: more runs in one second than anyone starts
 
 
-@dataclass
-class RunFolder:
-    """A claimed run folder: `path`, and `lock` (held; lock_folder's handle) until `close()`."""
+def _claimed(path: Path, lock: IO[str]) -> RunFolder:
+    """The claimed folder, holding `lock` until its `close()`."""
+    from wmnet.run_folder import RunFolder  # torch and h5py: only once a folder is claimed
 
-    path: Path
-    lock: IO[str]
-
-    def close(self) -> None:
-        self.lock.close()
+    return RunFolder(path, lock, owns_lock=True)
 
 
 def is_run_folder(path: Path) -> bool:
@@ -158,7 +157,7 @@ def _new_default(base: Path) -> RunFolder:
         except OSError as e:
             raise WmnetError(f"{path}: cannot create the output folder ({e.strerror or e})") from None
         try:
-            return RunFolder(path, lock_folder(path))
+            return _claimed(path, lock_folder(path))
         except WmnetError:
             continue  # someone claimed our new, empty folder with --out first: take the next name
     raise WmnetError(f"{base}: {MAX_NAME_TRIES} run folders named {stamp}* exist already")
@@ -178,7 +177,34 @@ def claim_owned_folder(path: Path) -> RunFolder:
     except BaseException:
         lock.close()
         raise
-    return RunFolder(path, lock)
+    return _claimed(path, lock)
+
+
+def _usable(path: Path, overwrite: bool, label: str) -> bool:
+    """Whether the existing `path` is full (holds more than a lock file); a WmnetError if it is
+    not a folder, cannot be read, or is full and not to be overwritten."""
+    if not path.is_dir():
+        raise WmnetError(f"{label}: exists and is not a folder")
+    try:
+        full = bool(_contents(path))
+    except OSError as e:
+        raise WmnetError(f"{label}: cannot read the folder ({e.strerror or e})") from None
+    if full and not overwrite:
+        raise WmnetError(f"{label}: folder is not empty (use --overwrite to replace a previous run there)")
+    return full
+
+
+def check_out(out: str | Path | None, overwrite: bool) -> None:
+    """Refuse an unusable --out before the network is built (cheap, no lock: claim_run_folder
+    decides for good, under the folder's lock, once everything else has been validated)."""
+    if out is None:
+        return
+    label = f"--out {out}"
+    try:
+        if Path(out).exists():
+            _usable(Path(out), overwrite, label)
+    except OSError as e:  # e.g. a name too long to stat
+        raise WmnetError(f"{label}: cannot use the output folder ({e.strerror or e})") from None
 
 
 def claim_run_folder(
@@ -210,21 +236,14 @@ def _claim(path: Path, overwrite: bool, files: list[tuple[str, Path]], label: st
             raise WmnetError(f"{label}: cannot create the output folder ({e.strerror or e})") from None
         try:
             path.mkdir()
-            return RunFolder(path, lock_folder(path))
+            return _claimed(path, lock_folder(path))
         except FileExistsError:
             pass  # made by someone else since: claim it as an existing folder below
         except WmnetError:
             raise WmnetError(f"{label}: another wmnet process claimed this new folder first") from None
         except OSError as e:
             raise WmnetError(f"{label}: cannot create the output folder ({e.strerror or e})") from None
-    if not path.is_dir():
-        raise WmnetError(f"{label}: exists and is not a folder")
-    try:
-        full = bool(_contents(path))
-    except OSError as e:
-        raise WmnetError(f"{label}: cannot read the folder ({e.strerror or e})") from None
-    if full and not overwrite:
-        raise WmnetError(f"{label}: folder is not empty (use --overwrite to replace a previous run there)")
+    full = _usable(path, overwrite, label)
     if full:
         why = _why_not_replaceable(path, files)
         if why is not None:
@@ -242,4 +261,4 @@ def _claim(path: Path, overwrite: bool, files: list[tuple[str, Path]], label: st
     except BaseException:
         lock.close()
         raise
-    return RunFolder(path, lock)
+    return _claimed(path, lock)

@@ -1,14 +1,66 @@
-"""run.json: written atomically (temporary file, then rename), so it is never half-written."""
+"""run.json: what it says about a run (`run_info`), written atomically (temporary file, then
+rename) so that it is never half-written; and the lock every run folder holds while written."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+import platform
+import time
+from importlib import metadata
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from wmnet.errors import WmnetError
+
+if TYPE_CHECKING:
+    import torch
+
+    from wmnet.network import Network
+
+PACKAGES = ("wmnet", "torch", "numpy", "numba", "triton", "h5py", "pydantic")
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def device_name(device: torch.device) -> str:
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def run_info(net: Network, engine: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """run.json's description of a run of `net` with engine `engine` (its status and summary
+    are added as it runs and ends); `extra` (e.g. the input file) is added as it is."""
+    from wmnet.memory import footprint
+
+    return {
+        "wmnet_run": 1,
+        "seed": net.config.seed,
+        "config": net.config.to_dict(),
+        "engine": engine,
+        "device": str(net.device),
+        "device_name": device_name(net.device),
+        "dtype": str(net.dtype).removeprefix("torch."),
+        "connectivity": net.connectivity.source,
+        "n_neurons": net.n,
+        "n_synapses": net.connectivity.n_synapses(),
+        "memory": footprint(net),
+        "versions": package_versions(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **(extra or {}),
+    }
 
 
 def _clean(obj: Any) -> Any:

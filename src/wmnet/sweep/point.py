@@ -85,14 +85,11 @@ def _status(folder: Path) -> str | None:
 
 
 def _fresh(task: dict[str, Any], folder: Path) -> None:
-    """What `wmnet run` does: validate and build first, then (re)create the folder and run."""
+    """What `wmnet run` does (launch.py): validate and build first, then (re)create the folder and run."""
     from wmnet.config import load_config
     from wmnet.errors import WmnetError
     from wmnet.io.runfolder import claim_owned_folder
-    from wmnet.memory import check_fits, planned_engine
-    from wmnet.network import Network, resolve_device
-    from wmnet.simulation import Simulation, trace_neurons
-    from wmnet.stimuli import make_stimulus
+    from wmnet.launch import build, plan, run_in
 
     cfg = load_config(task["base"], task["overrides"])
     if cfg.to_yaml() != task["config_yaml"]:
@@ -100,18 +97,10 @@ def _fresh(task: dict[str, Any], folder: Path) -> None:
             "the point's config differs from the one validated when the sweep started "
             "(was the base config file edited?)"
         )
-    device = resolve_device(cfg.device)
-    check_fits(cfg, device, planned_engine(cfg, device)[0])  # as `wmnet run`: refuse before allocating
-    net = Network.build(cfg, device=device)
-    sim = Simulation(net, stimulus=make_stimulus(cfg, net.device, net.dtype, None))
-    trace_neurons(cfg)
+    device, _reason = plan(cfg)  # as `wmnet run`: refuse before allocating
+    sim = build(cfg, device)
     # Locked before anything in it is deleted or written; the run then holds the lock to its end.
-    claimed = claim_owned_folder(folder)
-    try:
-        (folder / "config.yaml").write_text(cfg.to_yaml())
-        sim.run(out=folder, progress=False, info={"input": None}, lock=claimed.lock)
-    finally:
-        claimed.close()
+    run_in(claim_owned_folder(folder), sim, progress=False, info={"input": None})
 
 
 def _continue(task: dict[str, Any], folder: Path) -> str:

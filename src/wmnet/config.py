@@ -645,6 +645,8 @@ class Config(_Strict):
 
         return "\n".join(config_lines(self))
 
+    __str__ = __repr__  # print(cfg): the same lines, not pydantic's one-line dump of every field
+
     def _repr_html_(self) -> str:
         from wmnet.display import config_lines, html_table
 

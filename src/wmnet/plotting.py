@@ -141,10 +141,9 @@ def plot_traces(source: Source, ax: Axes | None = None, variables: list[str] | N
     if ax is not None:
         chosen = chosen[:1]
     fig, axes = _figure(ax, len(chosen), figsize=(10, 2.0 * len(chosen) + 0.8), sharex=True)
-    t = traces.t
     n_e = cfg.populations.E.size
     for panel, var in zip(axes[:, 0], chosen):
-        data = traces[var]
+        t, data = traces.samples(var)  # one read: a running run appends between two
         for pop, cols in (("E", np.nonzero(neurons < n_e)[0]), ("I", np.nonzero(neurons >= n_e)[0])):
             if not cols.size:
                 continue
@@ -169,13 +168,14 @@ def plot_rates(source: Source, ax: Axes | None = None) -> Figure:
         raise NothingToPlot("no rates recorded (record.rates)")
     fig, axes = _figure(ax, 1, figsize=(10, 3.6))
     panel = axes[0, 0]
-    t, found, sizes = rates.t, rates.names, rates.sizes()
+    table = rates.to_pandas()  # one read: consistent while a run appends
+    t, found, sizes = table.index.to_numpy(), list(table.columns), rates.sizes()
     order = _group_names(result)
     names = [n for n in order if n in found] + [n for n in found if n not in order]
     for name in names:
         panel.step(
             t,
-            rates[name],
+            table[name].to_numpy(),
             where="post",
             color=_group_color(name, names),
             lw=1.2 if name in COLORS else 0.9,
@@ -196,17 +196,17 @@ def plot_learning(source: Source, ax: Axes | None = None) -> Figure:
     stats = result.synapse_stats
     if stats is None:
         raise NothingToPlot("no E→E statistics recorded (record.synapses)")
-    keys = stats.keys()
-    t = stats.t
-    up, down = stats["switches/up"], stats["switches/down"]
+    table = stats.to_pandas()  # one read: consistent while a run appends
+    t = table.index.to_numpy()
+    up, down = table["switches/up"].to_numpy(), table["switches/down"].to_numpy()
     if up.size < 2:
         raise NothingToPlot("fewer than two E→E statistics samples")
     groups = {
         k.split("/")[1]: {
-            "potentiated_fraction": stats[k],
-            "mean_L": stats[k.replace("potentiated_fraction", "mean_L")],
+            "potentiated_fraction": table[k].to_numpy(),
+            "mean_L": table[k.replace("potentiated_fraction", "mean_L")].to_numpy(),
         }
-        for k in keys
+        for k in table.columns
         if k.startswith("synapses/") and k.endswith("/potentiated_fraction")
     }
     if ax is not None:

@@ -141,13 +141,13 @@ class Traces(_View):
     ) -> None:
         self._populations, self._monitor, self._folder = populations, monitor, folder
 
-    def _read(self) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """{variable: (times_ms, global neuron ids, data[time, neuron])} from reports/*.h5."""
+    def _read(self, only: str | None = None) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """{variable: (times_ms, global neuron ids, data[time, neuron])} from reports/*.h5 (`only` one)."""
         from wmnet.io.sonata import read_report
 
         out = {}
         offsets = {p.name: p.offset for p in self._populations}
-        for var in TRACE_VARIABLES:
+        for var in TRACE_VARIABLES if only is None else (only,):
             path = None if self._folder is None else self._folder / f"{var}.h5"
             if path is None or not path.exists():
                 continue
@@ -182,22 +182,26 @@ class Traces(_View):
         read = self._read()
         return next(iter(read.values()))[0] if read else np.zeros(0)
 
+    def samples(self, var: str) -> tuple[np.ndarray, np.ndarray]:
+        """(times_ms, samples of `var` as float64, shape (samples, recorded neurons)), from one read: consistent
+        while a run appends to the files."""
+        if self._kept():
+            return np.asarray(self._monitor.t), np.asarray(self._monitor[var])
+        read = self._read(var)
+        if var not in read:
+            raise KeyError(f"{var!r} was not recorded (recorded: {', '.join(self.variables) or 'none'})")
+        return read[var][0], read[var][2].astype(np.float64)
+
     def __getitem__(self, var: str) -> np.ndarray:
         """Samples of `var` (float64), shape (samples, recorded neurons)."""
-        if self._kept():
-            return np.asarray(self._monitor[var])
-        read = self._read()
-        if var not in read:
-            raise KeyError(f"{var!r} was not recorded (recorded: {', '.join(read) or 'none'})")
-        return read[var][2].astype(np.float64)
+        return self.samples(var)[1]
 
     def to_pandas(self, var: str) -> pd.DataFrame:
         """One variable: one column per recorded neuron (global index), indexed by t_ms."""
         import pandas as pd
 
-        return pd.DataFrame(
-            self[var], index=pd.Index(self.t, name="t_ms"), columns=pd.Index(self.neurons, name="neuron")
-        )
+        t, data = self.samples(var)
+        return pd.DataFrame(data, index=pd.Index(t, name="t_ms"), columns=pd.Index(self.neurons, name="neuron"))
 
     def __repr__(self) -> str:
         return f"Traces({', '.join(self.variables) or 'none'} of {self.neurons.size} neurons, {self.t.size} samples)"
@@ -299,7 +303,11 @@ class SynapseStats(_View):
         """One column per series, indexed by the sample time t_ms."""
         import pandas as pd
 
-        return pd.DataFrame({k: self[k] for k in self.keys()}, index=pd.Index(self.t, name="t_ms"))
+        if self._kept():
+            return pd.DataFrame({k: self[k] for k in self.keys()}, index=pd.Index(self.t, name="t_ms"))
+        t, series = self._read()  # one read: consistent while a run appends
+        keep = [k for k in series if not k.endswith(("/n_synapses", "/n_slow"))]
+        return pd.DataFrame({k: series[k] for k in keep}, index=pd.Index(t, name="t_ms"))
 
     def __repr__(self) -> str:
         return f"SynapseStats({len(self.keys())} series, {self.t.size} samples)"

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -90,7 +91,7 @@ def test_connectivity_files_are_closed(tmp_path: Path, monkeypatch: pytest.Monke
     opened: list[object] = []
     real_load = np.load
 
-    def tracking_load(*args: object, **kwargs: object) -> object:
+    def tracking_load(*args: Any, **kwargs: Any) -> Any:  # forwards np.load's arguments as they come
         out = real_load(*args, **kwargs)
         opened.append(out)
         return out

@@ -402,9 +402,9 @@ def test_result_objects(run_dir: Path, tmp_path: Path) -> None:
 
     from wmnet.io import to_neo, to_nwb
 
-    u = read_units(to_nwb(SimpleNamespace(out=run_dir), tmp_path / "r.nwb"))  # type: ignore[arg-type]
+    u = read_units(to_nwb(SimpleNamespace(out=run_dir), tmp_path / "r.nwb"))
     assert u["id"].size == np.unique(spikes_global(run_dir)[1]).size
-    assert len(to_neo(SimpleNamespace(out=run_dir)).segments[0].spiketrains) == N  # type: ignore[arg-type]
+    assert len(to_neo(SimpleNamespace(out=run_dir)).segments[0].spiketrains) == N
     with pytest.raises(WmnetError, match="this result has no run folder"):
-        to_nwb(SimpleNamespace(out=None), tmp_path / "n.nwb")  # type: ignore[arg-type]
+        to_nwb(SimpleNamespace(out=None), tmp_path / "n.nwb")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.nwb"]

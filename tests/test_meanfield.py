@@ -318,9 +318,11 @@ def test_potentiated_fractions_from_a_snapshot_and_from_synapses_h5(tmp_path: Pa
     expect = np.array([[0.8, 0.1, 0.0], [0.1, 0.8, 0.0], [0.5, 0.5, 0.2]])  # [post, pre]
     snap = next((run / "snapshots").glob("*.npz"))
     g = meanfield.measured_potentiation(cfg, connectivity=snap)
+    assert g is not None
     assert names[:3] == ["P1", "P2", "nonselective"] and g.shape == (3, 3)
     assert np.abs(g - expect).max() < 0.05, g
     h = meanfield.measured_potentiation(cfg, synapses=run / "synapses.h5")
+    assert h is not None
     # Recorded: P1→P1, P1→P2, P1→nonselective, nonselective→P2; the rest filled from their kind.
     for post, pre in [(0, 0), (1, 0), (2, 0), (1, 2), (1, 1), (0, 1), (2, 1), (0, 2)]:
         assert h[post, pre] == pytest.approx(expect[post, pre], abs=0.05), (post, pre, h)

@@ -13,6 +13,7 @@ from test_checkpoint import StopAt, Whole, datasets, start_run
 
 from wmnet.checkpoint import CHECKPOINT, load_checkpoint, resume_run
 from wmnet.config import load_config
+from wmnet.engines.sparse import SparseEngine
 from wmnet.errors import WmnetError
 from wmnet.network import Network
 from wmnet.simulation import RunResult, Simulation
@@ -52,6 +53,7 @@ def whole(tmp_path_factory: pytest.TempPathFactory) -> Whole:
 
 def test_rates_are_the_binned_spikes(whole: Whole) -> None:
     """rate = onsets of the group's neurons in the bin / (size · 7 ms), for whole bins only."""
+    assert whole.result.rates is not None  # record.rates is set
     offset = {"E": 0, "I": 800}
     with h5py.File(whole.out / "spikes.h5") as f:
         t = np.concatenate([f[f"spikes/{p}/timestamps"][()] for p in offset])
@@ -72,6 +74,7 @@ def test_rates_are_the_binned_spikes(whole: Whole) -> None:
 
 def direct_stats(result: RunResult, pre: np.ndarray, post: np.ndarray) -> dict[str, float]:
     """The statistics of the E→E synapses from `pre` to `post`, from engine.synapses() itself."""
+    assert isinstance(result.engine, SparseEngine)  # SETS: engine=sparse
     conn, ee = result.engine.net.connectivity, result.config.projections.EE
     syn = result.engine.synapses()
     post_of, pre_of = conn.ee_indices()

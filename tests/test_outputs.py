@@ -224,6 +224,7 @@ def test_run_json_summary_agrees_with_files(case: Case) -> None:
     assert on_disk["steps_done"] == cfg.n_steps
     assert on_disk["simulated_ms"] == pytest.approx(cfg.duration)
     s = on_disk["summary"]
+    assert cfg.duration is not None
     seconds = cfg.duration / 1000
     with h5py.File(case.out / "spikes.h5", "r") as f:
         counts = {pop: f["spikes"][pop]["node_ids"].shape[0] for pop in ("E", "I")}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from wmnet.config import load_config
+from wmnet.config import Selective, load_config
 from wmnet.errors import WmnetError
 from wmnet.network import Network
 from wmnet.protocol import Schedule, read_events
@@ -182,8 +182,11 @@ def test_protocol_schedule_is_step_exact() -> None:
     assert len(set(orders)) > 1  # seed 0 draws different orders
     assoc = [e for e in ep if e.block == "assoc"]
     assert [e.name for e in assoc[:2]] == ["A", "B"] and assoc[0].groups == ("P1", "P2")
-    assert assoc[0].stimulus.group == "P1" and assoc[1].stimulus.group == "P2"
-    assert sched.at(99).name == "rest" and sched.at(100) is ep[1] and sched.at(cfg.n_steps) is None
+    stim_a, stim_b = assoc[0].stimulus, assoc[1].stimulus
+    assert isinstance(stim_a, Selective) and isinstance(stim_b, Selective)
+    assert stim_a.group == "P1" and stim_b.group == "P2"
+    first = sched.at(99)
+    assert first is not None and first.name == "rest" and sched.at(100) is ep[1] and sched.at(cfg.n_steps) is None
 
 
 def test_stimulus_switches_exactly_at_the_epoch_boundaries() -> None:
@@ -431,10 +434,10 @@ def test_protocol_run_through_the_cli(tmp_path: Path) -> None:
     assert len(table) == len(rows) == len(epoch_rates(out))
     for r in table:
         k0, k1 = int(r["start_step"]), int(r["stop_step"])
-        for g in ("P1", "P2", "nonselective"):
-            e_ids = groups[g][groups[g] < 400]
+        for group in ("P1", "P2", "nonselective"):
+            e_ids = groups[group][groups[group] < 400]
             n = np.isin(ids[(np.rint(t * 10) >= k0) & (np.rint(t * 10) < k1)], e_ids).sum()
-            assert float(r[f"rate_hz_{g}"]) == pytest.approx(n / (e_ids.size * (k1 - k0) * 1e-4), rel=1e-3)
+            assert float(r[f"rate_hz_{group}"]) == pytest.approx(n / (e_ids.size * (k1 - k0) * 1e-4), rel=1e-3)
     psth = trial_psth(out)["train"]
     assert psth["trials"] == 4 and [e[0] for e in psth["epochs"]] == ["cue", "delay"]
     assert psth["epochs"][0][1:] == (0.0, 15.0) and psth["t"].size == 1  # one whole 20 ms bin in a 25 ms trial

@@ -36,12 +36,14 @@ def test_snapshots_hold_the_state_at_their_time_and_load_back(tmp_path: Path) ->
     for name, p in net.connectivity.projections.items():
         q = snap.connectivity.projections[name]
         assert torch.equal(p.rowptr, q.rowptr) and torch.equal(p.split, q.split) and torch.equal(p.post_idx, q.post_idx)
+    assert result.engine is not None  # a run in memory keeps its engine
     end = result.engine.synapses()
     assert torch.equal(snap.connectivity.initial.potentiated, end.potentiated)
     assert torch.equal(snap.connectivity.initial.L, end.L)
     assert not torch.equal(end.potentiated, net.connectivity.initial.potentiated)  # learning happened
     # The 20 ms snapshot equals a separate 20 ms run's state (same seed).
     short = Simulation(Network.build(cfg)).run(duration=20, progress=False)
+    assert short.engine is not None
     mid = Network.build(cfg, connectivity=tmp_path / "run" / "snapshots" / "connectivity_20ms.npz")
     assert torch.equal(mid.connectivity.initial.potentiated, short.engine.synapses().potentiated)
     assert torch.equal(mid.connectivity.initial.L, short.engine.synapses().L)

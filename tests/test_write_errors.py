@@ -69,11 +69,11 @@ def test_full_disk_keeps_the_last_checkpoint_and_resume_finishes(
     calls = {"n": 0}
     real_append = SpikeWriter.append
 
-    def failing_append(self: SpikeWriter, *args: object) -> None:
+    def failing_append(self: SpikeWriter, times_ms: np.ndarray, global_ids: np.ndarray) -> None:
         calls["n"] += 1
         if calls["n"] >= 4:  # the fourth flush finds the disk full
             raise OSError(errno.ENOSPC, "No space left on device")
-        real_append(self, *args)
+        real_append(self, times_ms, global_ids)
 
     monkeypatch.setattr(SpikeWriter, "append", failing_append)
     out = tmp_path / "full"

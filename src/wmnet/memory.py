@@ -103,7 +103,6 @@ def estimate(cfg: Config, device: torch.device, engine: str) -> dict[str, float]
     n = n_e + n_i
     sizes = {"E": n_e, "I": n_i}
     syn = expected_synapses(cfg)
-    total_syn = sum(syn.values())
     cpu = device.type == "cpu"
     synapses = rows = 0.0
     for name, _, pre, post in PROJECTIONS:

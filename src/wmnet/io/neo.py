@@ -26,7 +26,7 @@ from wmnet.io.nwb import TRACE_VARIABLES, open_run
 if TYPE_CHECKING:
     import neo
 
-    from wmnet.simulation import RunResult
+    from wmnet.result import RunResult
 
 
 def _quantity(unit: str) -> Any:
@@ -99,8 +99,8 @@ def to_neo(result_or_dir: RunResult | str | Path, time_units: str = "ms", partia
         parts = list(read_report(path).items())
         data = np.concatenate([d for _, (_, _, d) in parts], axis=1)
         pops = np.concatenate([np.full(ids.size, p) for p, (_, ids, _) in parts])
-        local = np.concatenate([ids.astype(np.int64) for _, (_, ids, _) in parts])
-        gids = np.where(pops == "I", local + run.n_e, local)
+        local_ids = np.concatenate([ids.astype(np.int64) for _, (_, ids, _) in parts])
+        gids = np.where(pops == "I", local_ids + run.n_e, local_ids)
         seg.analogsignals.append(
             neo.AnalogSignal(
                 data,
@@ -108,7 +108,7 @@ def to_neo(result_or_dir: RunResult | str | Path, time_units: str = "ms", partia
                 sampling_period=step * scale * tu,
                 t_start=start * scale * tu,
                 name=var,
-                array_annotations={"population": pops, "node_id": local, "global_id": gids},
+                array_annotations={"population": pops, "node_id": local_ids, "global_id": gids},
             )
         )
 

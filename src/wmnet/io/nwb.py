@@ -50,11 +50,11 @@ from wmnet.io.sonata import UNITS
 if TYPE_CHECKING:
     from tqdm import tqdm
 
-    from wmnet.simulation import RunResult
+    from wmnet.result import RunResult
 
 READ_CHUNK = 1 << 20  # spikes (or trace rows) read from a source file at a time
 MAX_SPIKES_IN_MEMORY = 8 << 20  # spikes sorted in memory at once (16 bytes each with their ids)
-TRACE_VARIABLES = ("v", "i_s", "i_f", "x", "a")  # in the order of wmnet's reports
+TRACE_VARIABLES = tuple(UNITS)  # the model's state variables, in the order of wmnet's reports
 
 
 def unit_name(unit: str) -> str:
@@ -195,7 +195,7 @@ def _chunk_iterator(blocks: Iterator[np.ndarray], shape: tuple[int, ...], dtype:
     if shape[0] == 0:
         return np.zeros(shape, dtype=dtype)
 
-    class Chunks(AbstractDataChunkIterator):  # type: ignore[misc]
+    class Chunks(AbstractDataChunkIterator):
         def __init__(self) -> None:
             self.pos = 0
 

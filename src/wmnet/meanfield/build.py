@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from wmnet.config import Background, Config, Constant, Selective, Sinusoid, Sum, group_ids
+from wmnet.config import Background, Config, Constant, Selective, Sinusoid, StaticProjection, Sum, group_ids
 from wmnet.errors import WmnetError
 from wmnet.meanfield.theory import Model, Release, pulse_steps
 
@@ -260,6 +260,7 @@ def build_model(cfg: Config, potentiation: Potentiation | None = None, measured:
             if is_e[u] and is_e[v]:
                 j, j2 = g[u, v] * ee.J_p + (1 - g[u, v]) * ee.J_d, g[u, v] * ee.J_p**2 + (1 - g[u, v]) * ee.J_d**2
             else:
+                assert isinstance(proj, StaticProjection)  # every projection but E→E
                 j, j2 = proj.efficacy, proj.efficacy**2
             J_slow[u, v], J2_slow[u, v] = j * proj.slow_scale, j2 * proj.slow_scale**2
             J_fast[u, v], J2_fast[u, v] = j * proj.fast_scale, j2 * proj.fast_scale**2

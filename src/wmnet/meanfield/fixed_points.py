@@ -233,9 +233,9 @@ def solve(
                     s[list(act)] = hz / 1000
                     starts.append(s)
         for s in starts:
-            nu = _polish(model, s)
-            if nu is not None:
-                found.append((nu, 1))
+            polished = _polish(model, s)
+            if polished is not None:
+                found.append((polished, 1))
     out: list[FixedPoint] = []
     for nu, mult in found:
         if any(np.allclose(nu, fp.nu, rtol=1e-4, atol=1e-7) for fp in out):

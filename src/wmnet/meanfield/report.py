@@ -138,18 +138,18 @@ def run_command(
     from wmnet import meanfield
     from wmnet.errors import WmnetError
 
-    g = {k: v for k, v in g.items() if v is not None}
-    for k, v in g.items():
+    explicit = {k: v for k, v in g.items() if v is not None}
+    for k, v in explicit.items():
         if not 0 <= v <= 1:
             raise WmnetError(f"--{k.replace('_', '-')} {v:g}: expected a probability in [0, 1]")
     out_dir = Path(out) if out is not None else None
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
         raise WmnetError(f"--out {out}: exists and is not a folder")
     measured = meanfield.measured_potentiation(cfg, connectivity, synapses)
-    fps = meanfield.solve_model(meanfield.build(cfg, measured=measured, **g), max_active)
+    fps = meanfield.solve_model(meanfield.build(cfg, measured=measured, **explicit), max_active)
     payload: dict[str, Any] = {
         "fixed_points": [fp.to_dict() for fp in fps],
-        "potentiation": {"explicit": g, "connectivity": connectivity, "synapses": synapses},
+        "potentiation": {"explicit": explicit, "connectivity": connectivity, "synapses": synapses},
     }
     for line in table(fps):
         echo(line)
@@ -158,7 +158,7 @@ def run_command(
         key, values = parse_scan(scan_spec)
         meanfield.check_scan_key(cfg, key)
         sc = meanfield.scan(
-            cfg, key, values, max_active=min(max_active, 1), connectivity=connectivity, synapses=synapses, **g
+            cfg, key, values, max_active=min(max_active, 1), connectivity=connectivity, synapses=synapses, **explicit
         )
         payload["scan"] = sc.to_dict()
         echo(

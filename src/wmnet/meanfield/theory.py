@@ -126,7 +126,12 @@ def lif_rate_cv(
 
 
 def siegert(
-    mu: np.ndarray, sigma: np.ndarray, tau_m: np.ndarray, theta: np.ndarray, v_reset: np.ndarray, t_ref: np.ndarray
+    mu: np.ndarray,
+    sigma: np.ndarray,
+    tau_m: np.ndarray | float,
+    theta: np.ndarray | float,
+    v_reset: np.ndarray | float,
+    t_ref: np.ndarray | float,
 ) -> np.ndarray:
     """Rate (1/ms) of a LIF neuron τ_m dV/dt = −V + μ + σ√τ_m ξ with threshold θ (mV), reset
     v_reset (mV), refractory time t_ref (ms); μ, σ in mV. 1/ν = t_ref + τ_m√π ∫ erfcx(−u) du."""
@@ -152,7 +157,7 @@ def pulse_steps(tau_ref: float, dt: float, dtype: str) -> int:
 
 @dataclass(eq=False)
 class Release:
-    """One pulse of n steps under this model's per-step depression (MODEL.md step 7):
+    """One pulse of n steps under this model's per-step depression (docs/model.md, step 7):
     x_{k+1} = c·x_k + b with c = 1 − U − dt/τ_rec, b = dt/τ_rec while σ = 1. Then
     released Σ_k x_k = A1·x0 + B1 and the resources left after it x_n = A2·x0 + B2."""
 
@@ -260,10 +265,10 @@ class Model:
     dt: float  # ms
 
     @cached_property
-    def _coefficients(self) -> tuple[np.ndarray, ...]:
+    def _coefficients(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(A1, B1, A2, B2, n) per unit, for the vectorised steady state."""
-        c = np.array([r.coefficients for r in self.release]).T
-        return (*c, np.array([r.n for r in self.release]))
+        a1, b1, a2, b2 = np.array([r.coefficients for r in self.release]).T
+        return a1, b1, a2, b2, np.array([r.n for r in self.release])
 
     @cached_property
     def _tau_profile(self) -> np.ndarray:

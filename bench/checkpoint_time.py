@@ -38,7 +38,8 @@ def main() -> None:
         t2 = time.perf_counter()
         size = path.stat().st_size
     print(
-        f"{net.device} default network ({net.connectivity.n_synapses():,} synapses): checkpoint {size / 2**20:.0f} MiB, "
+        f"{net.device} default network ({net.connectivity.n_synapses():,} synapses): "
+        f"checkpoint {size / 2**20:.0f} MiB, "
         f"write {t1 - t0:.2f} s (atomic: temporary file, fsync, rename), load into the engine {t2 - t1:.2f} s"
     )
 

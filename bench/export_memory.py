@@ -34,8 +34,8 @@ base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t = time.perf_counter()
 to_nwb(sys.argv[1], sys.argv[2], max_spikes_in_memory=int(sys.argv[3]))
 wall = time.perf_counter() - t
-print(json.dumps({"baseline_rss_mib": base / 1024, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "export_s": wall}))
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"baseline_rss_mib": base / 1024, "peak_rss_mib": peak / 1024, "export_s": wall}))
 """
 
 
@@ -121,7 +121,8 @@ def main() -> None:
             }
             results.append(r)
             print(
-                f"{n_spikes:>11,} spikes ({duration / 1000:.1f} s of 10,000 neurons): peak RSS {r['peak_rss_mib']:.0f} MiB "
+                f"{n_spikes:>11,} spikes ({duration / 1000:.1f} s of 10,000 neurons): "
+                f"peak RSS {r['peak_rss_mib']:.0f} MiB "
                 f"(after imports {r['baseline_rss_mib']:.0f} MiB), export {r['export_s']:.1f} s; "
                 f"spikes.h5 {r['spikes_h5_mib']:.0f} MiB, NWB {r['nwb_mib']:.0f} MiB",
                 flush=True,

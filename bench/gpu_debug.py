@@ -156,7 +156,8 @@ def sequence_check() -> None:
                 if err > 1e-9 and first is None:
                     first = k
             print(
-                f"sequence keep={keep} det={det} (neuron kernel): first step with error > 1e-9: {first}; worst {worst:.2e}",
+                f"sequence keep={keep} det={det} (neuron kernel): "
+                f"first step with error > 1e-9: {first}; worst {worst:.2e}",
                 flush=True,
             )
 

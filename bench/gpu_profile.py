@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 import time
+from functools import partial
 
 import numpy as np
 import torch
@@ -110,9 +111,10 @@ def timing(extra: list[str], label: str) -> None:
     )
 
 
-def _warm_engine(extra: list[str], blocks: Blocks = Blocks(), dtype: str = "float32") -> tuple:
+def _warm_engine(extra: list[str], blocks: Blocks | None = None, dtype: str = "float32") -> tuple:
     """The default network (plus overrides) on CUDA, after 600 steps: an eager block (compiles
-    the kernels), then a captured one, then a replay."""
+    the kernels), then a captured one, then a replay. blocks: the launch shapes (default: Blocks())."""
+    blocks = Blocks() if blocks is None else blocks
     cfg = load_config(None, extra + ["device=cuda", f"dtype={dtype}"])
     net = Network.build(cfg)
     stim = make_stimulus(cfg, net.device, net.dtype)
@@ -164,7 +166,7 @@ def tune(variants: list[Blocks] | None = None) -> None:
         for b in variants:
             net, stim, eng = _warm_engine(extra, b)
             i_blk = stim.block(eng.k, 200)
-            t = _time(lambda: eng.run_block(i_blk), 10) / 200
+            t = _time(partial(eng.run_block, i_blk), 10) / 200
             print(
                 f"{label:8s} blocks: synapse {b.synapse:4d} catch_up {b.catch_up:5d} split {b.split_catch_up!s:5}"
                 f"  graph {t * 1e6:7.1f} µs/step",
@@ -203,7 +205,7 @@ def sample_cost() -> None:
     net, stim, eng = _warm_engine([])
     for _ in range(2):
         i_blk = stim.block(eng.k, 200)
-        t_step = _time(lambda: eng.run_block(i_blk), 5) / 200
+        t_step = _time(partial(eng.run_block, i_blk), 5) / 200
         t_syn = _time(eng.synapses, 1)  # the first call pays for a long gap, as a real sample does
         t_syn2 = _time(eng.synapses, 3)
         print(

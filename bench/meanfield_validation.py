@@ -135,7 +135,6 @@ def spontaneous_part(work: Path) -> list[dict[str, Any]]:
 
 
 def selective_part(work: Path) -> dict[str, Any]:
-    base = load_config(None, BASE + SELECTIVE + [PROTOCOL_CUE])
     key = "projections.E->E.structure.within"
     sc = meanfield.scan(
         load_config(None, BASE + SELECTIVE + [PROTOCOL_CUE, "projections.E->E.structure={within: 0.2}"]),
@@ -161,7 +160,6 @@ def selective_part(work: Path) -> dict[str, Any]:
         pers = persistent(delay)
         ok = None
         if sel is not None and pers:
-            th_others = float(np.mean([sel.rates_hz[f"P{i}"] for i in range(2, 6)]))
             ok = within(sel.rates_hz["P1"], delay["P1"], abs_hz=0) and within(sel.rates_hz["I"], delay["I"])
         th_txt = (
             (

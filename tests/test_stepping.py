@@ -289,3 +289,10 @@ def test_the_clock_ends_blocks_at_every_boundary() -> None:
     assert clock.scales(160)["E->E"][0] == 0.5 and clock.scales(100) == clock.scales(410) == base_scales(cfg)
     assert clock.snapshot_due(250) and not clock.snapshot_due(240)
     assert clock.checkpoint_due(100, 150) and not clock.checkpoint_due(120, 200) and clock.checkpoint_due(200, 240)
+
+
+def test_the_progress_bar_reports_simulated_ms(capsys: pytest.CaptureFixture[str]) -> None:
+    """tqdm.auto on a terminal (or a captured stream): simulated ms out of the total, on stderr."""
+    res = new_sim().run(duration=10, progress=True)
+    err = capsys.readouterr().err
+    assert "10/10 ms simulated" in err and res.info["status"] == "complete"

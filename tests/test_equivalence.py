@@ -7,6 +7,8 @@ rates and final potentiated fraction within 2% over 1000 ms.
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import numpy as np
 import pytest
 import torch
@@ -63,8 +65,17 @@ def test_sparse_matches_reference_float64(small_config, mode: str, device: str) 
         assert (ev_ref[:, 3] == 1).any() and (ev_ref[:, 3] == -1).any()
 
 
-# GPU launch shapes (wmnet.engines.gpu.Blocks keyword arguments) for the CUDA tests below.
-CUDA_BLOCKS = {
+class BlocksArgs(TypedDict, total=False):
+    """Keyword arguments of wmnet.engines.gpu.Blocks (GPU launch shapes)."""
+
+    neuron: int
+    synapse: int
+    catch_up: int
+    split_catch_up: bool
+
+
+# GPU launch shapes for the CUDA tests below.
+CUDA_BLOCKS: dict[str, BlocksArgs] = {
     # rows of ~160 synapses, blocks of 64: three (row, block) items per row, run by different programs
     "split64": {"split_catch_up": True, "catch_up": 64},
     # 1000 neurons in 8 neuron programs, rows in 3+ synapse and catch-up vector steps
@@ -72,7 +83,7 @@ CUDA_BLOCKS = {
 }
 
 
-def _check_gpu_float64(cfg: Config, mode: str, blocks: dict[str, int | bool]) -> None:
+def _check_gpu_float64(cfg: Config, mode: str, blocks: BlocksArgs) -> None:
     """The GPU engine with these launch shapes in float64 lockstep with the reference: identical
     σ at every step and switch events; state and L within 1e-9."""
     from wmnet.engines.gpu import Blocks, GpuSparseEngine

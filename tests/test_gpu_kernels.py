@@ -45,13 +45,13 @@ def test_drift_kernel_is_bitwise_the_cpu_replay(dtype: type, bounds: tuple[float
     gaps = np.array([1, 2, 3, 7, 50, 333, 1000, 4999, 30000], dtype=np.int64)
     rng = np.random.default_rng(1)
     thx = dtype(0.4)
-    L0 = rng.uniform(-0.5, 1.5, size=(gaps.size, block)).astype(dtype)
+    L0: np.ndarray = rng.uniform(-0.5, 1.5, size=(gaps.size, block)).astype(dtype)
     L0[:, :4] = [thx, np.nextafter(thx, dtype(1)), np.nextafter(thx, dtype(0)), dtype(0.0)]
     L0[:, 4:8] = [dtype(1.0), dtype(1e-6), dtype(-3.0), dtype(0.25)]
     # Starts outside the bounds too: their first step clips, which may cross θ_X.
     lo, hi = bounds if bounds is not None else (0.0, 0.0)
     c = dtype
-    prm = np.array([0.1, -0.0147, 0.01, 0.0, 0.4, lo, hi], dtype=dtype)
+    prm: np.ndarray = np.array([0.1, -0.0147, 0.01, 0.0, 0.4, lo, hi], dtype=dtype)
     for beta in (0.01, 0.02):  # β < α: drift-only crossings at θ_X go down; β > α: up
         prm[2] = beta
         expect_L, expect_at, expect_dir = L0.copy(), np.full(L0.shape, -1), np.zeros(L0.shape, dtype=np.int64)
@@ -192,6 +192,7 @@ def test_kernels_run_block_equals_steps(small_config, blocks: str) -> None:
     assert sa == sb == list(range(0, cfg.n_steps, 3))
     assert torch.equal(fa, fb)
     assert (fa & 2).any()  # some pulse onsets
+    assert xa is not None and xb is not None  # a trace was asked for
     assert torch.allclose(xa, xb, rtol=0, atol=1e-4)
 
 

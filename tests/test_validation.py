@@ -27,7 +27,7 @@ import torch
 import yaml
 
 from wmnet.cli import main
-from wmnet.config import Config, load_config
+from wmnet.config import ArrayInput, Config, load_config
 from wmnet.connectivity import save_snapshot
 from wmnet.network import Network
 
@@ -467,6 +467,7 @@ def test_relative_array_path_is_stored_absolute_and_resumes_elsewhere(tmp_path: 
 
 def test_array_path_is_resolved_in_the_config() -> None:
     cfg = Config.model_validate({"stimulus": {"kind": "array", "path": "x/in.npy"}})
+    assert isinstance(cfg.stimulus, ArrayInput)
     assert cfg.stimulus.path == str(Path.cwd() / "x" / "in.npy")
 
 

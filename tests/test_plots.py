@@ -101,3 +101,16 @@ def test_traces_of_chosen_variables(full_run: tuple[Path, RunResult]) -> None:
     plt.close(fig)
     with pytest.raises(NothingToPlot, match="of a"):
         plot_traces(full_run[1], variables=["a"])
+
+
+def test_plots_of_tables(full_run: tuple[Path, RunResult]) -> None:
+    """A raster from a spikes table and rates from a rates table (arrays, no result needed)."""
+    result = full_run[1]
+    assert result.rates is not None
+    fig = plot_raster(result.spikes.to_pandas(), sizes={"E": 400, "I": 100})
+    assert fig.axes[1].get_legend_handles_labels()[1] == ["E (400 neurons)", "I (100 neurons)"]
+    plt.close(fig)
+    mine, ax = plt.subplots()
+    assert plot_rates(result.rates.to_pandas(), ax=ax) is mine
+    assert ax.get_legend_handles_labels()[1] == ["E", "I", "A"] and ax.get_ylabel() == "rate (Hz, 10 ms bins)"
+    plt.close(mine)

@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from wmnet.network import Network
     from wmnet.result import RunResult
 
-PROJECTIONS = (("E->E", "EE"), ("E->I", "EI"), ("I->E", "IE"), ("I->I", "II"))
+PROJECTIONS = (("E->E", "EE", True), ("E->I", "EI", False), ("I->E", "IE", False), ("I->I", "II", False))
 
 
 def _record(cfg: Config) -> str:
@@ -36,10 +36,10 @@ def config_lines(cfg: Config) -> list[str]:
     """Sizes, time grid and seed; projections; input and protocol; what is recorded."""
     pops = cfg.populations
     projections = []
-    for name, attr in PROJECTIONS:
-        p = getattr(cfg.projections, attr)
+    for name, field, plastic in PROJECTIONS:
+        p = getattr(cfg.projections, field)
         conn = f"k_in {p.k_in}" if p.k_in is not None else f"p {p.p:g}"
-        j = f"J {p.J_d:g}/{p.J_p:g}" if name == "E->E" else f"J {p.efficacy:g}"
+        j = f"J {p.J_d:g}/{p.J_p:g}" if plastic else f"J {p.efficacy:g}"
         projections.append(f"{name} {conn}, {j}")
     groups = [name for name in cfg.groups.names() if name not in ("E", "I")]
     protocol = ""

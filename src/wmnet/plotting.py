@@ -1,5 +1,6 @@
-"""Figures of a run: each `plot_*` takes a RunResult (in memory or `RunResult.from_folder`) or a run folder,
-draws into `ax` when given (one panel) or into a new figure, and returns the matplotlib Figure. Only
+"""Figures of a run: each `plot_*` takes a RunResult (in memory or `RunResult.from_folder`) or a run folder
+(`plot_raster` and `plot_rates` also a table of spikes or rates, as `to_pandas()` gives them), draws into `ax`
+when given (one panel) or into a new figure, and returns the matplotlib Figure. Only
 `save_run_figures` (what `wmnet run` and `wmnet plot` call) writes files: DIR/figures/*.png.
 
     from wmnet.plotting import plot_rates
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -23,8 +24,12 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from wmnet.errors import WmnetError
+from wmnet.memory_states import emergence, has_training, mark_emergence
 from wmnet.protocol import read_events
 from wmnet.result import RunResult
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 COLORS = {"E": "tab:blue", "I": "tab:red"}
 LABELS = {"v": "v (mV)", "i_s": "i_s (mV/ms)", "i_f": "i_f (mV/ms)", "x": "x", "a": "a"}
@@ -85,19 +90,34 @@ def _figure(ax: Axes | None, rows: int, **kwargs: Any) -> tuple[Figure, np.ndarr
     return fig, axes
 
 
-def plot_raster(source: Source, ax: Axes | None = None, bin_ms: float = 5.0) -> Figure:
-    """Raster (E and I in two colours) over population rates in `bin_ms` bins (ms); with `ax`, the raster only."""
-    result = as_result(source)
-    cfg, info = result.config, result.info
-    spikes = result.spikes.by_population()
-    t_end = result.simulated_ms or cfg.n_steps * cfg.dt
+def plot_raster(
+    source: Source | pd.DataFrame, ax: Axes | None = None, bin_ms: float = 5.0, sizes: dict[str, int] | None = None
+) -> Figure:
+    """Raster (E and I in two colours) over population rates in `bin_ms` bins (ms); with `ax`, the raster only.
+    `source` may also be a table of spikes (columns population, node_id, t_ms: `result.spikes.to_pandas()`);
+    `sizes` {population: neurons} then sets the rates' denominators (default: the highest node id + 1)."""
+    if isinstance(source, (RunResult, str, Path)):
+        result = as_result(source)
+        cfg, info = result.config, result.info
+        spikes = result.spikes.by_population()
+        t_end = result.simulated_ms or cfg.n_steps * cfg.dt
+        sizes = {"E": cfg.populations.E.size, "I": cfg.populations.I.size}
+        about = f"seed {info.get('seed', cfg.seed)}, {info.get('engine', '?')} engine, {info.get('dtype', cfg.dtype)}"
+    else:
+        spikes = {}
+        for pop in ("E", "I"):
+            rows = source[source["population"] == pop]
+            spikes[pop] = (rows["t_ms"].to_numpy(dtype=np.float64), rows["node_id"].to_numpy(dtype=np.int64))
+        found = {pop: int(ids.max()) + 1 if ids.size else 1 for pop, (_, ids) in spikes.items()}
+        sizes = {**found, **(sizes or {})}
+        t_end = float(source["t_ms"].max()) if len(source) else 1.0
+        about = f"{len(source):,} spikes"
     if ax is None:
         fig, (ax_r, ax_p) = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     else:
         fig, ax_r, ax_p = _fig_of(ax), ax, None
     offset = 0
     edges = np.arange(0, t_end + bin_ms, bin_ms)
-    sizes = {"E": cfg.populations.E.size, "I": cfg.populations.I.size}
     for pop in ("E", "I"):
         size = sizes[pop]
         shown = min(size, MAX_RASTER_NEURONS[pop])
@@ -112,10 +132,7 @@ def plot_raster(source: Source, ax: Axes | None = None, bin_ms: float = 5.0) -> 
     ax_r.set_ylabel("neuron (E first)")
     ax_r.axhline(min(sizes["E"], MAX_RASTER_NEURONS["E"]) - 0.5, color="0.7", lw=0.5)
     ax_r.set_ylim(-0.5, offset - 0.5)
-    ax_r.set_title(
-        f"Pulse onsets (first {MAX_RASTER_NEURONS['E']} E, {MAX_RASTER_NEURONS['I']} I shown) — "
-        f"seed {info.get('seed', cfg.seed)}, {info.get('engine', '?')} engine, {info.get('dtype', cfg.dtype)}"
-    )
+    ax_r.set_title(f"Pulse onsets (first {MAX_RASTER_NEURONS['E']} E, {MAX_RASTER_NEURONS['I']} I shown) — {about}")
     if ax_p is None:
         ax_r.set_xlabel("time (ms)")
         ax_r.set_xlim(0, t_end)
@@ -160,17 +177,23 @@ def plot_traces(source: Source, ax: Axes | None = None, variables: list[str] | N
     return fig
 
 
-def plot_rates(source: Source, ax: Axes | None = None) -> Figure:
-    """Population and group rates over time (rates.h5, or the rate monitor in memory)."""
-    result = as_result(source)
-    rates = result.rates
-    if rates is None:
-        raise NothingToPlot("no rates recorded (record.rates)")
+def plot_rates(source: Source | pd.DataFrame, ax: Axes | None = None) -> Figure:
+    """Population and group rates over time (rates.h5, or the rate monitor in memory). `source` may also be a
+    table of rates (Hz; index: bin start t_ms, one column per group: `result.rates.to_pandas()`)."""
+    result = None
+    if isinstance(source, (RunResult, str, Path)):
+        result = as_result(source)
+        rates = result.rates
+        if rates is None:
+            raise NothingToPlot("no rates recorded (record.rates)")
+        table = rates.to_pandas()  # one read: consistent while a run appends
+        sizes, order, bin_ms = rates.sizes(), _group_names(result), rates.bin_ms
+    else:
+        table, sizes, order = source, {}, []
+        bin_ms = float(table.index[1] - table.index[0]) if len(table) > 1 else float("nan")
     fig, axes = _figure(ax, 1, figsize=(10, 3.6))
     panel = axes[0, 0]
-    table = rates.to_pandas()  # one read: consistent while a run appends
-    t, found, sizes = table.index.to_numpy(), list(table.columns), rates.sizes()
-    order = _group_names(result)
+    t, found = table.index.to_numpy(), list(table.columns)
     names = [n for n in order if n in found] + [n for n in found if n not in order]
     for name in names:
         panel.step(
@@ -179,11 +202,12 @@ def plot_rates(source: Source, ax: Axes | None = None) -> Figure:
             where="post",
             color=_group_color(name, names),
             lw=1.2 if name in COLORS else 0.9,
-            label=f"{name} ({sizes[name]} neurons)",
+            label=f"{name} ({sizes[name]} neurons)" if name in sizes else name,
         )
-    _shade_epochs(panel, result)
+    if result is not None:
+        _shade_epochs(panel, result)
     panel.set_xlabel("time (ms)")
-    panel.set_ylabel(f"rate (Hz, {rates.bin_ms:g} ms bins)")
+    panel.set_ylabel(f"rate (Hz, {bin_ms:g} ms bins)")
     panel.set_title("Population and group rates")
     panel.legend(loc="upper right", fontsize=8)
     return fig
@@ -215,8 +239,14 @@ def plot_learning(source: Source, ax: Axes | None = None) -> Figure:
     else:
         fig, panels = plt.subplots(3, 1, figsize=(10, 7.5), sharex=True)
     ax_p = panels[0]
-    for name, g in groups.items():
-        ax_p.plot(t, g["potentiated_fraction"], marker=".", ms=3, label=name)
+    lines = {
+        name: ax_p.plot(t, g["potentiated_fraction"], marker=".", ms=3, label=name)[0] for name, g in groups.items()
+    }
+    if result.out is not None and has_training(result.out):
+        # When each trained group first holds its delay, and the mean-field's critical g_in (docs/tutorial.md).
+        pre_post = {name: name.split("->") for name in lines}
+        colors = {pp[0]: str(lines[n].get_color()) for n, pp in pre_post.items() if len(pp) == 2 and pp[0] == pp[1]}
+        mark_emergence(ax_p, emergence(result.out), colors=colors)
     ax_p.set_ylabel("fraction potentiated")
     ax_p.set_title("Learning dynamics: E→E synapse groups (pre→post)")
     if len(panels) == 3:

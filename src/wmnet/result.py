@@ -11,6 +11,9 @@ the run's monitor when it kept its data in memory (`Simulation.run()` without `o
 else the run's files (docs: README, "Outputs"), afresh at every call, so a folder that a run is still writing
 shows what has been flushed so far. Other attributes of a monitor (e.g. `result.spikes.count`,
 `result.traces.v`) are passed through to it.
+
+One module, a little over the usual length: the views exist only as the parts of a result, and each reads
+the same two sources (a monitor, or the folder's file of the same data) in the same way.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Validated configuration: every parameter of MODEL.md, with the seed notebook's defaults.
+"""Validated configuration: every parameter of docs/model.md, with the seed notebook's defaults.
 
 One `Config` object is the single source of a run's parameters. It loads from YAML, takes
 dotted `key=value` overrides, rejects unknown keys, and dumps back to YAML/JSON.
@@ -9,14 +9,24 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator, model_validator
 
+from wmnet import model
 from wmnet.errors import WmnetError
 from wmnet.rng import stream_seed
+
+# Names from the model schema, as Literal types: pydantic rejects others and lists the schema's in
+# JSON schemas and errors. (mypy cannot evaluate a Literal over a runtime tuple: str for it.)
+if TYPE_CHECKING:
+    StateVariableName = str
+    ProjectionName = str
+else:
+    StateVariableName = Literal[model.VARIABLES]
+    ProjectionName = Literal[model.PROJECTION_NAMES]
 
 PositiveMs = Annotated[float, Field(gt=0)]
 Group = tuple[int, int] | list[int]  # global neuron indices: [start, stop) or a sorted list
@@ -111,7 +121,10 @@ class PlasticProjection(_Connector):
 
 
 class Projections(_Strict):
-    """Projections, named pre->post. Matrices are post × pre."""
+    """Projections, named pre->post. Matrices are post × pre.
+
+    One field per `model.PROJECTIONS` (its `field`, aliased by its name; tests/test_schema.py
+    checks that they agree): each projection has its own parameters, so this list is written out."""
 
     EE: PlasticProjection = Field(
         default_factory=lambda: PlasticProjection(slow_fraction=0.5),
@@ -364,8 +377,8 @@ class Groups(_Strict):
 class Traces(_Strict):
     """State traces written as SONATA reports."""
 
-    variables: list[Literal["v", "i_s", "i_f", "x", "a"]] = Field(
-        default_factory=lambda: ["v", "i_s", "i_f", "x"], description="state variables to record"
+    variables: list[StateVariableName] = Field(
+        default_factory=lambda: list(model.DEFAULT_TRACES), description="state variables to record"
     )
     neurons: list[int] = Field(
         default_factory=lambda: [0, 1, 2, -3, -2, -1],
@@ -436,9 +449,6 @@ class Record(_Strict):
             for name in pair:
                 if name not in groups:
                     raise ValueError(f"record.synapses.groups: unknown group {name!r} (known: {', '.join(groups)})")
-
-
-ProjectionName = Literal["E->E", "E->I", "I->E", "I->I"]
 
 
 class ScaleOverride(_Strict):
@@ -555,7 +565,7 @@ class Config(_Strict):
                 f"{total * self.dt:g} ms (leave duration out: the protocol sets it)"
             )
         try:
-            self.n_steps
+            self.n_steps  # noqa: B018  (validates: raises TooManySteps)
         except TooManySteps as e:
             raise ValueError(f"dt, {e}") from None
         except ValueError:
@@ -628,6 +638,7 @@ class Config(_Strict):
 
     @property
     def n_steps(self) -> int:
+        assert self.duration is not None  # set by the validator (from the protocol or 1000 ms)
         return steps_in(self.duration, self.dt, "duration")
 
     @property

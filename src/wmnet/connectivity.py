@@ -26,17 +26,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from wmnet import model
 from wmnet.config import Config, PlasticProjection, StaticProjection
 from wmnet.errors import WmnetError
 from wmnet.rng import generator
 
-PROJECTIONS: tuple[tuple[str, str, str, str], ...] = (
-    # (name, config attribute, pre population, post population)
-    ("E->E", "EE", "E", "E"),
-    ("E->I", "EI", "E", "I"),
-    ("I->E", "IE", "I", "E"),
-    ("I->I", "II", "I", "I"),
-)
+# (name, config attribute, pre population, post population), from the model schema.
+PROJECTIONS: tuple[tuple[str, str, str, str], ...] = tuple((p.name, p.field, p.pre, p.post) for p in model.PROJECTIONS)
+EE = model.PLASTIC.name  # the projection whose state is SynapseState
 
 # Synapses (fixed in-degree: candidates) generated per chunk: bounds temporary memory whatever
 # the network size.
@@ -148,7 +145,7 @@ class Connectivity:
 
     def ee_indices(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Global (post, pre) index of every E→E synapse, in canonical order."""
-        ee = self.projections["E->E"]
+        ee = self.projections[EE]
         return ee.post_idx.long(), ee.pre_idx()
 
     def to_dense(
@@ -524,7 +521,7 @@ def generate(cfg: Config, device: torch.device, dtype: torch.dtype) -> Connectiv
         projections[name] = _fixed_indegree_csr(
             name, pre_pop, post_pop, n_pre, n_post, spec.k_in, spec.slow_fraction, cfg.seed, device
         )
-    ee = projections["E->E"]
+    ee = projections[EE]
     n_ee = ee.n_synapses
     sgen = generator(cfg.seed, "synapse_state", device)
     pot = torch.empty(n_ee, dtype=torch.uint8, device=device)
@@ -635,7 +632,7 @@ def _load_dense_arrays(
             torch.from_numpy(slow).to(device),
         )
         projections[name] = proj
-        if name == "E->E":
+        if name == EE:
             p_idx = proj.pre_idx().cpu().numpy()
             q_idx = proj.post_idx.long().cpu().numpy()
             is_slow = proj.is_slow().cpu().numpy()
@@ -657,7 +654,7 @@ def _load_dense_arrays(
 # Snapshots: the whole connectivity with the E→E state, sparse, as compressed .npz
 
 SNAPSHOT_FORMAT = "wmnet-connectivity-1"
-_KEYS = {"E->E": "EE", "E->I": "EI", "I->E": "IE", "I->I": "II"}
+_KEYS = {p.name: p.field for p in model.PROJECTIONS}  # file keys: EE_rowptr, ...
 
 
 def save_snapshot(path: Path, conn: Connectivity, state: SynapseState, meta: dict[str, float | int]) -> None:
@@ -678,7 +675,7 @@ def save_snapshot(path: Path, conn: Connectivity, state: SynapseState, meta: dic
     arrays["EE_L"] = state.L.cpu().numpy()
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
-        np.savez_compressed(f, **arrays)
+        np.savez_compressed(f, **arrays)  # type: ignore[arg-type]  # numpy stubs: **kwds typed as allow_pickle
     tmp.replace(path)
 
 
@@ -706,7 +703,7 @@ _SNAPSHOT_ARRAYS = (
     "n_I",
     "EE_potentiated",
     "EE_L",
-    *(f"{k}_{part}" for k in ("EE", "EI", "IE", "II") for part in ("rowptr", "split", "post")),
+    *(f"{k}_{part}" for k in _KEYS.values() for part in ("rowptr", "split", "post")),
 )
 
 
@@ -733,8 +730,7 @@ def _load_snapshot(
         )
     size = {"E": n_e, "I": n_i}
     projections: dict[str, Projection] = {}
-    for name, attr, pre_pop, post_pop in PROJECTIONS:
-        key = _KEYS[name]
+    for name, key, pre_pop, post_pop in PROJECTIONS:  # the config attribute is the file's key
         rowptr, split, post = d[f"{key}_rowptr"], d[f"{key}_split"], d[f"{key}_post"]
         n_pre, n_post = size[pre_pop], size[post_pop]
         ok = (
@@ -760,7 +756,7 @@ def _load_snapshot(
             torch.from_numpy(post.astype(np.int32)).to(device),
         )
     pot, L = d["EE_potentiated"], d["EE_L"]
-    n_ee = projections["E->E"].n_synapses
+    n_ee = projections[EE].n_synapses
     if pot.shape != (n_ee,) or L.shape != (n_ee,) or not np.isin(pot, (0, 1)).all() or not np.isfinite(L).all():
         raise WmnetError(f"{path}: the E->E state must hold {n_ee} potentiated bits (0/1) and finite L values")
     state = SynapseState(torch.from_numpy(pot.astype(np.uint8)).to(device), torch.from_numpy(L).to(device, dtype))

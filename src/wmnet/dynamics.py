@@ -1,8 +1,26 @@
-"""Per-neuron dynamics of one Euler step (MODEL.md, steps 1–7) and the Hebbian factor (step 8).
+"""Per-neuron dynamics of one Euler step (steps 1–7) and the Hebbian factor (step 8).
+
+One step t_k → t_{k+1}, as specified in docs/model.md ("One step"); every right-hand side uses
+the state at t_k (v, i_s, i_f, x, a: `wmnet.model.STATE_VARIABLES`; L and J for E→E):
+
+    1. σ_j  = [v_j ≥ θ_j]                                    is neuron j in a pulse?
+    2. s_j  = x_j · σ_j                                      resources released
+    3. i_s' = i_s + (dt/τ_s) · (−i_s + Σ_j J^slow_ij s_j)    slow current
+    4. i_f' = Σ_j J^fast_ij s_j                              fast current
+    5. I    = i_s + i_f + I_ext(t_k)                         OLD currents
+    6. a'   = (a + (dt/τ_ref)·σ) · [a < 1]
+       v'   = v_reset·[a ≥ 1] + (v + dt·(−v/τ_m + I)·[v ≤ θ]) · [a < 1]
+    7. x'   = x + dt·(1 − x)/τ_rec − U·s
+    8. (E→E, i post, j pre)
+       R(L) = −α·[L ≤ θ_X] + β·[L ≥ θ_X]
+       f_i  = a_H·[θ_LTP ≤ v_i ≤ θ_i] − b_H·[v_i ≤ θ_LTD]·[v_i ≤ v_reset,i]
+       L'   = clip(L + dt·(R(L) + f_i·σ_j), L_min, L_max)    (no clip when bounds are null)
+    9. J'   = J_p if L ≤ θ_X < L';   J_d if L ≥ θ_X > L';   J otherwise (same channel)
 
 Pure functions on tensors, shared by every engine, so the neuron arithmetic is identical
-everywhere; engines differ only in how they compute the synaptic sums Σ_j J_ij s_j and L.
-The operation order follows the seed notebook so that float64 runs reproduce it to rounding.
+everywhere; engines differ only in how they compute the synaptic sums Σ_j J_ij s_j and L
+(steps 3–4, 8–9). The operation order follows the seed notebook so that float64 runs
+reproduce it to rounding.
 """
 
 from __future__ import annotations
@@ -11,14 +29,17 @@ from dataclasses import dataclass, fields
 
 import torch
 
+from wmnet import model
 from wmnet.config import Config
 
-VARIABLES = ("v", "i_s", "i_f", "x", "a")
+VARIABLES = model.VARIABLES
 
 
 @dataclass
 class NeuronState:
-    """State at t_k of every neuron (E first, then I). Resets between trials; L does not."""
+    """State at t_k of every neuron (E first, then I). Resets between trials; L does not.
+
+    One field per `model.STATE_VARIABLES`, in that order (tests/test_schema.py checks it)."""
 
     v: torch.Tensor  # membrane potential (mV)
     i_s: torch.Tensor  # slow synaptic current (mV/ms)
@@ -28,14 +49,18 @@ class NeuronState:
 
     @classmethod
     def initial(cls, n: int, device: torch.device, dtype: torch.dtype) -> NeuronState:
-        z = torch.zeros(n, device=device, dtype=dtype)
-        return cls(z.clone(), z.clone(), z.clone(), torch.ones_like(z), z.clone())
+        """Every neuron at rest: each variable at its `model.STATE_VARIABLES` initial value."""
+        return cls(**{s.name: torch.full((n,), s.initial, device=device, dtype=dtype) for s in model.STATE_VARIABLES})
 
     def clone(self) -> NeuronState:
         return NeuronState(*(getattr(self, f.name).clone() for f in fields(self)))
 
     def __getitem__(self, name: str) -> torch.Tensor:
         return getattr(self, name)
+
+    def as_dict(self) -> dict[str, torch.Tensor]:
+        """The variables by name, in schema order (the tensors themselves, not copies)."""
+        return {name: getattr(self, name) for name in model.VARIABLES}
 
 
 @dataclass

@@ -23,6 +23,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from wmnet import model
 from wmnet.errors import WmnetError
 from wmnet.memory_states import emergence, has_training, mark_emergence
 from wmnet.protocol import read_events
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 COLORS = {"E": "tab:blue", "I": "tab:red"}
-LABELS = {"v": "v (mV)", "i_s": "i_s (mV/ms)", "i_f": "i_f (mV/ms)", "x": "x", "a": "a"}
+LABELS = {v: v if u == "1" else f"{v} ({u})" for v, u in model.UNITS.items()}  # "v (mV)", "x"
 MAX_RASTER_NEURONS = {"E": 800, "I": 200}
 Source = RunResult | str | Path
 

@@ -18,12 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
+from wmnet import model
 from wmnet.config import Block, Config, Epoch, Selective, Sum, steps_in
+from wmnet.model import Scales  # receptor scales: projection name → (slow_scale, fast_scale)
 from wmnet.rng import stream_seed
 
-PROJECTION_NAMES = ("E->E", "E->I", "I->E", "I->I")
-# Receptor scales: projection name → (slow_scale, fast_scale).
-Scales = dict[str, tuple[float, float]]
 EVENT_COLUMNS = (
     "onset",
     "duration",
@@ -61,8 +60,8 @@ def describe(stim: object) -> str:
 
 def base_scales(cfg: Config) -> Scales:
     """The projections' own receptor scales (valid outside epochs that set theirs)."""
-    pr = cfg.projections
-    return {name: (p.slow_scale, p.fast_scale) for name, p in zip(PROJECTION_NAMES, (pr.EE, pr.EI, pr.IE, pr.II))}
+    specs = {p.name: model.projection_config(cfg, p) for p in model.PROJECTIONS}
+    return {name: (spec.slow_scale, spec.fast_scale) for name, spec in specs.items()}
 
 
 def _substitute(stim: object, case: dict[str, str]) -> object:

@@ -112,7 +112,8 @@ class ArrayStimulus:
             raise WmnetError(f"{path}: input must hold real numbers (bool, integer or float), got dtype {arr.dtype}")
         if arr.ndim != 2 or arr.shape[0] != n or arr.shape[1] < n_steps:
             raise WmnetError(
-                f"{path}: input has shape {arr.shape}, expected ({n}, {n_steps}) = (neurons, steps); extra steps are ignored"
+                f"{path}: input has shape {arr.shape}, expected ({n}, {n_steps}) = (neurons, steps); "
+                "extra steps are ignored"
             )
         for start in range(0, n_steps, 4096):  # check without loading it whole
             bad = ~np.isfinite(arr[:, start : start + 4096])

@@ -1,34 +1,43 @@
-"""What every engine provides. An engine owns the evolving state of one network."""
+"""What every engine provides: one base class, the contract every engine meets.
+
+An engine owns the evolving state of one network. Public contract (tests/test_engines_contract.py):
+
+- `step(i_ext)` runs t_k → t_{k+1}; `run_block(i_ext, trace)` runs many steps (the base class
+  steps one at a time; the GPU engine replays a captured graph);
+- `state` is the neuron state at t_k as a value (copies on the engine's device, never a live
+  buffer), on every engine; `set_state(...)` replaces some or all of it;
+- `synapses()` is the E→E state at t_k (a copy, lazily updated synapses brought up to date);
+- `state_dict()` / `load_state_dict()` continue bitwise from t_k (checkpoints);
+- `stored_L()` is the E→E L as stored, for finiteness checks.
+
+Engines are looked up by kind and device in `wmnet.engines` (the registry).
+"""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
+from wmnet import model
 from wmnet.config import Config
 from wmnet.connectivity import SynapseState
 from wmnet.dynamics import NeuronState
 from wmnet.errors import WmnetError
-from wmnet.protocol import Scales
+from wmnet.network import Network
+from wmnet.protocol import Scales, base_scales
 
-NEURON_FIELDS = ("v", "i_s", "i_f", "x", "a")
+NEURON_FIELDS = model.VARIABLES
 
 
 def channel_efficacies(cfg: Config, scales: Scales) -> dict[str, tuple[Any, Any]]:
-    """Per projection, its (slow, fast) efficacies (mV/ms) with the receptor scales applied, as
-    Python floats (each engine rounds them once to its dtype); E->E gives (J_d, J_p) pairs."""
-    pr = cfg.projections
-    ee_slow, ee_fast = scales["E->E"]
-    out: dict[str, tuple[Any, Any]] = {
-        "E->E": ((ee_slow * pr.EE.J_d, ee_slow * pr.EE.J_p), (ee_fast * pr.EE.J_d, ee_fast * pr.EE.J_p))
-    }
-    for name, spec in (("E->I", pr.EI), ("I->E", pr.IE), ("I->I", pr.II)):
-        slow, fast = scales[name]
-        out[name] = (slow * spec.efficacy, fast * spec.efficacy)
-    return out
+    """Per projection, its (slow, fast) efficacies (mV/ms) with the receptor scales applied
+    (model.efficacies: Python floats; each engine rounds them once to its dtype)."""
+    return model.efficacies(cfg, scales)
 
 
 @dataclass
@@ -132,32 +141,103 @@ def load_state(engine: Engine, state: dict[str, Any], tensors: dict[str, torch.T
 
 
 def neuron_tensors(neurons: NeuronState) -> dict[str, torch.Tensor]:
-    return {name: neurons[name] for name in NEURON_FIELDS}
+    return {name: neurons[name] for name in model.VARIABLES}
 
 
-class Engine(Protocol):
-    name: str
-    neurons: NeuronState  # state at t_k, k = self.k
-    k: int  # index of the next step to run
-    switches: SwitchLog
-    scales: Scales  # receptor scales in force: (slow, fast) multiplier per projection
+class Engine(ABC):
+    """The base of every engine: the shared contract and the stepwise fallback.
 
+    Subclasses set `name` (the kind) and `devices` (device types they run on, for the registry),
+    implement `step`, `set_scales`, `synapses`, `stored_L`, `_buffers` and the `neurons`
+    attribute (the live state at t_k, which engines may update in place: read `state`)."""
+
+    name: ClassVar[str]
+    devices: ClassVar[tuple[str, ...]]
+    neurons: NeuronState  # live state at t_k, k = self.k (engine-internal; `state` is the copy)
+
+    def __init__(self, net: Network, keep_switch_events: bool = False) -> None:
+        self.net, self.cfg, self.k = net, net.config, 0  # k: index of the next step to run
+        self.switches = SwitchLog(keep_switch_events)
+        self.scales: Scales = base_scales(net.config)  # receptor scales in force
+
+    # --- stepping ------------------------------------------------------------------------
+
+    @abstractmethod
     def set_scales(self, scales: Scales) -> None:
-        """Use these receptor scales from the next step on."""
-        ...
+        """Use these receptor scales ((slow, fast) multiplier per projection) from the next step on."""
 
+    @abstractmethod
     def step(self, i_ext: torch.Tensor) -> torch.Tensor:
-        """Run step k → k+1 with external current i_ext; return σ at t_k (bool, one per neuron)."""
-        ...
+        """Run step k → k+1 with external current i_ext (mV/ms); return σ at t_k (bool, one per neuron)."""
 
+    def run_block(
+        self, i_ext: torch.Tensor, trace: TraceRequest | None = None
+    ) -> tuple[torch.Tensor, list[int], torch.Tensor | None]:
+        """Steps k..k+n−1 with i_ext (n, N). Returns flags (n, N) uint8 (bit 0 σ, bit 1 pulse
+        onset), the steps sampled for `trace` and the samples (s, variables, neurons)."""
+        return run_block_stepwise(self, i_ext, trace)
+
+    # --- state ---------------------------------------------------------------------------
+
+    @property
+    def state(self) -> NeuronState:
+        """Neuron state at t_k, as a copy on the engine's device (never a live buffer)."""
+        return self.neurons.clone()
+
+    def set_state(self, neurons: NeuronState | Mapping[str, Any] | None = None, **variables: Any) -> None:
+        """Replace the neuron state at t_k: a whole `NeuronState`, or some variables by name
+        (tensors of N values or scalars, broadcast), e.g. `set_state(v=torch.rand(n) * 20)`.
+
+        Values are copied and converted to the engine's device and dtype; variables not given
+        keep their values. The next step starts from the new state."""
+        given = dict(variables)
+        if isinstance(neurons, NeuronState):
+            given = {**neuron_tensors(neurons), **given}
+        elif neurons is not None:
+            given = {**dict(neurons), **given}
+        unknown = set(given) - set(model.VARIABLES)
+        if unknown:
+            raise WmnetError(f"set_state: unknown variables {sorted(unknown)} (known: {', '.join(model.VARIABLES)})")
+        current = self.neurons
+        n, dev, dtype = self.net.n, self.net.device, self.net.dtype
+        new = {}
+        for name in model.VARIABLES:
+            if name not in given:
+                new[name] = current[name].clone()
+                continue
+            value = torch.as_tensor(given[name]).to(device=dev, dtype=dtype)
+            if value.numel() not in (1, n) or value.dim() > 1:
+                raise WmnetError(f"set_state: {name} has shape {tuple(value.shape)}, expected ({n},) or a scalar")
+            new[name] = value.expand(n).clone().contiguous()
+        self._write_neurons(NeuronState(**new))
+
+    def _write_neurons(self, neurons: NeuronState) -> None:
+        """Make `neurons` (fresh tensors, the engine's device and dtype) the state at t_k."""
+        self.neurons = neurons
+
+    @abstractmethod
     def synapses(self) -> SynapseState:
-        """E→E state at t_k in canonical order (lazy engines bring every synapse up to date)."""
-        ...
+        """E→E state at t_k in canonical order, a copy (lazy engines bring every synapse up to date)."""
+
+    @abstractmethod
+    def stored_L(self) -> torch.Tensor:
+        """The E→E L values as stored (no copy, no catch-up: lazily updated synapses hold their
+        value at their last update). For checks such as finiteness; do not modify."""
+
+    # --- checkpoints ---------------------------------------------------------------------
+
+    @abstractmethod
+    def _buffers(self) -> dict[str, torch.Tensor]:
+        """Every live tensor a step reads from the previous one (the state_dict's tensors)."""
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue bitwise from t_k (CPU copies; see `state_of`)."""
-        ...
+        return state_of(self, self._buffers())
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from a `state_dict` of an engine of the same kind on the same network."""
-        ...
+        self.neurons = self.neurons.clone()  # fresh tensors: the current ones may be aliased
+        load_state(self, state, self._buffers())
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} on {self.net.device}, N={self.net.n}, k={self.k}>"

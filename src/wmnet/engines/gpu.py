@@ -16,13 +16,15 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
+from wmnet import model
 from wmnet.connectivity import SynapseState
 from wmnet.dynamics import NeuronState, hebbian_factor
-from wmnet.engines.base import SwitchLog, TraceRequest, channel_efficacies, load_state, state_of
+from wmnet.engines.base import Engine, TraceRequest, load_state
+from wmnet.model import Scales
 from wmnet.network import Network
-from wmnet.protocol import Scales, base_scales
 
 MIN_GRAPH_STEPS = 8  # shorter blocks run eagerly
 
@@ -75,10 +77,11 @@ def _nonempty(t: torch.Tensor) -> torch.Tensor:
     return t if t.numel() else torch.zeros(1, dtype=t.dtype, device=t.device)
 
 
-class GpuSparseEngine:
+class GpuSparseEngine(Engine):
     """Event-driven sparse engine on CUDA. float32 or float64."""
 
     name = "sparse"
+    devices = ("cuda",)
     EVENT_CAPACITY = 1 << 20  # switch events kept between two drains (keep_switch_events only)
 
     def __init__(
@@ -96,20 +99,18 @@ class GpuSparseEngine:
             raise ValueError("GpuSparseEngine runs on CUDA (or on the CPU under TRITON_INTERPRET=1)")
         if net.dtype not in (torch.float32, torch.float64):
             raise ValueError("the sparse engine runs in float32 or float64")
+        super().__init__(net, keep_switch_events)
         self._kn = kernels
         if interpreting():
             _patch_interpreter()
         cfg, conn = net.config, net.connectivity
         dev, dtype = net.device, net.dtype
-        self.net, self.cfg, self.k = net, cfg, 0
-        self.switches = SwitchLog(keep_switch_events)
         self.deterministic = cfg.deterministic if deterministic is None else deterministic
         n, n_e = net.n, net.n_E
-        self._v, self._i_s, self._i_f, self._x, self._a = (
-            neurons[name].to(dev, dtype).clone().contiguous() for name in ("v", "i_s", "i_f", "x", "a")
-        )
-        p = net.params
-        self._f = hebbian_factor(self._v[:n_e], p.theta[:n_e], p.v_reset[:n_e], cfg).contiguous()
+        # The state variables' live buffers, in schema order (the kernels take them one by one).
+        self._state = {name: neurons[name].to(dev, dtype).clone().contiguous() for name in model.VARIABLES}
+        self._v, self._i_s, self._i_f, self._x, self._a = self._state.values()
+        self._f = self._hebbian_factor()
         self._pot = synapses.potentiated.to(dev).clone().contiguous()
         self._L = synapses.L.to(dev, dtype).clone().contiguous()
         self._last = torch.zeros(n_e, dtype=torch.int64, device=dev)
@@ -124,7 +125,7 @@ class GpuSparseEngine:
         self.blocks = blocks
         self._nchunk = 0  # whole rows
         if blocks.split_catch_up:  # enough blocks per row for the longest one
-            rows = conn.projections["E->E"].row_lengths()
+            rows = conn.projections[model.PLASTIC.name].row_lengths()
             self._nchunk = max(1, -(-int(rows.max() if rows.numel() else 0) // blocks.catch_up))
         acc_dtype = torch.int64 if self.deterministic else dtype
         self._acc = torch.zeros(2 * n, dtype=acc_dtype, device=dev)
@@ -133,27 +134,11 @@ class GpuSparseEngine:
         P = conn.projections
         self._proj = {
             name: (_nonempty(P[name].rowptr), _nonempty(P[name].split), _nonempty(P[name].post_idx))
-            for name in ("E->E", "E->I", "I->E", "I->I")
+            for name in model.PROJECTION_NAMES
         }
         pl = cfg.plasticity
-        lo, hi = pl.bounds if pl.bounds is not None else (0.0, 0.0)
-        self._values = {
-            "dt": cfg.dt,
-            "neg_alpha": -pl.alpha,
-            "beta": pl.beta,
-            "zero": 0.0,
-            "theta_X": pl.theta_X,
-            "L_min": lo,
-            "L_max": hi,
-            "a_H": pl.a_H,
-            "b_H": pl.b_H,
-            "theta_LTP": pl.theta_LTP,
-            "theta_LTD": pl.theta_LTD,
-            "U": cfg.stp.U,
-            "tau_rec": cfg.stp.tau_rec,
-        }
-        self._prm = torch.zeros(len(kernels.PARAMS), dtype=dtype, device=dev)
-        self.set_scales(base_scales(cfg))
+        self._prm = torch.zeros(len(model.PARAMETERS), dtype=dtype, device=dev)
+        self.set_scales(self.scales)
         cap = self.EVENT_CAPACITY if keep_switch_events else 1
         self._events = torch.zeros(cap, 4, dtype=torch.int64, device=dev)
         self._cnt = torch.zeros(3, dtype=torch.int64, device=dev)  # slots used, ups, downs
@@ -172,31 +157,38 @@ class GpuSparseEngine:
         """Receptor scales from the next step on: (slow, fast) multipliers per projection.
 
         Written in place into the parameter vector that captured graphs read."""
-        eff = channel_efficacies(self.cfg, scales)
-        (jd_s, jp_s), (jd_f, jp_f) = eff["E->E"]
-        values = {
-            **self._values,
-            "J_d_slow": jd_s,
-            "J_p_slow": jp_s,
-            "J_d_fast": jd_f,
-            "J_p_fast": jp_f,
-            **{
-                f"{name}_{ch}": eff[name][i]
-                for name in ("E->I", "I->E", "I->I")
-                for i, ch in enumerate(("slow", "fast"))
-            },
-        }
-        # Each constant rounded once to the working dtype, as torch rounds Python scalars.
-        prm = torch.tensor([values[name] for name in self._kn.PARAMS], dtype=torch.float64)
+        # In float64, then each constant rounded once to the working dtype (as torch rounds
+        # Python scalars) on the copy into the vector.
+        prm = torch.from_numpy(model.pack_parameters(model.parameter_values(self.cfg, scales), np.float64))
         self._prm.copy_(prm.to(self._prm.device, self._prm.dtype))
         self.scales = dict(scales)
+
+    def _hebbian_factor(self) -> torch.Tensor:
+        """f(v) at t_k of the E cells, which the next synapse step reads (neuron_step writes it)."""
+        n_e, p = self.net.n_E, self.net.params
+        return hebbian_factor(self._v[:n_e], p.theta[:n_e], p.v_reset[:n_e], self.cfg).contiguous()
 
     # --- state ---------------------------------------------------------------------------
 
     @property
     def neurons(self) -> NeuronState:
-        """State at t_k. The tensors are the engine's live buffers: clone them to keep a copy."""
-        return NeuronState(self._v, self._i_s, self._i_f, self._x, self._a)
+        """State at t_k: the engine's live buffers (`state` is a copy)."""
+        return NeuronState(**self._state)
+
+    @neurons.setter
+    def neurons(self, neurons: NeuronState) -> None:
+        self._write_neurons(neurons)
+
+    def _write_neurons(self, neurons: NeuronState) -> None:
+        """Copy into the live buffers (captured graphs keep their addresses). f(v) follows v,
+        and every E→E synapse is brought to t_k first: the onset list that tells the next step
+        which rows to catch up was computed from the old v."""
+        if self.cfg.plasticity.enabled:
+            self._catch_up(from_list=False)
+            self._drain_events()
+        for name, buf in self._state.items():
+            buf.copy_(neurons[name])
+        self._f.copy_(self._hebbian_factor())
 
     def synapses(self) -> SynapseState:
         """E→E state at t_k: every synapse is brought up to date first (drift only)."""
@@ -205,18 +197,28 @@ class GpuSparseEngine:
             self._drain_events()
         return SynapseState(self._pot.clone(), self._L.clone())
 
-    def _state_tensors(self) -> dict[str, torch.Tensor]:
+    def stored_L(self) -> torch.Tensor:
+        return self._L
+
+    def _buffers(self) -> dict[str, torch.Tensor]:
         # Every buffer a step reads from the previous one: the onset list feeds the next
         # catch-up, _kbuf holds k on the device, _f the Hebbian factor of v(t_k), _acc the
         # (zeroed) sums, _cnt the undrained switch counts.
-        names = ("v", "i_s", "i_f", "x", "a", "f", "pot", "L", "last", "kbuf", "onsets", "onset_cnt", "acc", "cnt")
-        return {name: getattr(self, "_" + name) for name in names}
-
-    def state_dict(self) -> dict[str, Any]:
-        return state_of(self, self._state_tensors())
+        return {
+            **self._state,
+            "f": self._f,
+            "pot": self._pot,
+            "L": self._L,
+            "last": self._last,
+            "kbuf": self._kbuf,
+            "onsets": self._onsets,
+            "onset_cnt": self._onset_cnt,
+            "acc": self._acc,
+            "cnt": self._cnt,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        load_state(self, state, self._state_tensors())  # in place: captured graphs keep the buffers
+        load_state(self, state, self._buffers())  # in place: captured graphs keep the buffers
 
     # --- stepping --------------------------------------------------------------------------
 
@@ -228,8 +230,8 @@ class GpuSparseEngine:
             self._onsets,
             self._onset_cnt,
             self.net.n_E,
-            self._proj["E->E"][0],
-            self._proj["E->E"][2],
+            self._proj[model.PLASTIC.name][0],
+            self._proj[model.PLASTIC.name][2],
             self._pot,
             self._L,
             self._last,
@@ -259,13 +261,11 @@ class GpuSparseEngine:
             self._f,
             self._prm,
             self._acc,
-            *self._proj["E->E"],
+            *self._proj[model.PLASTIC.name],
             self._pot,
             self._L,
             self._last,
-            *self._proj["E->I"],
-            *self._proj["I->E"],
-            *self._proj["I->I"],
+            *(a for p in model.STATIC for a in self._proj[p.name]),
             self._events,
             self._cnt,
             self._events.shape[0],

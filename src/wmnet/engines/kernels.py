@@ -8,7 +8,7 @@ k_ptr[0] = k, k_ptr[1] = k + 1; see `neuron_step` for why two):
 - `synapse_step`: one program per presynaptic neuron j. If σ_j = 1 it pushes J·s_j to the
   targets of j (atomic adds into acc[channel·N + post]) and, for E→E, delivers J(t_k), takes
   the Hebbian step and switches. Programs of silent neurons exit at once.
-- `neuron_step`: MODEL.md steps 1–7 per neuron from the sums in acc, which it then zeroes;
+- `neuron_step`: docs/model.md's steps 1–7 per neuron from the sums in acc, which it then zeroes;
   it also writes σ and the pulse onset as flags, and the Hebbian factor f(v) at t_{k+1} that
   the next `synapse_step` needs.
 
@@ -25,40 +25,23 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-# Parameter vector layout (working dtype), written by gpu.py from PARAMS. Kernels may read
-# only constexpr globals, hence the P_* twins of the names.
-PARAMS = (
-    "dt",
-    "neg_alpha",
-    "beta",
-    "zero",
-    "theta_X",
-    "L_min",
-    "L_max",
-    "a_H",
-    "b_H",
-    "theta_LTP",
-    "theta_LTD",
-    "J_d_slow",
-    "J_p_slow",
-    "J_d_fast",
-    "J_p_fast",
-    "E->I_slow",
-    "E->I_fast",
-    "I->E_slow",
-    "I->E_fast",
-    "I->I_slow",
-    "I->I_fast",
-    "U",
-    "tau_rec",
+from wmnet import model
+
+# The packed parameter vector (working dtype) is model.PARAMETERS, written by gpu.py. Kernels may
+# read only constexpr globals, hence these P_* twins of its indices.
+_P = model.PARAMETER_INDEX
+PARAMS = model.PARAMETER_NAMES
+P_DT, P_NEG_ALPHA, P_BETA, P_ZERO, P_THX, P_LO, P_HI = (
+    tl.constexpr(_P[n]) for n in ("dt", "neg_alpha", "beta", "zero", "theta_X", "L_min", "L_max")
 )
-P_DT, P_NEG_ALPHA, P_BETA, P_ZERO, P_THX, P_LO, P_HI = (tl.constexpr(i) for i in range(7))
-P_AH, P_BH, P_TH_LTP, P_TH_LTD = (tl.constexpr(i) for i in range(7, 11))
+P_AH, P_BH, P_TH_LTP, P_TH_LTD = (tl.constexpr(_P[n]) for n in ("a_H", "b_H", "theta_LTP", "theta_LTD"))
 # Efficacies per channel (receptor scales applied): J_d, J_p of the slow then the fast channel;
 # each static projection's slow then fast efficacy.
-P_JD_S, P_JP_S, P_JD_F, P_JP_F = (tl.constexpr(i) for i in range(11, 15))
-P_EI, P_IE, P_II = tl.constexpr(15), tl.constexpr(17), tl.constexpr(19)  # slow; fast is the next index
-P_U, P_TAU_REC = tl.constexpr(21), tl.constexpr(22)
+P_JD_S, P_JP_S, P_JD_F, P_JP_F = (
+    tl.constexpr(_P[f"{model.PLASTIC.name}_{n}"]) for n in ("d_slow", "p_slow", "d_fast", "p_fast")
+)
+P_EI, P_IE, P_II = (tl.constexpr(_P[f"{n}_slow"]) for n in ("E->I", "I->E", "I->I"))  # slow; fast is the next index
+P_U, P_TAU_REC = tl.constexpr(_P["U"]), tl.constexpr(_P["tau_rec"])
 
 
 @triton.jit
@@ -586,7 +569,7 @@ def neuron_step(
     PLASTIC: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    """MODEL.md steps 1–7 (as dynamics.advance), in place; then f(v) at t_{k+1} and k += 1.
+    """Steps 1–7 of docs/model.md (as dynamics.advance), in place; then f(v) at t_{k+1} and k += 1.
 
     The programs of one launch run in no fixed order, so none may read a word another writes:
     they read k + 1 from k_ptr[1] (written by `synapse_step`) and program 0 alone writes it to

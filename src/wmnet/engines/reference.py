@@ -1,4 +1,4 @@
-"""The dense reference engine: MODEL.md's step, line by line, on N×N matrices.
+"""The dense reference engine: the step of docs/model.md, line by line, on N×N matrices.
 
 It is the oracle every faster engine is tested against. Memory and time grow as N², so it is
 for small networks (a few thousand neurons); use the sparse engine for anything larger.
@@ -6,44 +6,44 @@ for small networks (a few thousand neurons); use the sparse engine for anything 
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 
+from wmnet import model
 from wmnet.connectivity import SynapseState
 from wmnet.dynamics import NeuronState, advance, drift, hebbian_factor, released
-from wmnet.engines.base import SwitchLog, channel_efficacies, load_state, neuron_tensors, state_of
+from wmnet.engines.base import Engine, channel_efficacies, neuron_tensors
+from wmnet.model import Scales
 from wmnet.network import Network
-from wmnet.protocol import Scales, base_scales
+
+EE = model.PLASTIC.name
 
 
-class ReferenceEngine:
+class ReferenceEngine(Engine):
     name = "reference"
+    devices = ("cpu", "cuda")
 
     def __init__(self, net: Network, neurons: NeuronState, synapses: SynapseState, keep_switch_events: bool = False):
+        super().__init__(net, keep_switch_events)
         cfg, conn = net.config, net.connectivity
-        self.net, self.cfg, self.k = net, cfg, 0
         self.neurons = neurons
-        self.switches = SwitchLog(keep_switch_events)
         n_e, dtype, dev = net.n_E, net.dtype, net.device
-        self.J_slow, self.J_fast = conn.to_dense(cfg, dtype, synapses, channel_efficacies(cfg, base_scales(cfg)))
+        self.J_slow, self.J_fast = conn.to_dense(cfg, dtype, synapses, channel_efficacies(cfg, self.scales))
         post, pre = conn.ee_indices()
         self._ee_post, self._ee_pre = post, pre
         self.ee_exists = torch.zeros(n_e, n_e, dtype=dtype, device=dev)  # W: E→E mask
         self.ee_exists[post, pre] = 1
         self.ee_slow = torch.zeros(n_e, n_e, dtype=torch.bool, device=dev)
-        self.ee_slow[post, pre] = conn.projections["E->E"].is_slow()
+        self.ee_slow[post, pre] = conn.projections[EE].is_slow()
         self.L = torch.zeros(n_e, n_e, dtype=dtype, device=dev)
         self.L[post, pre] = synapses.L.to(dtype)
         self.pot = torch.zeros(n_e, n_e, dtype=torch.bool, device=dev)
         self.pot[post, pre] = synapses.potentiated.bool()
-        self.scales = base_scales(cfg)
         self._set_switch_values()
 
     def _set_switch_values(self) -> None:
         """The values a switching E→E synapse takes: (J_d, J_p) of its channel, scaled."""
-        slow, fast = channel_efficacies(self.cfg, self.scales)["E->E"]
+        slow, fast = channel_efficacies(self.cfg, self.scales)[EE]
         dev, dtype = self.J_slow.device, self.J_slow.dtype
         self.J_d_slow, self.J_p_slow, self.J_d_fast, self.J_p_fast = (
             torch.tensor(v, dtype=dtype, device=dev) for v in (*slow, *fast)
@@ -103,7 +103,10 @@ class ReferenceEngine:
         post, pre = self._ee_post, self._ee_pre
         return SynapseState(self.pot[post, pre].to(torch.uint8), self.L[post, pre].clone())
 
-    def _state_tensors(self) -> dict[str, torch.Tensor]:
+    def stored_L(self) -> torch.Tensor:
+        return self.L  # dense N_E × N_E: 0 where no synapse exists
+
+    def _buffers(self) -> dict[str, torch.Tensor]:
         # J_slow/J_fast change with every switch, so they are state here, not parameters.
         return {
             **neuron_tensors(self.neurons),
@@ -112,10 +115,3 @@ class ReferenceEngine:
             "L": self.L,
             "potentiated": self.pot,
         }
-
-    def state_dict(self) -> dict[str, Any]:
-        return state_of(self, self._state_tensors())
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.neurons = self.neurons.clone()  # fresh tensors: the current ones may be aliased
-        load_state(self, state, self._state_tensors())

@@ -2,7 +2,8 @@
 
 Per step, only the outgoing synapses of neurons with σ = 1 are touched:
 - static projections add one efficacy per projection and channel times s_j to their targets;
-- E→E synapses are brought up to date lazily (MODEL.md, "Lazy evaluation is exact"): L drifts
+- E→E synapses are brought up to date lazily (docs/model.md, "How the event-driven engine stays
+  exact"): L drifts
   from the presynaptic neuron's last update to t_k (settled on a bound where it provably ends
   there, otherwise replayed exactly: `_catch_up_range`, `_drift_to`), the synapse delivers its
   current with J(t_k), then takes the Hebbian step to t_{k+1} and may switch.
@@ -17,7 +18,6 @@ populations up to 65,536 neurons, else int32) for static synapses; that + sizeof
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numba
 import numpy as np
@@ -25,11 +25,29 @@ import torch
 from numba.core import types
 from numba.extending import intrinsic
 
+from wmnet import model
 from wmnet.connectivity import Connectivity, SynapseState
 from wmnet.dynamics import NeuronState
-from wmnet.engines.base import SwitchLog, channel_efficacies, load_state, neuron_tensors, state_of
+from wmnet.engines.base import Engine, neuron_tensors
+from wmnet.model import Scales
 from wmnet.network import Network
-from wmnet.protocol import Scales, base_scales
+
+# Indices into the packed parameter vector (model.PARAMETERS). numba freezes globals into the
+# compiled code, and its disk cache is keyed by this file only: `_layout` lets the engine detect
+# kernels cached under another layout of the schema (see `_check_layout`).
+EE = model.PLASTIC.name
+_P = model.PARAMETER_INDEX
+_DT, _NEG_ALPHA, _BETA, _ZERO, _THX, _LO, _HI = (
+    _P[n] for n in ("dt", "neg_alpha", "beta", "zero", "theta_X", "L_min", "L_max")
+)
+_TH_LTP, _TH_LTD, _AH, _BH, _ONE = (_P[n] for n in ("theta_LTP", "theta_LTD", "a_H", "b_H", "one"))
+_U, _TAU_REC = _P["U"], _P["tau_rec"]
+_EE_SLOW, _EE_FAST = _P["E->E_d_slow"], _P["E->E_d_fast"]  # J_d, then J_p at the next index
+_EI, _IE, _II = _P["E->I_slow"], _P["I->E_slow"], _P["I->I_slow"]  # slow; fast at the next index
+_LAYOUT = (
+    *(_DT, _NEG_ALPHA, _BETA, _ZERO, _THX, _LO, _HI, _TH_LTP, _TH_LTD, _AH, _BH, _ONE, _U, _TAU_REC),
+    *(_EE_SLOW, _EE_FAST, _EI, _IE, _II, len(_P)),
+)
 
 
 @intrinsic
@@ -50,6 +68,28 @@ def _float(typingctx, bits):  # noqa: ANN001, ANN202
         return builder.bitcast(args[0], context.get_value_type(types.float64))
 
     return types.float64(types.int64), codegen
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _drift_params(prm):  # noqa: ANN001, ANN202
+    """(dt, −α, β, 0, θ_X, L_min, L_max) from the parameter vector: the drift replay's constants,
+    as a tuple that stays in registers through the inlined helpers."""
+    return prm[_DT], prm[_NEG_ALPHA], prm[_BETA], prm[_ZERO], prm[_THX], prm[_LO], prm[_HI]
+
+
+@numba.njit(cache=True)
+def _layout():  # noqa: ANN202
+    """The parameter indices compiled into this module's kernels (compared with the schema's)."""
+    return _LAYOUT
+
+
+def _check_layout() -> None:
+    """Cached kernels compiled under another parameter layout would read the wrong constants."""
+    if tuple(_layout()) != _LAYOUT:
+        raise RuntimeError(
+            "engines/sparse.py: numba's cache holds kernels compiled for another layout of "
+            "model.PARAMETERS; delete src/wmnet/engines/__pycache__ (or touch sparse.py) and rerun"
+        )
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -172,13 +212,7 @@ def _catch_up(
     last_j,
     ee_L,
     pot,
-    dt,
-    neg_alpha,
-    beta,
-    zero,
-    thx,
-    lo,
-    hi,
+    dp,
     bounded,
     mant_bits,
     events,
@@ -186,6 +220,7 @@ def _catch_up(
     max_events,
 ):  # noqa: ANN001, ANN202
     """Drift synapse q (pre j, post i) over `gap` silent steps; apply and log a drift-only switch."""
+    dt, neg_alpha, beta, zero, thx, lo, hi = dp  # (`_drift_params`)
     at, direction = _drift_to(ee_L, q, gap, dt, neg_alpha, beta, zero, thx, lo, hi, bounded, mant_bits)
     if at >= 0 and pot[q] != (direction > 0):
         pot[q] = 1 if direction > 0 else 0
@@ -203,13 +238,7 @@ def _catch_up_range(
     post,
     pot,
     ee_L,
-    dt,
-    neg_alpha,
-    beta,
-    zero,
-    thx,
-    lo,
-    hi,
+    dp,
     bounded,
     mant_bits,
     events,
@@ -239,13 +268,7 @@ def _catch_up_range(
                 last_j,
                 ee_L,
                 pot,
-                dt,
-                neg_alpha,
-                beta,
-                zero,
-                thx,
-                lo,
-                hi,
+                dp,
                 bounded,
                 mant_bits,
                 events,
@@ -253,6 +276,7 @@ def _catch_up_range(
                 max_events,
             )
         return n_ev
+    dt, neg_alpha, beta, _, thx, lo, hi = dp
     Ls = ee_L[q0:q1]
     n_rest = 0
     g, lo64, hi64 = float(gap), float(lo), float(hi)
@@ -282,13 +306,7 @@ def _catch_up_range(
                     last_j,
                     ee_L,
                     pot,
-                    dt,
-                    neg_alpha,
-                    beta,
-                    zero,
-                    thx,
-                    lo,
-                    hi,
+                    dp,
                     bounded,
                     mant_bits,
                     events,
@@ -313,13 +331,7 @@ def _ee_plastic_range(
     acc,
     jtab,
     f,
-    dt,
-    neg_alpha,
-    beta,
-    zero,
-    thx,
-    lo,
-    hi,
+    dp,
     bounded,
     mant_bits,
     events,
@@ -347,13 +359,7 @@ def _ee_plastic_range(
             post,
             pot,
             ee_L,
-            dt,
-            neg_alpha,
-            beta,
-            zero,
-            thx,
-            lo,
-            hi,
+            dp,
             bounded,
             mant_bits,
             events,
@@ -365,6 +371,7 @@ def _ee_plastic_range(
         i = post[q]
         acc[i] += jtab[pot[q]] * s
         f_row[q - q0] = f[i]
+    dt, neg_alpha, beta, zero, thx, lo, hi = dp
     n = q1 - q0
     Ls = ee_L[q0:q1]
     crossed = 0
@@ -414,25 +421,11 @@ def _step_synapses(
     ii_rowptr,
     ii_split,
     ii_post,
-    jtab_slow,
-    jtab_fast,
-    ei_slow,
-    ei_fast,
-    ie_slow,
-    ie_fast,
-    ii_slow,
-    ii_fast,
+    prm,
     plastic,
-    f,
-    dt,
-    neg_alpha,
-    beta,
-    zero,
-    thx,
-    lo,
-    hi,
     bounded,
     mant_bits,
+    f,
     acc_slow,
     acc_fast,
     events,
@@ -442,10 +435,18 @@ def _step_synapses(
 ):  # noqa: ANN001, ANN202
     """Accumulate Σ_j J_ij s_j into acc_* and advance E→E synapses of active pre j_lo ≤ j < j_hi.
 
-    jtab_* = [J_d, J_p] of each channel, indexed by the potentiated bit (no branch).
+    prm is the packed parameter vector (model.PARAMETERS, working dtype); plastic, bounded and
+    mant_bits (the dtype's mantissa bits) are the switches the GPU kernels take as constants.
     Returns the number of switch events; events[:min(count, max_events)] holds them as
     (step, pre, post, direction).
     """
+    # [J_d, J_p] of each E→E channel, indexed by the potentiated bit (no branch).
+    jtab_slow = prm[_EE_SLOW : _EE_SLOW + 2]
+    jtab_fast = prm[_EE_FAST : _EE_FAST + 2]
+    ei_slow, ei_fast = prm[_EI], prm[_EI + 1]
+    ie_slow, ie_fast = prm[_IE], prm[_IE + 1]
+    ii_slow, ii_fast = prm[_II], prm[_II + 1]
+    dp = _drift_params(prm)
     n_ev = 0
     for j in range(j_lo, j_hi):
         if not sigma[j]:
@@ -470,13 +471,7 @@ def _step_synapses(
                     acc_slow,
                     jtab_slow,
                     f,
-                    dt,
-                    neg_alpha,
-                    beta,
-                    zero,
-                    thx,
-                    lo,
-                    hi,
+                    dp,
                     bounded,
                     mant_bits,
                     events,
@@ -499,13 +494,7 @@ def _step_synapses(
                     acc_fast,
                     jtab_fast,
                     f,
-                    dt,
-                    neg_alpha,
-                    beta,
-                    zero,
-                    thx,
-                    lo,
-                    hi,
+                    dp,
                     bounded,
                     mant_bits,
                     events,
@@ -550,25 +539,11 @@ def _run_chunk(
     ii_rowptr,
     ii_split,
     ii_post,
-    jtab_slow,
-    jtab_fast,
-    ei_slow,
-    ei_fast,
-    ie_slow,
-    ie_fast,
-    ii_slow,
-    ii_fast,
+    prm,
     plastic,
-    f,
-    dt,
-    neg_alpha,
-    beta,
-    zero,
-    thx,
-    lo,
-    hi,
     bounded,
     mant_bits,
+    f,
     acc_slow,
     acc_fast,
     events,
@@ -608,25 +583,11 @@ def _run_chunk(
         ii_rowptr,
         ii_split,
         ii_post,
-        jtab_slow,
-        jtab_fast,
-        ei_slow,
-        ei_fast,
-        ie_slow,
-        ie_fast,
-        ii_slow,
-        ii_fast,
+        prm,
         plastic,
-        f,
-        dt,
-        neg_alpha,
-        beta,
-        zero,
-        thx,
-        lo,
-        hi,
         bounded,
         mant_bits,
+        f,
         acc_slow[c],
         acc_fast[c],
         events[c],
@@ -667,7 +628,7 @@ def _balanced_chunks(conn: Connectivity, chunks: int, plastic: bool) -> np.ndarr
     out = np.zeros(conn.n, dtype=np.int64)
     for name, p in conn.projections.items():
         off = conn.offset(p.pre)
-        out[off : off + p.n_pre] += p.row_lengths().numpy() * (PLASTIC_COST if plastic and name == "E->E" else 1)
+        out[off : off + p.n_pre] += p.row_lengths().numpy() * (PLASTIC_COST if plastic and name == EE else 1)
     return _equal_parts(np.concatenate([[0], np.cumsum(out)]), chunks)
 
 
@@ -689,13 +650,7 @@ def _catch_up_rows(
     ee_pot,
     ee_L,
     last,
-    dt,
-    neg_alpha,
-    beta,
-    zero,
-    thx,
-    lo,
-    hi,
+    prm,
     bounded,
     mant_bits,
     events,
@@ -706,6 +661,7 @@ def _catch_up_rows(
 
     `rest` is a scratch row at least as long as the longest E→E row (see `_catch_up_range`).
     """
+    dp = _drift_params(prm)
     n_ev = 0
     for j in range(j0, j1):
         gap = k - last[j]
@@ -720,13 +676,7 @@ def _catch_up_rows(
             ee_post,
             ee_pot,
             ee_L,
-            dt,
-            neg_alpha,
-            beta,
-            zero,
-            thx,
-            lo,
-            hi,
+            dp,
             bounded,
             mant_bits,
             events,
@@ -747,13 +697,7 @@ def _catch_up_chunks(
     ee_pot,
     ee_L,
     last,
-    dt,
-    neg_alpha,
-    beta,
-    zero,
-    thx,
-    lo,
-    hi,
+    prm,
     bounded,
     mant_bits,
     events,
@@ -773,13 +717,7 @@ def _catch_up_chunks(
             ee_pot,
             ee_L,
             last,
-            dt,
-            neg_alpha,
-            beta,
-            zero,
-            thx,
-            lo,
-            hi,
+            prm,
             bounded,
             mant_bits,
             events[c],
@@ -833,10 +771,11 @@ def _sum_rows(a: np.ndarray) -> np.ndarray:
     return out
 
 
-class SparseEngine:
+class SparseEngine(Engine):
     """Event-driven engine on the CPU. float32 or float64."""
 
     name = "sparse"
+    devices = ("cpu",)
     MAX_EVENTS = 1 << 16
 
     def __init__(self, net: Network, neurons: NeuronState, synapses: SynapseState, keep_switch_events: bool = False):
@@ -844,12 +783,11 @@ class SparseEngine:
             raise NotImplementedError("SparseEngine runs on the CPU; on CUDA use GpuSparseEngine (engines/gpu.py)")
         if net.dtype not in (torch.float32, torch.float64):
             raise ValueError("the sparse engine runs in float32 or float64")
+        super().__init__(net, keep_switch_events)
+        _check_layout()
         cfg, conn = net.config, net.connectivity
-        self.net, self.cfg, self.k = net, cfg, 0
         self.neurons = neurons
-        self.switches = SwitchLog(keep_switch_events)
         np_dtype = np.float32 if net.dtype == torch.float32 else np.float64
-        c = np_dtype  # scalar constructor in the working dtype: numba then computes in it
         self._syn = synapses  # owned: make_engine passes a copy of the network's initial state
         self._pot = self._syn.potentiated.numpy()
         self._L = self._syn.L.numpy()
@@ -857,30 +795,17 @@ class SparseEngine:
         P = conn.projections
         # Post indices are uint16 where the post population fits (connectivity.post_index_dtype):
         # 2 bytes less per synapse to stream each step, ≈ 5–8% of a default-network step.
-        arrays = []
-        for name in ("E->E", "E->I", "I->E", "I->I"):
-            p = P[name]
-            arrays += [p.rowptr.numpy(), p.split.numpy(), p.post_idx.numpy()]
-        self._ee = arrays[:3]
-        self._static = arrays[3:]
+        # Kernel argument order: E→E, then the static projections in schema order.
+        self._ee = [P[EE].rowptr.numpy(), P[EE].split.numpy(), P[EE].post_idx.numpy()]
+        self._static = [
+            a.numpy() for p in model.STATIC for a in (P[p.name].rowptr, P[p.name].split, P[p.name].post_idx)
+        ]
         pl = cfg.plasticity
         self._np_dtype = np_dtype
-        self.set_scales(base_scales(cfg))
-        lo, hi = pl.bounds if pl.bounds is not None else (0.0, 0.0)
-        dt = c(cfg.dt)
         self._plastic = bool(pl.enabled)
-        # dt, −α, β, 0, θ_X, L_min, L_max, bounded?, mantissa bits of the dtype
-        self._pl = (
-            dt,
-            c(-pl.alpha),
-            c(pl.beta),
-            c(0),
-            c(pl.theta_X),
-            c(lo),
-            c(hi),
-            pl.bounds is not None,
-            int(np.finfo(np_dtype).nmant),
-        )
+        # The switches the kernels branch on: L bounded?, mantissa bits of the dtype.
+        self._flags = (pl.bounds is not None, int(np.finfo(np_dtype).nmant))
+        self.set_scales(self.scales)  # the packed parameter vector, self._prm
         chunks = cfg.threads
         self._bounds = _balanced_chunks(conn, chunks, bool(pl.enabled))
         # One more row per chunk: the up/down counters (see _log_event).
@@ -889,7 +814,7 @@ class SparseEngine:
         self._acc_slow = np.zeros((chunks, net.n), dtype=np_dtype)
         self._acc_fast = np.zeros((chunks, net.n), dtype=np_dtype)
         # Scratch rows of the Hebbian pass (see _ee_plastic_range), one per chunk.
-        ee_rows = conn.projections["E->E"].row_lengths()
+        ee_rows = conn.projections[EE].row_lengths()
         longest = max(1, int(ee_rows.max())) if ee_rows.numel() else 1
         self._f_row = np.zeros((chunks, longest), dtype=np_dtype)
         self._cross = np.zeros((chunks, longest), dtype=np.int32)
@@ -898,23 +823,21 @@ class SparseEngine:
         # cumulative counts), for the full catch-up.
         self._ee_rows = _equal_parts(np.asarray(self._ee[0]), chunks)
         self._step_chunks = _step_chunks_parallel if self._parallel else _step_chunks_serial
-        # The neuron update's parameters as arrays and scalars of the working dtype.
+        # The neuron update's per-neuron parameters as arrays of the working dtype.
         prm = net.params
         self._params = tuple(t.numpy() for t in (prm.theta, prm.v_reset, prm.tau_m, prm.dt_tau_s, prm.pulse_inc))
-        self._hebb = (c(pl.theta_LTP), c(pl.theta_LTD), c(pl.a_H), c(pl.b_H), c(1), c(0))
-        self._neuron_consts = (c(prm.dt), c(prm.U), c(prm.tau_rec), c(1), c(0))
         if self._parallel:
-            numba.set_num_threads(max(1, min(chunks, numba.config.NUMBA_NUM_THREADS)))
+            numba.set_num_threads(max(1, min(chunks, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
 
     def set_scales(self, scales: Scales) -> None:
         """Receptor scales from the next step on: (slow, fast) multipliers per projection."""
-        eff, c = channel_efficacies(self.cfg, scales), self._np_dtype
-        # E→E: [J_d, J_p] of each channel, indexed by the potentiated bit; then (slow, fast) per projection.
-        self._eff = [
-            np.array(eff["E->E"][0], dtype=c),
-            np.array(eff["E->E"][1], dtype=c),
-            *(c(e) for name in ("E->I", "I->E", "I->I") for e in eff[name]),
-        ]
+        values = model.parameter_values(self.cfg, scales)
+        self._prm = model.pack_parameters(values, self._np_dtype)
+        # The neuron kernels' constants, as scalars of the working dtype (their signatures are
+        # pinned by tests/test_terms.py, which checks them against dynamics.py bit for bit).
+        v = self._prm
+        self._hebb = (v[_TH_LTP], v[_TH_LTD], v[_AH], v[_BH], v[_ONE], v[_ZERO])
+        self._neuron_consts = (v[_DT], v[_U], v[_TAU_REC], v[_ONE], v[_ZERO])
         self.scales = dict(scales)
 
     def step(self, i_ext: torch.Tensor) -> torch.Tensor:
@@ -933,10 +856,10 @@ class SparseEngine:
             self._L,
             self._last,
             *self._static,
-            *self._eff,
+            self._prm,
             self._plastic,
+            *self._flags,
             f,
-            *self._pl,
             self._acc_slow,
             self._acc_fast,
             self._events,
@@ -996,7 +919,8 @@ class SparseEngine:
                     self._pot,
                     self._L,
                     self._last,
-                    *self._pl,
+                    self._prm,
+                    *self._flags,
                     self._events,
                     self.MAX_EVENTS,
                     self._n_ev,
@@ -1014,7 +938,8 @@ class SparseEngine:
                     self._pot,
                     self._L,
                     self._last,
-                    *self._pl,
+                    self._prm,
+                    *self._flags,
                     self._events[0],
                     self.MAX_EVENTS,
                     self._cross[0],
@@ -1022,7 +947,10 @@ class SparseEngine:
                 self._record_events(n_ev, self._events[0])
         return self._syn.clone()
 
-    def _state_tensors(self) -> dict[str, torch.Tensor]:
+    def stored_L(self) -> torch.Tensor:
+        return self._syn.L
+
+    def _buffers(self) -> dict[str, torch.Tensor]:
         # The numba arrays _pot, _L share memory with these tensors; _last is E→E's lazy clock.
         # The rest (_acc_*, _events, _n_ev) is scratch, rewritten by every step.
         return {
@@ -1031,10 +959,3 @@ class SparseEngine:
             "L": self._syn.L,
             "last": torch.from_numpy(self._last),
         }
-
-    def state_dict(self) -> dict[str, Any]:
-        return state_of(self, self._state_tensors())
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.neurons = self.neurons.clone()  # fresh tensors: i_f may alias a chunk-sum array
-        load_state(self, state, self._state_tensors())

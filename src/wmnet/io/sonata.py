@@ -23,9 +23,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from wmnet import model
 from wmnet.io.hdf5 import append_rows, appendable, open_for_writing, read_live, reopened, truncate_rows
 
-UNITS = {"v": "mV", "i_s": "mV/ms", "i_f": "mV/ms", "x": "1", "a": "1"}
+UNITS = model.UNITS  # per state variable, for the reports' units attribute
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Literal, overload
 
 import numpy as np
 import pytest
@@ -22,9 +23,22 @@ TINY = ["--set", "populations.E.size=80", "--set", "populations.I.size=20", "--d
 N, STEPS = 100, 200  # neurons and steps of a TINY run (dt = 0.1 ms)
 
 
+@overload
 def wmnet(
-    *args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None, popen: bool = False
+    *args: object, cwd: Path | None = None, env: dict[str, str] | None = None, popen: Literal[False] = False
+) -> subprocess.CompletedProcess[str]: ...
+
+
+@overload
+def wmnet(
+    *args: object, cwd: Path | None = None, env: dict[str, str] | None = None, popen: Literal[True]
+) -> subprocess.Popen[str]: ...
+
+
+def wmnet(
+    *args: object, cwd: Path | None = None, env: dict[str, str] | None = None, popen: bool = False
 ) -> subprocess.CompletedProcess[str] | subprocess.Popen[str]:
+    """`wmnet ARGS` in a subprocess (arguments through str); with popen, started and not waited for."""
     cmd = [sys.executable, "-m", "wmnet.cli", *map(str, args)]
     if popen:
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, env=env)
@@ -202,12 +216,13 @@ def test_overwrite_of_a_folder_holding_the_runs_input_is_refused(previous: Path,
     --input array, the config file itself, an array stimulus named in the config): refused."""
     run = copy_of(previous, tmp_path / "run")
     np.save(run / "input.npy", np.zeros((N, STEPS)))
-    args: list[str | Path] = {
+    by_what: dict[str, list[str | Path]] = {
         "--connectivity": ["--connectivity", run / "snapshots" / "connectivity_10ms.npz"],
         "--input": ["--input", run / "input.npy"],
         "config file": [run / "config.yaml"],
         "array stimulus": ["--set", "stimulus.kind=array", "--set", f"stimulus.path={run / 'input.npy'}"],
-    }[what]
+    }
+    args = by_what[what]
     before = tree(run)
     refused(
         wmnet("run", *args, "--out", run, "--overwrite", *TINY), f"it holds this run's {what}", "nothing was deleted"

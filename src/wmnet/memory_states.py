@@ -16,7 +16,7 @@ same moment.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -112,21 +112,36 @@ def _fractions_at(run_dir: Path, t_ms: float) -> dict[str, float]:
 
 
 def _critical_g_in(run_dir: Path, fractions: dict[str, float], group: str, names: list[str]) -> float | None:
-    """The mean-field bistability boundary in g_in (searched in 0.5-1), other kinds of synapse as in `fractions`."""
+    """The mean-field bistability boundary in g_in (searched in 0.5-1; every group's within fraction set to
+    g_in), the other kinds of synapse as measured in `fractions` (a kind not recorded: the config's)."""
     from wmnet import meanfield
     from wmnet.config import Config
 
     cfg = Config.model_validate(read_json(run_dir / "run.json")["config"])
-    other = next((g for g in names if g != group), None)
+    groups = set(names)
 
-    def pick(pair: str) -> float | None:
-        return fractions.get(pair)
+    def kind(pair: str) -> str | None:
+        pre, _, post = pair.partition("->")
+        if pre in groups and post in groups:
+            return "within" if pre == post else "between"
+        if pre in groups and post == "nonselective":
+            return "to_nonselective"
+        if pre == "nonselective" and post in groups:
+            return "from_nonselective"
+        return "nonselective" if pre == post == "nonselective" else None
+
+    def pick(own: str, k: str) -> float | None:
+        # The group's own pair if it was recorded, else the mean of the recorded pairs of that kind.
+        if own in fractions:
+            return fractions[own]
+        same = [v for pair, v in fractions.items() if kind(pair) == k]
+        return float(np.mean(same)) if same else None
 
     g = {
-        "g_between": pick(f"{group}->{other}") if other else None,
-        "g_to_nonselective": pick(f"{group}->nonselective"),
-        "g_from_nonselective": pick(f"nonselective->{group}"),
-        "g_nonselective": pick("nonselective->nonselective"),
+        "g_between": pick("", "between"),
+        "g_to_nonselective": pick(f"{group}->nonselective", "to_nonselective"),
+        "g_from_nonselective": pick(f"nonselective->{group}", "from_nonselective"),
+        "g_nonselective": pick("nonselective->nonselective", "nonselective"),
     }
     sc = meanfield.scan(
         cfg,
@@ -175,12 +190,23 @@ def emergence_table(rows: list[Emergence]) -> list[dict[str, Any]]:
     return [asdict(r) for r in rows]
 
 
-def mark_emergence(ax: Axes, rows: list[Emergence], time_unit_ms: float = 1.0) -> None:
+def has_training(run_dir: str | Path) -> bool:
+    """Whether the run's protocol has `train` trials of prototype groups and synapses.h5 (so emergence applies)."""
+    d = Path(run_dir)
+    if not (d / "events.tsv").exists() or not (d / "synapses.h5").exists() or not (d / "rates.h5").exists():
+        return False
+    names = set(_prototype_names(d))
+    return any(ev["block"] == "train" and ev["group"] in names for ev in read_events(d / "events.tsv"))
+
+
+def mark_emergence(
+    ax: Axes, rows: list[Emergence], time_unit_ms: float = 1.0, colors: dict[str, str] | None = None
+) -> None:
     """On a plot of potentiated fractions against time (in units of `time_unit_ms` ms), mark each
     group's emergence (a dot at its within fraction then, a dotted vertical line) and its mean-field
-    critical g_in (a dashed horizontal line), in the group's colour C0, C1, ... by order."""
+    critical g_in (a dashed horizontal line), in `colors[group]` (default C0, C1, ... by order)."""
     for i, r in enumerate(rows):
-        color = f"C{i}"
+        color = (colors or {}).get(r.group, f"C{i}")
         if r.t_ms is not None and r.g_in is not None:
             x = r.t_ms / time_unit_ms
             ax.axvline(x, color=color, lw=0.8, ls=":")
@@ -238,6 +264,7 @@ class Criterion:
     name: str
     value: str  # what was measured, in words and numbers
     passed: bool
+    values: dict[str, float] = field(default_factory=dict)  # the same numbers by name (rates in Hz)
 
 
 def _trials(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, dict[str, float]]]:
@@ -290,6 +317,7 @@ def criteria(run_dir: str | Path, spontaneous_hz: tuple[float, float] = (1.0, 5.
                     "no group ignites",
                     f"{float(r['duration']):g} s: E {e:.2f} Hz, I {i:.2f} Hz, highest group in any 1 s {peak:.2f} Hz",
                     spontaneous_hz[0] <= e <= spontaneous_hz[1] and i < 20 and peak <= 5.0,
+                    {"E": e, "I": i, "peak_group": peak},
                 )
             )
     trials = _trials(rows)
@@ -301,15 +329,18 @@ def criteria(run_dir: str | Path, spontaneous_hz: tuple[float, float] = (1.0, 5.
         oth = [_delay_mean(ep, durations, g) for g in names if g != group]
         last = ep.get("delay_end", {}).get(group, float("nan"))
         ratio = mean / max(float(np.mean(oth)), 1e-9)
+        nums = {"delay": mean, "others": float(np.mean(oth)), "others_max": max(oth), "ratio": ratio, "last": last}
         text = (
             f"delay {mean:.1f} Hz, others {np.mean(oth):.2f} (max {max(oth):.2f}), x{ratio:.1f}, last 200 ms {last:.1f}"
         )
         if block == "test_before" or group not in trained:
             label = "before training" if block == "test_before" else "untrained control"
-            out.append(Criterion(f"{label} {group}: delay <= 2x others", text, ratio <= 2.0))
+            out.append(Criterion(f"{label} {group}: delay <= 2x others", text, ratio <= 2.0, nums))
         else:
             ok = mean >= 15 and ratio >= 4 and last >= 10 and max(oth) <= 5
-            out.append(Criterion(f"after training {group}: >= 15 Hz, >= 4x, last 200 ms >= 10, others <= 5", text, ok))
+            out.append(
+                Criterion(f"after training {group}: >= 15 Hz, >= 4x, last 200 ms >= 10, others <= 5", text, ok, nums)
+            )
     for (block, _, pair), ep in trials.items():
         if block == "handover" and "delay_B_end" in ep:
             a, b = pair.split("+")
@@ -319,6 +350,7 @@ def criteria(run_dir: str | Path, spontaneous_hz: tuple[float, float] = (1.0, 5.
                     f"hand-over {a}->{b}: {a} <= 5 Hz, {b} >= 10 Hz at the end",
                     f"delay_A {a} {ep['delay_A'][a]:.1f}; last 200 ms {a} {end[a]:.1f}, {b} {end[b]:.1f} Hz",
                     end[a] <= 5 and end[b] >= 10,
+                    {"delay_A": ep["delay_A"][a], "first_end": end[a], "second_end": end[b]},
                 )
             )
     return out

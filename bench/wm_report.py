@@ -25,15 +25,19 @@ def report(run: Path) -> None:
     print("| criterion | measured | met |\n|---|---|---|")
     for c in rows:
         print(f"| {c.name} | {c.value} | {'yes' if c.passed else '**no**'} |")
-    print("\n| group | holds after presentation | g_in then | mean-field critical g_in | difference |")
-    print("|---|---|---|---|---|")
+    print(
+        "\n| group | holds after presentation | g_in then | g_in after the previous cue (not held) "
+        "| mean-field critical g_in | difference |"
+    )
+    print("|---|---|---|---|---|---|")
     for e in emergence(run):
         if e.presentation is None or e.g_in is None:
-            print(f"| {e.group} | never | – | – | – |")
+            print(f"| {e.group} | never | – | – | – | – |")
             continue
         crit = f"{e.g_critical:.3f}" if e.g_critical is not None else "none found"
         diff = f"{e.g_in - e.g_critical:+.3f}" if e.g_critical is not None else "–"
-        print(f"| {e.group} | {e.presentation} | {e.g_in:.3f} | {crit} | {diff} |")
+        prev = f"{e.g_in_previous:.3f}" if e.g_in_previous is not None else "–"
+        print(f"| {e.group} | {e.presentation} | {e.g_in:.3f} | {prev} | {crit} | {diff} |")
     print()
 
 

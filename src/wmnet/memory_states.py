@@ -53,6 +53,7 @@ class Emergence:
     t_ms: float | None  # end of that presentation's cue (ms)
     g_in: float | None  # the group's within potentiated fraction at t_ms
     g_critical: float | None  # mean-field critical g_in, other fractions as measured at t_ms
+    g_in_previous: float | None = None  # the within fraction after the previous (not yet held) presentation's cue
 
 
 def _rates(run_dir: Path) -> tuple[dict[str, np.ndarray], float, float]:
@@ -180,8 +181,11 @@ def emergence(run_dir: str | Path, critical: bool = True, **hold: float) -> list
         t = cue_end[(trials[first].repetition, group)]
         fr = _fractions_at(d, t)
         g_in = fr.get(f"{group}->{group}")
+        prev = None
+        if first > 0:
+            prev = _fractions_at(d, cue_end[(trials[first - 1].repetition, group)]).get(f"{group}->{group}")
         g_crit = _critical_g_in(d, fr, group, names) if critical else None
-        out.append(Emergence(group, first + 1, t, g_in, g_crit))
+        out.append(Emergence(group, first + 1, t, g_in, g_crit, prev))
     return out
 
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING
 
+from wmnet import model
+
 if TYPE_CHECKING:
     from wmnet.config import Config
     from wmnet.network import Network
     from wmnet.result import RunResult
-
-PROJECTIONS = (("E->E", "EE", True), ("E->I", "EI", False), ("I->E", "IE", False), ("I->I", "II", False))
 
 
 def _record(cfg: Config) -> str:
@@ -36,11 +36,11 @@ def config_lines(cfg: Config) -> list[str]:
     """Sizes, time grid and seed; projections; input and protocol; what is recorded."""
     pops = cfg.populations
     projections = []
-    for name, field, plastic in PROJECTIONS:
-        p = getattr(cfg.projections, field)
+    for spec in model.PROJECTIONS:
+        p = getattr(cfg.projections, spec.field)
         conn = f"k_in {p.k_in}" if p.k_in is not None else f"p {p.p:g}"
-        j = f"J {p.J_d:g}/{p.J_p:g}" if plastic else f"J {p.efficacy:g}"
-        projections.append(f"{name} {conn}, {j}")
+        j = f"J {p.J_d:g}/{p.J_p:g}" if spec.plastic else f"J {p.efficacy:g}"
+        projections.append(f"{spec.name} {conn}, {j}")
     groups = [name for name in cfg.groups.names() if name not in ("E", "I")]
     protocol = ""
     if cfg.protocol is not None:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from wmnet import model
 from wmnet.errors import WmnetError
 from wmnet.io.runinfo import read_json
 from wmnet.io.sonata import PopulationRange
@@ -35,8 +36,6 @@ if TYPE_CHECKING:
     from wmnet.engines import Engine
     from wmnet.monitors import RateMonitor, SpikeMonitor, StateMonitor, SynapseMonitor
     from wmnet.network import Network
-
-TRACE_VARIABLES = ("v", "i_s", "i_f", "x", "a")  # in the order of wmnet's reports
 
 
 class _View:
@@ -150,7 +149,7 @@ class Traces(_View):
 
         out = {}
         offsets = {p.name: p.offset for p in self._populations}
-        for var in TRACE_VARIABLES if only is None else (only,):
+        for var in model.VARIABLES if only is None else (only,):
             path = None if self._folder is None else self._folder / f"{var}.h5"
             if path is None or not path.exists():
                 continue

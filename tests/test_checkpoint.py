@@ -79,6 +79,7 @@ def assert_same_engine(a: Engine, b: Engine) -> None:
 
 def assert_same_state(a: RunResult, b: RunResult) -> None:
     """Final engine state (every E→E synapse brought to the end by the summary) and summary."""
+    assert a.engine is not None and b.engine is not None  # results in memory keep their engines
     assert_same_engine(a.engine, b.engine)
     assert a.summary == b.summary
 

@@ -28,7 +28,7 @@ TINY = ["--set", "populations.E.size=80", "--set", "populations.I.size=20"]  # N
 TINY_N = 100
 
 
-def wmnet(*args: str | Path, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def wmnet(*args: object, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "wmnet.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=timeout
     )
@@ -249,7 +249,7 @@ def _npy(make: Callable[[], np.ndarray]) -> Callable[[Path], list[str]]:
 
 def _npz(make: Callable[[], dict[str, np.ndarray]]) -> Callable[[Path], list[str]]:
     def setup(tmp: Path) -> list[str]:
-        np.savez(tmp / "conn.npz", **make())
+        np.savez(tmp / "conn.npz", allow_pickle=False, **make())
         return ["--connectivity", str(tmp / "conn.npz")]
 
     return setup

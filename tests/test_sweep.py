@@ -285,9 +285,9 @@ def test_failing_point_is_recorded_while_the_others_finish_and_the_table_matches
         ["sweep", "plot", str(out), "--x", "stp.U", "--y", "seed", "--metric", "epoch.1.cue.rate_hz.P1"],
         catch_exceptions=False,
     )
-    for res in (line, heat):
-        assert res.exit_code == 0, res.output
-        png = Path(res.output.split("figure: ")[1].strip())
+    for plotted in (line, heat):
+        assert plotted.exit_code == 0, plotted.output
+        png = Path(plotted.output.split("figure: ")[1].strip())
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
     bad = CliRunner().invoke(cli, ["sweep", "plot", str(out), "--x", "stp.Ux", "--metric", "seed"])
     assert bad.exit_code != 0 and "--x stp.Ux: no such column" in str(bad.exception)

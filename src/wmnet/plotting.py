@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
 from wmnet import model
@@ -246,7 +247,7 @@ def plot_learning(source: Source, ax: Axes | None = None) -> Figure:
     if result.out is not None and has_training(result.out):
         # When each trained group first holds its delay, and the mean-field's critical g_in (docs/tutorial.md).
         pre_post = {name: name.split("->") for name in lines}
-        colors = {pp[0]: str(lines[n].get_color()) for n, pp in pre_post.items() if len(pp) == 2 and pp[0] == pp[1]}
+        colors = {pp[0]: to_hex(lines[n].get_color()) for n, pp in pre_post.items() if len(pp) == 2 and pp[0] == pp[1]}
         mark_emergence(ax_p, emergence(result.out), colors=colors)
     ax_p.set_ylabel("fraction potentiated")
     ax_p.set_title("Learning dynamics: E→E synapse groups (pre→post)")

@@ -16,7 +16,11 @@ setup: $(VENV)/.installed
 run: $(VENV)/.installed
 	$(VENV)/bin/wmnet run configs/seed.yaml $(ARGS)
 
+# Lint, format and types first (pyproject.toml configures ruff and mypy), then the tests.
 test: $(VENV)/.installed
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 
 bench: $(VENV)/.installed

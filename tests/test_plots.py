@@ -36,6 +36,13 @@ FULL = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def no_open_figures() -> None:
+    """Start each test with no pyplot figure open, so `plt.get_fignums() == []` below checks what the
+    plotting code itself left open (other test files, e.g. the notebook ones, may leave figures)."""
+    plt.close("all")
+
+
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, RunResult]:
     out = tmp_path_factory.mktemp("plots") / "run"

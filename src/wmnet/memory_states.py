@@ -56,9 +56,15 @@ class Emergence:
     g_in_previous: float | None = None  # the within fraction after the previous (not yet held) presentation's cue
 
 
+def _time_axis(f: h5py.File) -> tuple[float, float]:
+    """(start, step) in ms of a SONATA-style series file's `time` dataset (start, stop, step)."""
+    t0, _, step = (float(x) for x in f["time"][:])
+    return t0, step
+
+
 def _rates(run_dir: Path) -> tuple[dict[str, np.ndarray], float, float]:
     with h5py.File(run_dir / "rates.h5", "r") as f:
-        t0, _, step = (float(x) for x in f["time"][:])  # SONATA: start, stop, step (ms)
+        t0, step = _time_axis(f)
         return {name: f[f"rates/{name}/rate_hz"][:] for name in f["rates"]}, t0, step
 
 
@@ -102,7 +108,7 @@ def delay_holds(
 def _fractions_at(run_dir: Path, t_ms: float) -> dict[str, float]:
     """Potentiated fraction of every recorded synapse pair at the sample nearest before t_ms."""
     with h5py.File(run_dir / "synapses.h5", "r") as f:
-        t0, _, step = (float(x) for x in f["time"][:])
+        t0, step = _time_axis(f)
         out = {}
         for pair in f["synapses"]:
             p = f[f"synapses/{pair}/potentiated_fraction"][:]
@@ -246,7 +252,7 @@ def plot_emergence(
         assert isinstance(parent, Figure)
         fig = parent
     with h5py.File(d / "synapses.h5", "r") as f:
-        t0, _, step = (float(x) for x in f["time"][:])
+        t0, step = _time_axis(f)
         for i, r in enumerate(rows):
             key = f"synapses/{r.group}->{r.group}/potentiated_fraction"
             if key in f:

@@ -222,6 +222,23 @@ def test_from_checkpoint_continues_as_resume_does(tmp_path: Path) -> None:
     np.testing.assert_array_equal(rest.spikes.i, i[after])
 
 
+def test_a_folder_written_from_python_continues_as_a_cli_one(tmp_path: Path) -> None:
+    """Simulation.run(out=...) from Python writes config.yaml itself (no `wmnet run`), so
+    from_checkpoint continues it: the spikes after the stop are those of an uninterrupted run."""
+    out = tmp_path / "python"
+    sim = new_sim()
+    sim.run(out=out, progress=False, on_block=lambda b: sim.stop() if b.t >= 20 else None)
+    assert load_config(out / "config.yaml").to_dict() == sim.config.to_dict()
+    back = Simulation.from_checkpoint(out)
+    k = back.engine.k
+    rest = back.run(duration=(N_STEPS - k) * back.config.dt, progress=False)
+    whole = new_sim().run(progress=False)
+    after = whole.spikes.t >= k * back.config.dt
+    assert after.sum() > 0
+    np.testing.assert_array_equal(rest.spikes.t, whole.spikes.t[after])
+    np.testing.assert_array_equal(rest.spikes.i, whole.spikes.i[after])
+
+
 def file_spikes(folder: Path) -> tuple[np.ndarray, np.ndarray]:
     """(times in ms, global ids) of a folder's spikes.h5, sorted by time then id (as in memory)."""
     import h5py

@@ -51,10 +51,10 @@ def build(
 
 
 def run_in(folder: RunFolder, sim: Simulation, progress: bool, info: dict[str, Any]) -> RunResult:
-    """config.yaml, then the run, in the claimed `folder` (closed at the end, its lock released).
-    An interrupted run raises KeyboardInterrupt(result), as on the command line."""
+    """The run in the claimed `folder` (it writes config.yaml first; the folder is closed at the
+    end, its lock released). An interrupted run raises KeyboardInterrupt(result), as on the
+    command line."""
     try:
-        (folder.path / "config.yaml").write_text(sim.config.to_yaml())
         return sim.run(out=folder, progress=progress, info=info, on_interrupt="raise")
     finally:
         folder.close()

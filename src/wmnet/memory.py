@@ -22,7 +22,7 @@ ITEMSIZE = {"float16": 2, "float32": 4, "float64": 8}
 # Generation works in chunks of 2^23 synapses (connectivity._CHUNK_SYNAPSES) with some 50 bytes
 # of temporaries per candidate (the fixed in-degree draw; the Bernoulli draw needs less).
 _BUILD_TEMPORARIES = (1 << 23) * 50
-# A run block holds at most 2^26 neuron-steps (simulation.py) of flags (1 byte) and input.
+# A run block holds at most 2^26 neuron-steps (recorders.flush_block) of flags (1 byte) and input.
 _BLOCK_NEURON_STEPS = 1 << 26
 
 

@@ -138,9 +138,14 @@ class RunFolder:
 
     # run.json, node sets, events, config.yaml
 
-    def begin(self, info: dict[str, Any], groups: dict[str, Group], n_E: int, schedule: Schedule | None) -> None:
-        """What a run writes before its first step: run.json (status running), node_sets.json
-        and, with a protocol, events.tsv."""
+    def begin(
+        self, cfg: Config, info: dict[str, Any], groups: dict[str, Group], n_E: int, schedule: Schedule | None
+    ) -> None:
+        """What a run writes before its first step: config.yaml (unless the folder has one: a
+        resumed or extended run keeps its own), run.json (status running), node_sets.json and,
+        with a protocol, events.tsv. So a folder written from Python resumes as a CLI one does."""
+        if not (self.path / "config.yaml").exists():
+            self.write_config(cfg)
         self.write_info({**info, "status": "running"})
         write_node_sets(self.path / "node_sets.json", groups, n_E)
         if schedule is not None:

@@ -322,7 +322,7 @@ class Simulation:
         if resumed is not None:
             base["resumed_at_ms"] = eng.k * dt
         if folder is not None:
-            folder.begin(base, self.groups, self.network.n_E, self.schedule)
+            folder.begin(self.config, base, self.groups, self.network.n_E, self.schedule)
         clock = self._clock(k_start)
         eng.set_scales(clock.outside)  # the engine's may be a loaded checkpoint's epoch's
         bar, t_start = Progress(n_steps, dt, progress), time.perf_counter()

@@ -14,19 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-import wmnet.connectivity as connectivity
+import wmnet.wiring as wiring
 from wmnet.config import Config, load_config
-from wmnet.connectivity import (
-    Connectivity,
-    Projection,
-    _fixed_indegree_csr,
-    _indegree_chunks,
-    _to_csr,
-    generate,
-    load_dense,
-)
+from wmnet.connectivity import Connectivity, Projection, _to_csr
 from wmnet.errors import WmnetError
+from wmnet.io.connectivity_files import load_dense
 from wmnet.network import Network
+from wmnet.wiring import _fixed_indegree_csr, _indegree_chunks, generate
 
 CPU = torch.device("cpu")
 F64 = torch.float64
@@ -219,7 +213,7 @@ TINY_CHUNK = 500  # candidates per chunk: a handful of posts, dozens of chunks p
 @pytest.mark.parametrize("chunk", [None, TINY_CHUNK], ids=["one_chunk", "many_chunks"])
 def test_fixed_indegree(monkeypatch, chunk):
     if chunk is not None:
-        monkeypatch.setattr(connectivity, "_CHUNK_SYNAPSES", chunk)
+        monkeypatch.setattr(wiring, "_CHUNK_SYNAPSES", chunk)
     conn = generate(cfg_of(*K_IN_OVERRIDES), CPU, F64)
     for name, k in K_IN.items():
         proj = conn.projections[name]
@@ -253,7 +247,7 @@ def test_fixed_indegree(monkeypatch, chunk):
 @pytest.mark.parametrize("redraws", [False, True], ids=["plain", "with_redraws"])
 def test_chunked_fixed_indegree_equals_sorted_reference(monkeypatch, redraws):
     """The two-pass placement gives exactly what sorting all the chunks' synapses gives."""
-    monkeypatch.setattr(connectivity, "_CHUNK_SYNAPSES", TINY_CHUNK)
+    monkeypatch.setattr(wiring, "_CHUNK_SYNAPSES", TINY_CHUNK)
     draws = 0
     randint = torch.randint
 
@@ -264,7 +258,7 @@ def test_chunked_fixed_indegree_equals_sorted_reference(monkeypatch, redraws):
 
     monkeypatch.setattr(torch, "randint", counted_randint)
     if redraws:  # too few candidates: many posts are redrawn, the chunks are reordered
-        monkeypatch.setattr(connectivity, "_indegree_candidates", lambda pool, k: min(pool, k + 2))
+        monkeypatch.setattr(wiring, "_indegree_candidates", lambda pool, k: min(pool, k + 2))
     for name, k in K_IN.items():
         pre_pop, post_pop = POPS[name]
         n_pre, n_post = SIZES[name]
@@ -288,7 +282,7 @@ def test_chunked_fixed_indegree_equals_sorted_reference(monkeypatch, redraws):
 
 def test_fixed_indegree_sorts_nothing_beyond_one_chunk(monkeypatch):
     """Memory stays bounded by the chunk: no sort of a whole projection (as `_to_csr` does)."""
-    monkeypatch.setattr(connectivity, "_CHUNK_SYNAPSES", TINY_CHUNK)
+    monkeypatch.setattr(wiring, "_CHUNK_SYNAPSES", TINY_CHUNK)
     largest = 0
 
     def spy(fn):
@@ -457,7 +451,7 @@ _MEM_SCRIPT = textwrap.dedent(
     """
     import json, resource, sys, torch
     from wmnet.config import load_config
-    from wmnet.connectivity import generate
+    from wmnet.wiring import generate
     n_e, n_i, p = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
     sets = [f"populations.E.size={n_e}", f"populations.I.size={n_i}"]
     sets += [f"projections.{k}.p={p}" for k in ("E->E", "E->I", "I->E", "I->I")]
@@ -545,7 +539,8 @@ def test_generate_20k_p02_peak_rss_well_below_dense():
 def test_post_indices_are_uint16_on_the_cpu_where_they_fit(small_config, tmp_path):
     """2-byte post indices on the CPU (streamed every step), int32 on a GPU and for populations
     above 65,536; the memory report follows the dtype, and the connectivity file stays int32."""
-    from wmnet.connectivity import post_index_dtype, save_snapshot
+    from wmnet.connectivity import post_index_dtype
+    from wmnet.io.connectivity_files import save_snapshot
     from wmnet.memory import footprint
     from wmnet.network import Network
 

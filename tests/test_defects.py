@@ -84,7 +84,7 @@ def test_connectivity_files_are_closed(tmp_path: Path, monkeypatch: pytest.Monke
     dense = tmp_path / "dense.npz"
     j_slow, j_fast = net.connectivity.to_dense(cfg, torch.float64)
     np.savez(dense, j_slow=j_slow.numpy(), j_fast=j_fast.numpy())
-    from wmnet.connectivity import load_connectivity, load_dense, save_snapshot
+    from wmnet.io.connectivity_files import load_connectivity, load_dense, save_snapshot
 
     snap = tmp_path / "snap.npz"
     save_snapshot(snap, net.connectivity, net.connectivity.initial, {"t_ms": 0.0, "step": 0, "seed": 0})

@@ -135,11 +135,13 @@ def test_bucketed_spikes_equal_the_in_memory_sort(
     """With room for 8 spikes at a time, read 16 at a time, the spikes go through the bucket file
     (a neuron with more than 8 is a bucket of its own): the same units, no temporary file left."""
     import wmnet.io.nwb
+    import wmnet.io.nwb_units
     from wmnet.io import to_nwb
 
     _, gid = spikes_global(run_dir)
     assert gid.size > 10 * 16 and np.bincount(gid).max() > 8  # many chunks and buckets, oversized ones
-    monkeypatch.setattr(wmnet.io.nwb, "READ_CHUNK", 16)
+    monkeypatch.setattr(wmnet.io.nwb_units, "READ_CHUNK", 16)  # spikes
+    monkeypatch.setattr(wmnet.io.nwb, "READ_CHUNK", 16)  # trace rows
     small = read_units(to_nwb(run_dir, tmp_path / "b.nwb", max_spikes_in_memory=8))
     whole = read_units(nwb_path)
     for key in ("id", "index", "times"):

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from wmnet.config import load_config
-from wmnet.connectivity import generate
 from wmnet.errors import WmnetError
 from wmnet.rng import generator
+from wmnet.wiring import generate
 
 CPU = torch.device("cpu")
 N_E, N_I = 1000, 250

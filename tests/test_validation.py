@@ -28,7 +28,7 @@ import yaml
 
 from wmnet.cli import main
 from wmnet.config import ArrayInput, Config, load_config
-from wmnet.connectivity import save_snapshot
+from wmnet.io.connectivity_files import save_snapshot
 from wmnet.network import Network
 
 TINY = ["--set", "populations.E.size=80", "--set", "populations.I.size=20"]  # N = 100

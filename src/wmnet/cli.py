@@ -142,7 +142,7 @@ def run(
     cfg = _config(
         config, sets, {"duration": duration, "seed": seed, "device": device, "dtype": dtype, "engine": engine}
     )
-    from wmnet.io.runfolder import check_out, claim_run_folder, config_inputs
+    from wmnet.io.claim import check_out, claim_run_folder, config_inputs
     from wmnet.launch import build, run_in
 
     dev, engine_reason = _plan(cfg)

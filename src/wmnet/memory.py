@@ -2,7 +2,7 @@
 estimate from the config alone (`estimate`, `check_fits`), made before anything is allocated so
 that a network too large for the device is refused in one line instead of crashing mid-build.
 
-Nothing here imports torch at module level: `config.py` uses `check_host` while validating.
+Nothing here imports torch at module level: `config/groups.py` uses `check_host` while validating.
 """
 
 from __future__ import annotations

@@ -9,9 +9,11 @@ from pathlib import Path
 import torch
 
 from wmnet.config import Config
-from wmnet.connectivity import Connectivity, generate, load_connectivity
+from wmnet.connectivity import Connectivity
 from wmnet.dynamics import NeuronParams
 from wmnet.errors import WmnetError
+from wmnet.io.connectivity_files import load_connectivity
+from wmnet.wiring import generate
 
 DTYPES = {"float16": torch.float16, "float32": torch.float32, "float64": torch.float64}
 

@@ -111,7 +111,7 @@ class RunFolder:
     """One run folder, locked while this object is open (see the module docstring).
 
     `lock`: the folder's lock (`lock_folder`) if the caller already holds it; it then stays the
-    caller's to close, unless `owns_lock` (a claimed folder: io/runfolder.py). Without `lock` it
+    caller's to close, unless `owns_lock` (a claimed folder: io/claim.py). Without `lock` it
     is taken here, and released by `close`.
     """
 
@@ -236,7 +236,7 @@ class RunFolder:
 
     def snapshot(self, conn: Connectivity, synapses: SynapseState, t_ms: float, step: int, seed: int) -> None:
         """snapshots/connectivity_<t>ms.npz: every projection and the E→E state at this step."""
-        from wmnet.connectivity import save_snapshot
+        from wmnet.io.connectivity_files import save_snapshot
 
         folder = self.path / "snapshots"
         folder.mkdir(exist_ok=True)

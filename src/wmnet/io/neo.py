@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 
 from wmnet.errors import WmnetError
-from wmnet.io.nwb import TRACE_VARIABLES, open_run
+from wmnet.io.run_reader import TRACE_VARIABLES, open_run
 
 if TYPE_CHECKING:
     import neo

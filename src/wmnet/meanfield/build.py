@@ -97,7 +97,7 @@ def _labels(cfg: Config) -> np.ndarray:
 
 
 def snapshot_potentiation(cfg: Config, path: str | Path) -> np.ndarray:
-    """g[post, pre] per E unit pair from a snapshot .npz (connectivity.save_snapshot)."""
+    """g[post, pre] per E unit pair from a snapshot .npz (io.connectivity_files.save_snapshot)."""
     path = Path(path)
     try:
         with np.load(path) as d:

@@ -88,7 +88,7 @@ def _fresh(task: dict[str, Any], folder: Path) -> None:
     """What `wmnet run` does (launch.py): validate and build first, then (re)create the folder and run."""
     from wmnet.config import load_config
     from wmnet.errors import WmnetError
-    from wmnet.io.runfolder import claim_owned_folder
+    from wmnet.io.claim import claim_owned_folder
     from wmnet.launch import build, plan, run_in
 
     cfg = load_config(task["base"], task["overrides"])

@@ -291,7 +291,7 @@ def test_the_claimed_lock_is_held_from_creation_to_the_end_of_the_run(tmp_path: 
     lock and leaves it held (no moment where another process could take it) until closed."""
     from wmnet.config import load_config
     from wmnet.errors import WmnetError
-    from wmnet.io.runfolder import claim_run_folder
+    from wmnet.io.claim import claim_run_folder
     from wmnet.io.runinfo import lock_folder
     from wmnet.network import Network
     from wmnet.simulation import Simulation
@@ -313,7 +313,7 @@ def test_the_claimed_lock_is_held_from_creation_to_the_end_of_the_run(tmp_path: 
 def test_unusable_out_names_are_one_line(tmp_path: Path) -> None:
     """A name too long for the file system, and a path through a file: WmnetError, nothing made."""
     from wmnet.errors import WmnetError
-    from wmnet.io.runfolder import claim_run_folder
+    from wmnet.io.claim import claim_run_folder
 
     (tmp_path / "file").write_text("x")
     for out in (tmp_path / ("x" * 300), tmp_path / ("x" * 300) / "y", tmp_path / "file" / "run"):
@@ -325,7 +325,7 @@ def test_unusable_out_names_are_one_line(tmp_path: Path) -> None:
 def test_config_inputs_finds_every_array_stimulus(tmp_path: Path) -> None:
     """The array paths of `stimulus`, of protocol epochs and of sums inside them."""
     from wmnet.config import load_config
-    from wmnet.io.runfolder import config_inputs
+    from wmnet.io.claim import config_inputs
 
     paths = [tmp_path / f"{name}.npy" for name in ("top", "epoch", "sum")]
     for p in paths:

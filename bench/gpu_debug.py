@@ -10,9 +10,9 @@ import torch
 
 from wmnet.config import load_config
 from wmnet.engines import make_engine
+from wmnet.engines.cpu_plastic import _drift_to
 from wmnet.engines.gpu import GpuSparseEngine
-from wmnet.engines.kernels import drift_probe
-from wmnet.engines.sparse import _drift_to
+from wmnet.engines.gpu_drift import drift_probe
 from wmnet.network import Network
 from wmnet.stimuli import make_stimulus
 

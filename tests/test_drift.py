@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wmnet.engines.sparse import _catch_up_range, _drift_to
+from wmnet.engines.cpu_plastic import _catch_up_range, _drift_to
 
 ALPHA, BETA, THX, DT = 0.0147, 0.01, 0.4, 0.1
 

@@ -22,9 +22,9 @@ pytest.importorskip("triton")
 from wmnet.config import Config  # noqa: E402
 from wmnet.dynamics import NeuronState  # noqa: E402
 from wmnet.engines import make_engine  # noqa: E402
+from wmnet.engines.cpu_plastic import _drift_to  # noqa: E402
 from wmnet.engines.gpu import Blocks, GpuSparseEngine, _patch_interpreter  # noqa: E402
-from wmnet.engines.kernels import drift_probe  # noqa: E402
-from wmnet.engines.sparse import _drift_to  # noqa: E402
+from wmnet.engines.gpu_drift import drift_probe  # noqa: E402
 from wmnet.network import Network  # noqa: E402
 from wmnet.stimuli import make_stimulus  # noqa: E402
 

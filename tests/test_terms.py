@@ -581,7 +581,7 @@ def test_plasticity_disabled_leaves_L_and_J(tmp_path, engine_name):
 def test_sparse_engine_neuron_update_is_bitwise_dynamics(dtype: torch.dtype) -> None:
     """The CPU sparse engine's fused numba loops against dynamics.released/hebbian_factor/advance,
     bit for bit, on random states that also sit exactly on every threshold they compare with."""
-    from wmnet.engines.sparse import _advance, _release_and_hebbian
+    from wmnet.engines.cpu_neurons import _advance, _release_and_hebbian
 
     cfg = load_config(
         None, ["populations.E.size=4000", "populations.I.size=1000", "device=cpu", f"dtype={str(dtype).split('.')[1]}"]

@@ -114,16 +114,22 @@ def persistent(rates: dict[str, float]) -> bool:
     return rates["P1"] > max(2 * ref, ref + 5)
 
 
-def spontaneous_part(work: Path) -> list[dict[str, Any]]:
+def spontaneous_part(
+    work: Path, noise: meanfield.SlowNoise, reuse: list[dict[str, Any]] | None
+) -> list[dict[str, Any]]:
+    """`reuse`: the simulated rates of an earlier result's rows (the theory recomputed, no runs)."""
     rows = []
     print("\n| point | E sim | E theory | I sim | I theory | within 25% or 1 Hz | sim wall (s) |")
     print("|---|---|---|---|---|---|---|")
     for name, extra in SPONTANEOUS.items():
         cfg = load_config(None, BASE + extra + [PROTOCOL_SPONT])
-        fps = meanfield.solve(cfg)
+        fps = meanfield.solve(cfg, slow_noise=noise)
         th = next(fp for fp in fps if fp.kind == "spontaneous" and fp.stable)
-        epochs, wall = simulate(cfg, work, "spont-" + name.replace(" ", "_").replace(">", ""))
-        sim = epochs[-1]["rate_hz"]
+        if reuse is not None:
+            sim, wall = next(r["sim"] for r in reuse if r["point"] == name), 0.0
+        else:
+            epochs, wall = simulate(cfg, work, "spont-" + name.replace(" ", "_").replace(">", ""))
+            sim = epochs[-1]["rate_hz"]
         ok = within(th.rates_hz["E"], sim["E"]) and within(th.rates_hz["I"], sim["I"])
         rows.append({"point": name, "overrides": extra, "sim": sim, "theory": th.rates_hz, "ok": ok})
         print(
@@ -134,12 +140,13 @@ def spontaneous_part(work: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def selective_part(work: Path) -> dict[str, Any]:
+def selective_part(work: Path, noise: meanfield.SlowNoise, reuse: dict[str, Any] | None) -> dict[str, Any]:
     key = "projections.E->E.structure.within"
     sc = meanfield.scan(
         load_config(None, BASE + SELECTIVE + [PROTOCOL_CUE, "projections.E->E.structure={within: 0.2}"]),
         key,
         np.linspace(*SCAN_RANGE, 61),
+        slow_noise=noise,
     )
     rows = []
     print(f"\ntheory: bistability boundary at within = {sc.boundary}")
@@ -150,12 +157,16 @@ def selective_part(work: Path) -> dict[str, Any]:
     print("|---|---|---|---|---|---|")
     for g in SELECTIVE_WITHIN:
         cfg = load_config(None, BASE + SELECTIVE + [PROTOCOL_CUE, f"projections.E->E.structure={{within: {g}}}"])
-        fps = meanfield.solve(cfg, max_active=1)
+        fps = meanfield.solve(cfg, max_active=1, slow_noise=noise)
         sel = next((fp for fp in fps if fp.kind == "selective:P1" and fp.stable), None)
         spont = next((fp for fp in fps if fp.kind == "spontaneous" and fp.stable), None)
-        epochs, wall = simulate(cfg, work, f"sel-{g}")
-        by_name = {e["trial_type"]: e["rate_hz"] for e in epochs}
-        delay, before = by_name["delay"], by_name["spontaneous"]
+        if reuse is not None:
+            old = next(r for r in reuse["rows"] if r["within"] == g)
+            delay, before, wall = old["sim_delay"], old["sim_spontaneous"], 0.0
+        else:
+            epochs, wall = simulate(cfg, work, f"sel-{g}")
+            by_name = {e["trial_type"]: e["rate_hz"] for e in epochs}
+            delay, before = by_name["delay"], by_name["spontaneous"]
         others = float(np.mean([delay[f"P{i}"] for i in range(2, 6)]))
         pers = persistent(delay)
         ok = None
@@ -210,14 +221,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=None, help="folder for the runs and meanfield_validation.json (default: temp)")
     ap.add_argument("--only", choices=["spontaneous", "selective"], default=None)
+    ap.add_argument("--slow-noise", choices=meanfield.SLOW_NOISE, default="fourcaud-brunel")
+    ap.add_argument("--reuse", type=Path, default=None, help="an earlier JSON: its simulations, the theory anew")
     args = ap.parse_args()
+    reuse = json.loads(args.reuse.read_text()) if args.reuse else {}
     work = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="mf-validation-"))
     work.mkdir(parents=True, exist_ok=True)
-    result: dict[str, Any] = {"machine": "2-core CPU (shared)", "base_overrides": BASE}
+    result: dict[str, Any] = {"machine": "2-core CPU (shared)", "base_overrides": BASE, "slow_noise": args.slow_noise}
+    if args.reuse:
+        result["simulations_from"] = str(args.reuse)
     if args.only in (None, "spontaneous"):
-        result["spontaneous"] = spontaneous_part(work)
+        result["spontaneous"] = spontaneous_part(
+            work, args.slow_noise, reuse.get("spontaneous") if args.reuse else None
+        )
     if args.only in (None, "selective"):
-        result["selective"] = selective_part(work)
+        result["selective"] = selective_part(work, args.slow_noise, reuse.get("selective") if args.reuse else None)
     (work / "meanfield_validation.json").write_text(json.dumps(result, indent=1))
     print(f"\nresults: {work / 'meanfield_validation.json'}", file=sys.stderr)
 

@@ -376,3 +376,43 @@ def test_in_degrees_and_means_by_hand() -> None:
         for v in range(7)
     )
     assert inp["sigma"][p1] ** 2 == pytest.approx(20 * (D + 1.5**2 * 1.0), rel=1e-12)
+
+
+def test_slow_current_noise_treatments_against_simulated_neurons() -> None:
+    # A 100 ms slow current beside white noise (bench/slow_noise_check.py has more cases): the
+    # quasi-static spread of μ predicts the rate, the Fourcaud–Brunel shift does not (it is 9x low).
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+    from slow_noise_check import simulate, theory
+
+    sim = simulate(14.0, 2.0, 0.5, 100.0, n=1000, steps=20000, seed=3)
+    qs, fb = theory(14.0, 2.0, 0.5, 100.0, "quasi-static"), theory(14.0, 2.0, 0.5, 100.0, "fourcaud-brunel")
+    assert abs(qs / sim - 1) < 0.05, (sim, qs)
+    assert fb < 0.3 * sim, (sim, fb)
+
+
+def test_spread_rate_by_hand_and_the_model_option() -> None:
+    from scipy.integrate import quad
+
+    from wmnet.meanfield import spread_rate
+
+    # The Gaussian average of the Siegert rate, by quadrature.
+    args = (np.array(2.5), 20.0, 20.0, 15.0, 2.1)
+    hand = quad(lambda z: siegert(np.array(13.0 + 2.0 * z), *args) * np.exp(-z * z / 2) / np.sqrt(2 * np.pi), -8, 8)
+    assert spread_rate(np.array(13.0), np.array(2.5), np.array(2.0), 20.0, 20.0, 15.0, 2.1) == pytest.approx(
+        hand[0], rel=3e-3
+    )
+    assert spread_rate(np.array(13.0), np.array(2.5), np.array(0.0), 20.0, 20.0, 15.0, 2.1) == siegert(
+        np.array(13.0), *args
+    )
+    cfg = wm(["populations.E.tau_s=100", "projections.E->E.slow_fraction=1.0"])
+    fb, qs = meanfield.build(cfg), meanfield.build(cfg, slow_noise="quasi-static")
+    nu = np.full(len(fb.names), 0.003)
+    a, b = fb.inputs(nu, poisson=True), qs.inputs(nu, poisson=True)  # the same CV: the same μ
+    assert np.all(a["spread"] == 0) and np.array_equal(a["mu"], b["mu"])
+    e = fb.is_e
+    # Quasi-static: the slow variance leaves σ² and the shift, and becomes the spread of μ.
+    assert np.all(b["sigma"][e] < a["sigma"][e]) and np.all(b["shift"][e] < a["shift"][e])
+    assert np.all(b["spread"][e] > 0)
+    assert np.all(qs.phi(nu)[e] > fb.phi(nu)[e])  # the large Fourcaud–Brunel shift is gone
+    with pytest.raises(WmnetError, match="slow_noise"):
+        meanfield.build(cfg, slow_noise="white")  # type: ignore[arg-type]

@@ -269,6 +269,13 @@ def info(config: str | None, device: str | None, dtype: str | None, sets: tuple[
 @click.option("--g-from-nonselective", type=float, help="Potentiated fraction, nonselective → group.")
 @click.option("--g-nonselective", type=float, help="Potentiated fraction, nonselective → nonselective.")
 @click.option("--max-active", type=int, default=2, show_default=True, help="Most groups active at once.")
+@click.option(
+    "--slow-noise",
+    type=click.Choice(["quasi-static", "fourcaud-brunel"]),
+    default="fourcaud-brunel",
+    show_default=True,
+    help="How the slow current's noise enters the rate (docs/meanfield.md).",
+)
 def meanfield(
     config: str | None,
     sets: tuple[str, ...],
@@ -282,6 +289,7 @@ def meanfield(
     g_from_nonselective: float | None,
     g_nonselective: float | None,
     max_active: int,
+    slow_noise: str,
 ) -> None:
     """Predict the stationary states of CONFIG (mean-field theory, docs/meanfield.md)."""
     cfg = _config(config, sets, {})
@@ -294,7 +302,7 @@ def meanfield(
         "g_from_nonselective": g_from_nonselective,
         "g_nonselective": g_nonselective,
     }
-    run_command(cfg, scan_spec, out, connectivity, synapses, g, max_active, click.echo)
+    run_command(cfg, scan_spec, out, connectivity, synapses, g, max_active, click.echo, slow_noise)
 
 
 cli.add_command(sweep_group)  # wmnet sweep FILE | status | plot (src/wmnet/sweep/cli.py)

@@ -11,7 +11,7 @@ sc.boundary  # the smallest g_in where a stable selective state coexists with a 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +29,16 @@ from wmnet.meanfield.build import (
 )
 from wmnet.meanfield.fixed_points import FixedPoint
 from wmnet.meanfield.fixed_points import solve as solve_model  # noqa: F401 (used by report)
-from wmnet.meanfield.theory import Model, Release, pulse_steps, siegert
+from wmnet.meanfield.theory import SLOW_NOISE, Model, Release, SlowNoise, pulse_steps, siegert, spread_rate
 
 __all__ = [
     "FixedPoint",
     "Model",
     "Potentiation",
     "Release",
+    "SLOW_NOISE",
     "Scan",
+    "SlowNoise",
     "build",
     "measured_potentiation",
     "potentiation_matrix",
@@ -44,6 +46,7 @@ __all__ = [
     "scan",
     "siegert",
     "solve",
+    "spread_rate",
 ]
 
 POTENTIATION_KEYS = ("g_in", "g_between", "g_to_nonselective", "g_from_nonselective", "g_nonselective")
@@ -72,11 +75,15 @@ def build(
     g_from_nonselective: float | None = None,
     g_nonselective: float | None = None,
     measured: np.ndarray | None = None,
+    slow_noise: SlowNoise = "fourcaud-brunel",
 ) -> Model:
     """The Model of `cfg`; the g_* (probabilities that an E→E synapse of that kind is potentiated)
-    override `measured` (see measured_potentiation), which overrides the config's structure."""
+    override `measured` (see measured_potentiation), which overrides the config's structure.
+    `slow_noise`: how the slow current's noise enters the rate (theory.SLOW_NOISE)."""
+    if slow_noise not in SLOW_NOISE:
+        raise WmnetError(f"slow_noise {slow_noise!r}: one of {', '.join(SLOW_NOISE)}")
     pot = Potentiation(g_in, g_between, g_to_nonselective, g_from_nonselective, g_nonselective)
-    return build_model(cfg, pot, measured)
+    return replace(build_model(cfg, pot, measured), slow_noise=slow_noise)
 
 
 def solve(
@@ -85,12 +92,14 @@ def solve(
     max_active: int = 2,
     connectivity: str | Path | None = None,
     synapses: str | Path | None = None,
+    slow_noise: SlowNoise = "fourcaud-brunel",
     **g: float | None,
 ) -> list[FixedPoint]:
     """Every fixed point of `cfg` with up to `max_active` groups active. Keywords g_in, g_between,
     g_to_nonselective, g_from_nonselective, g_nonselective set potentiated fractions."""
     _check_g(g)
-    return solve_model(build(cfg, measured=measured_potentiation(cfg, connectivity, synapses), **g), max_active)
+    measured = measured_potentiation(cfg, connectivity, synapses)
+    return solve_model(build(cfg, measured=measured, slow_noise=slow_noise, **g), max_active)
 
 
 def _check_g(g: dict[str, Any]) -> None:
@@ -183,6 +192,7 @@ def scan(
     max_active: int = 1,
     connectivity: str | Path | None = None,
     synapses: str | Path | None = None,
+    slow_noise: SlowNoise = "fourcaud-brunel",
     **g: float | None,
 ) -> Scan:
     """solve() at each value of `key` (a dotted config field or a g_* potentiation)."""
@@ -194,8 +204,8 @@ def scan(
     warm: dict[str, np.ndarray] = {}  # continuation from one value to the next
     for v in values:
         if key in POTENTIATION_KEYS:
-            model = build(cfg, measured=measured, **{**g, key: float(v)})
+            model = build(cfg, measured=measured, slow_noise=slow_noise, **{**g, key: float(v)})
         else:
-            model = build(with_value(cfg, key, float(v)), measured=measured, **g)
+            model = build(with_value(cfg, key, float(v)), measured=measured, slow_noise=slow_noise, **g)
         points.append(solve_model(model, max_active, warm=warm))
     return Scan(key, values, points)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -133,6 +133,7 @@ def run_command(
     g: dict[str, float | None],
     max_active: int,
     echo: Any,
+    slow_noise: str = "fourcaud-brunel",
 ) -> None:
     """`wmnet meanfield`: validate everything, compute, then write (nothing is written on error)."""
     from wmnet import meanfield
@@ -146,8 +147,10 @@ def run_command(
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
         raise WmnetError(f"--out {out}: exists and is not a folder")
     measured = meanfield.measured_potentiation(cfg, connectivity, synapses)
-    fps = meanfield.solve_model(meanfield.build(cfg, measured=measured, **explicit), max_active)
+    noise = cast("meanfield.SlowNoise", slow_noise)
+    fps = meanfield.solve_model(meanfield.build(cfg, measured=measured, slow_noise=noise, **explicit), max_active)
     payload: dict[str, Any] = {
+        "slow_noise": slow_noise,
         "fixed_points": [fp.to_dict() for fp in fps],
         "potentiation": {"explicit": explicit, "connectivity": connectivity, "synapses": synapses},
     }
@@ -158,7 +161,14 @@ def run_command(
         key, values = parse_scan(scan_spec)
         meanfield.check_scan_key(cfg, key)
         sc = meanfield.scan(
-            cfg, key, values, max_active=min(max_active, 1), connectivity=connectivity, synapses=synapses, **explicit
+            cfg,
+            key,
+            values,
+            max_active=min(max_active, 1),
+            connectivity=connectivity,
+            synapses=synapses,
+            slow_noise=noise,
+            **explicit,
         )
         payload["scan"] = sc.to_dict()
         echo(

@@ -382,7 +382,7 @@ def test_slow_current_noise_treatments_against_simulated_neurons() -> None:
     # A 100 ms slow current beside white noise (bench/slow_noise_check.py has more cases): the
     # quasi-static spread of μ predicts the rate, the Fourcaud–Brunel shift does not (it is 9x low).
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-    from slow_noise_check import simulate, theory
+    from slow_noise_check import simulate, theory  # type: ignore[import-not-found]
 
     sim = simulate(14.0, 2.0, 0.5, 100.0, n=1000, steps=20000, seed=3)
     qs, fb = theory(14.0, 2.0, 0.5, 100.0, "quasi-static"), theory(14.0, 2.0, 0.5, 100.0, "fourcaud-brunel")

@@ -231,11 +231,9 @@ def main() -> None:
     if args.reuse:
         result["simulations_from"] = str(args.reuse)
     if args.only in (None, "spontaneous"):
-        result["spontaneous"] = spontaneous_part(
-            work, args.slow_noise, reuse.get("spontaneous") if args.reuse else None
-        )
+        result["spontaneous"] = spontaneous_part(work, args.slow_noise, reuse.get("spontaneous"))
     if args.only in (None, "selective"):
-        result["selective"] = selective_part(work, args.slow_noise, reuse.get("selective") if args.reuse else None)
+        result["selective"] = selective_part(work, args.slow_noise, reuse.get("selective"))
     (work / "meanfield_validation.json").write_text(json.dumps(result, indent=1))
     print(f"\nresults: {work / 'meanfield_validation.json'}", file=sys.stderr)
 
